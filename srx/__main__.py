@@ -1,0 +1,3 @@
+from srx.cli import main
+
+main()

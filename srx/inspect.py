@@ -1,0 +1,61 @@
+"""`srx info`: what a checkpoint, ONNX model or engine holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from srx.errors import BadInput
+
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors", ".sft")
+
+
+def describe(path: str | Path, *, param_key: str | None = None) -> dict[str, Any]:
+    p = Path(path)
+    if not p.exists():
+        raise BadInput(f"{p} does not exist: check the path")
+    if p.suffix.lower() in CHECKPOINT_SUFFIXES:
+        return describe_checkpoint(p, param_key)
+    raise BadInput(
+        f"{p}: unknown file type {p.suffix or '(none)'}; srx info reads checkpoints ({', '.join(CHECKPOINT_SUFFIXES)})"
+    )
+
+
+def describe_checkpoint(p: Path, param_key: str | None) -> dict[str, Any]:
+    from srx.fileio import sha256_file
+    from srx.models import model_from_state_dict
+    from srx.models.checkpoint import read_checkpoint
+
+    ckpt = read_checkpoint(p, param_key)
+    model = model_from_state_dict(ckpt.state_dict, origin=str(p), source=p.name, source_sha256=sha256_file(p))
+    return {
+        "file": str(p),
+        "kind": "checkpoint",
+        "format": ckpt.format,
+        "param_key": ckpt.param_key,
+        "available_keys": list(ckpt.available_keys) if ckpt.param_key else [],
+        "spec": model.spec.to_dict(),
+    }
+
+
+def format_description(d: dict[str, Any]) -> str:
+    spec = d.get("spec", {})
+    lines = [f"{d['file']}: {d['kind']} ({d.get('format', '')})"]
+    if spec:
+        from srx.spec import ModelSpec
+
+        s = ModelSpec.from_dict(spec)
+        lines += [
+            f"  model      {s.label}",
+            f"  arch       {s.arch}",
+            f"  scale      x{s.scale}",
+            f"  config     dim {s.dim}, n_blocks {s.n_blocks}, ffn_scale {s.ffn_scale:g}",
+            f"  params     {s.params:,}",
+            f"  input      RGB float in [{s.value_range[0]:g}, {s.value_range[1]:g}], "
+            f"at least {s.min_size}x{s.min_size}" + (f", multiple of {s.size_multiple}" if s.size_multiple > 1 else ""),
+        ]
+    if d.get("param_key"):
+        lines.append(f"  weights    '{d['param_key']}' (file has: {', '.join(d['available_keys'])})")
+    for key, value in d.get("details", {}).items():
+        lines.append(f"  {key:<10} {value}")
+    return "\n".join(lines)

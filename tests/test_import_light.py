@@ -1,0 +1,51 @@
+"""`import srx` and `srx --help` work with none of the optional packages (DESIGN.md).
+
+A subprocess installs an import hook that makes torch, onnx, onnxruntime, TensorRT,
+TensorRT-RTX, cuda-python and Triton look absent, as on a bare machine.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from conftest import REPO
+
+BLOCKED = ["torch", "onnx", "onnxruntime", "onnxslim", "tensorrt", "tensorrt_rtx", "triton", "cuda", "matplotlib"]
+
+HIDE = f"""
+import sys, importlib.abc
+class _Hide(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in {BLOCKED!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (hidden by test)")
+        return None
+sys.meta_path.insert(0, _Hide())
+"""
+
+
+def _run(code: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-c", HIDE + code], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_hook_really_hides_torch():
+    proc = _run("import torch")
+    assert proc.returncode != 0 and "hidden by test" in proc.stderr
+
+
+def test_import_srx_without_optional_packages():
+    proc = _run("import srx, srx.spec, srx.errors, srx.sizes, srx.fileio; print(srx.__version__)")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == __import__("srx").__version__
+
+
+def test_help_without_optional_packages():
+    proc = _run("import sys; sys.argv = ['srx', '--help']; from srx.cli import main; main()")
+    assert proc.returncode == 0, proc.stderr
+    assert "Commands:" in proc.stdout
+    for command in ("info",):
+        assert command in proc.stdout
+        sub = _run(f"import sys; sys.argv = ['srx', '{command}', '--help']; from srx.cli import main; main()")
+        assert sub.returncode == 0, sub.stderr
