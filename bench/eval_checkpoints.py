@@ -152,53 +152,20 @@ def versions() -> dict:
     }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shared", type=Path, default=Path(os.environ.get("SRX_SHARED", REPO.parent / "shared")))
-    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / f"{dt.date.today()}-cpu-eval")
-    a = ap.parse_args()
-    sys.path.insert(0, str(REPO))
-    data, weights = a.shared / "data" / "benchmarks", a.shared / "weights"
-    a.out.mkdir(parents=True, exist_ok=True)
-    raw = a.out / "raw"
-    raw.mkdir(exist_ok=True)
-    log: list[dict] = []
-    rows: list[dict] = []
+def row(dataset: str, scale: int, model: str, param_key: str | None, lr: str, d: dict) -> dict:
+    return {"dataset": dataset, "scale": scale, "model": model, "param_key": param_key, "lr": lr,
+            "psnr_y": d["psnr_y"], "ssim_y": d["ssim_y"]}  # fmt: skip
 
-    for scale in (2, 3, 4):
-        for model in ("bicubic", "bicubic-rgb"):
-            d = run_eval(
-                ["--dataset", str(data / "Set5"), "--scale", str(scale), "--model", model],
-                raw / f"Set5-x{scale}-{model}.json",
-                log,
-            )
-            rows.append(
-                {
-                    "dataset": "Set5",
-                    "scale": scale,
-                    "model": model,
-                    "param_key": None,
-                    "lr": "matlab-uint8",
-                    "psnr_y": d["psnr_y"],
-                    "ssim_y": d["ssim_y"],
-                }
-            )
-    for model in ("bicubic", "bicubic-rgb"):
-        d = run_eval(
-            ["--dataset", str(data / "Set14"), "--scale", "4", "--model", model], raw / f"Set14-x4-{model}.json", log
-        )
-        rows.append(
-            {
-                "dataset": "Set14",
-                "scale": 4,
-                "model": model,
-                "param_key": None,
-                "lr": "matlab-uint8",
-                "psnr_y": d["psnr_y"],
-                "ssim_y": d["ssim_y"],
-            }
-        )
 
+def score_models(data: Path, weights: Path, raw: Path, log: list[dict]) -> list[dict]:
+    """The bicubic rows and every checkpoint on Set5 / Set14 x4, each through the CLI."""
+    rows = []
+    for ds, scales in (("Set5", (2, 3, 4)), ("Set14", (4,))):
+        for scale in scales:
+            for model in ("bicubic", "bicubic-rgb"):
+                args = ["--dataset", str(data / ds), "--scale", str(scale), "--model", model]
+                d = run_eval(args, raw / f"{ds}-x{scale}-{model}.json", log)
+                rows.append(row(ds, scale, model, None, "matlab-uint8", d))
     with tempfile.TemporaryDirectory() as tmp:
         for ds in ("Set5", "Set14"):
             float_ds = float_lr_copy(data / ds / "HR", Path(tmp) / ds, 4)
@@ -206,43 +173,52 @@ def main() -> None:
                 tag = f"{Path(name).stem}" + (f"-{key}" if key else "")
                 extra = ["--param-key", key] if key else []
                 for lr_kind, dataset in (("matlab-uint8", data / ds), ("float-passes", float_ds)):
-                    d = run_eval(
-                        ["--dataset", str(dataset), "--model", str(weights / name), *extra],
-                        raw / f"{ds}-x4-{tag}-{lr_kind}.json",
-                        log,
-                    )
-                    rows.append(
-                        {
-                            "dataset": ds,
-                            "scale": 4,
-                            "model": name,
-                            "param_key": key or "params",
-                            "lr": lr_kind,
-                            "psnr_y": d["psnr_y"],
-                            "ssim_y": d["ssim_y"],
-                        }
-                    )
+                    args = ["--dataset", str(dataset), "--model", str(weights / name), *extra]
+                    d = run_eval(args, raw / f"{ds}-x4-{tag}-{lr_kind}.json", log)
+                    rows.append(row(ds, 4, name, key or "params", lr_kind, d))
+    return rows
 
+
+def markdown(rows: list[dict], columns: list[str]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    for r in rows:
+        cells = [f"{r[c]:.4f}" if isinstance(r[c], float) else str(r[c] if r[c] is not None else "") for c in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shared", type=Path, default=Path(os.environ.get("SRX_SHARED", REPO.parent / "shared")))
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / f"{dt.date.today()}-cpu-eval")
+    ap.add_argument("--variants-only", action="store_true", help="Only the bicubic protocol variants (seconds).")
+    a = ap.parse_args()
+    sys.path.insert(0, str(REPO))
+    data, weights = a.shared / "data" / "benchmarks", a.shared / "weights"
+    a.out.mkdir(parents=True, exist_ok=True)
     meta = {
         "date": str(dt.date.today()),
         "script": "bench/eval_checkpoints.py",
         "command": shlex.join(["python", "bench/eval_checkpoints.py", *sys.argv[1:]]),
         "versions": versions(),
-        "runs": log,
     }
-    (a.out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+    variants = bicubic_variants(data)
+    (a.out / "bicubic_variants.json").write_text(json.dumps({**meta, "rows": variants}, indent=2) + "\n")
+    (a.out / "bicubic_variants.md").write_text(markdown(variants, ["dataset", "scale", "variant", "psnr_y", "ssim_y"]))
+    print(markdown(variants, ["dataset", "scale", "variant", "psnr_y", "ssim_y"]), flush=True)
+    if a.variants_only:
+        return
+
+    raw = a.out / "raw"
+    raw.mkdir(exist_ok=True)
+    log: list[dict] = []
+    rows = score_models(data, weights, raw, log)
+    (a.out / "meta.json").write_text(json.dumps({**meta, "runs": log}, indent=2) + "\n")
     (a.out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
-    lines = [
-        "| dataset | scale | model | weights | LR | PSNR-Y | SSIM-Y |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    lines += [
-        f"| {r['dataset']} | x{r['scale']} | {r['model']} | {r['param_key'] or ''} | {r['lr']} | "
-        f"{r['psnr_y']:.4f} | {r['ssim_y']:.4f} |"
-        for r in rows
-    ]
-    (a.out / "summary.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    table = markdown(rows, ["dataset", "scale", "model", "param_key", "lr", "psnr_y", "ssim_y"])
+    (a.out / "summary.md").write_text(table)
+    print(table)
 
 
 if __name__ == "__main__":

@@ -176,6 +176,8 @@ def resolve_model(model: str, scale: int | None, *, param_key: str | None = None
     """
     if scale is not None and scale not in (2, 3, 4):
         raise BadInput(f"--scale {scale} is not supported: use 2, 3 or 4")
+    if model in ("bicubic", "bicubic-rgb") and param_key is not None:
+        raise BadInput(f"--param-key applies to checkpoints, not to {model}: drop it")
     if model == "bicubic":
         return ResolvedModel("bicubic", scale or 4, PublishedBicubic())
     if model == "bicubic-rgb":

@@ -153,6 +153,8 @@ def test_resolve_model_scales():
     assert resolve_model("bicubic-rgb", 3).scale == 3
     with pytest.raises(BadInput):
         resolve_model("bicubic", 5)
+    with pytest.raises(BadInput, match="param-key"):
+        resolve_model("bicubic", 4, param_key="params_ema")
 
 
 # -- bad input: one line, exit 2 -------------------------------------------------------------
@@ -222,3 +224,17 @@ def test_missing_model_file_and_onnx(tmp_path):
 def test_model_and_weights_together(tmp_path):
     write_dataset(tmp_path)
     assert_one_line_error(run_srx("eval", "--dataset", str(tmp_path), "--model", "bicubic", "--weights", "x.pth"))
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P", "L"])
+def test_reader_gives_8bit_rgb(tmp_path, mode):
+    from srx.evaluate import _read_rgb
+
+    rgb = smooth_image(13, 17)
+    Image.fromarray(rgb).convert(mode).save(tmp_path / "x.png")
+    out = _read_rgb(tmp_path / "x.png")
+    assert out.dtype == np.uint8 and out.shape == (13, 17, 3)
+    if mode == "RGBA":
+        np.testing.assert_array_equal(out, rgb)  # alpha dropped, colour kept
+    if mode in ("L", "LA"):
+        assert (out[..., 0] == out[..., 1]).all() and (out[..., 1] == out[..., 2]).all()
