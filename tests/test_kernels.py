@@ -13,7 +13,6 @@ Under the interpreter BF16 tl.dot operands go through FP32 (triton-lang/triton#1
 from __future__ import annotations
 
 import dataclasses
-
 import importlib.util
 
 import pytest
@@ -23,14 +22,14 @@ import torch.nn.functional as F
 if importlib.util.find_spec("triton") is None:  # not importorskip: triton must not be imported yet
     pytest.skip("the fused kernels need the 'triton' package (pip install 'srx[kernels]')", allow_module_level=True)
 
-from triton_interpreter import kernel_device  # noqa: E402
+from triton_interpreter import kernel_device
 
 DEVICE = kernel_device()
 
 from srx.errors import BadInput  # noqa: E402
 from srx.kernels.ccm import ccm  # noqa: E402
-from srx.kernels.fuse import FusedCCM, FusedSAFM  # noqa: E402
 from srx.kernels.layer_norm import TritonLayerNorm2d, layer_norm, layer_norm_stats  # noqa: E402
+from srx.kernels.model import FusedCCM, FusedSAFM  # noqa: E402
 from srx.kernels.multiscale import lowres_dwconv, lowres_layout, multiscale_pool  # noqa: E402
 from srx.kernels.safm_tail import safm_tail  # noqa: E402
 from srx.models import build_model  # noqa: E402

@@ -20,7 +20,7 @@ KERNEL_MODULES = (
     "srx.kernels.multiscale",
     "srx.kernels.safm_tail",
     "srx.kernels.ccm",
-    "srx.kernels.fuse",
+    "srx.kernels.model",
     "srx.kernels.graph",
 )
 

@@ -34,15 +34,15 @@ def _require_triton() -> None:
 
 def fusable(module: nn.Module) -> str | None:
     """None if `fuse` can run `module` on fused kernels, else the reason it cannot (one line)."""
-    from srx.kernels.fuse import fusable as _fusable
+    from srx.kernels.model import fusable as _fusable
 
     return _fusable(module)
 
 
 def fuse(module: nn.Module, *, strict: bool = False) -> nn.Module:
-    """The same model on fused Triton kernels; see `srx.kernels.fuse.fuse`."""
+    """The same model on fused Triton kernels; see `srx.kernels.model.fuse`."""
     _require_triton()
-    from srx.kernels.fuse import fuse as _fuse
+    from srx.kernels.model import fuse as _fuse
 
     return _fuse(module, strict=strict)
 

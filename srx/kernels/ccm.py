@@ -106,9 +106,7 @@ def _ccm_kernel(
                     lb = tl.load(LN_B + c, mask=cm, other=0.0).to(tl.float32)
                     a = (a - m_t[:, None]) * r_t[:, None] * lw[None, :] + lb[None, :]
                     a = tl.where(amask, a, 0.0)  # the conv zero-pads u, not x
-                w1 = tl.load(
-                    W1 + (tap * C + c)[:, None] * HID + j[None, :], mask=cm[:, None] & jm[None, :], other=0.0
-                )
+                w1 = tl.load(W1 + (tap * C + c)[:, None] * HID + j[None, :], mask=cm[:, None] & jm[None, :], other=0.0)
                 acc = tl.dot(a.to(DOT_DTYPE), w1.to(DOT_DTYPE), acc, input_precision="ieee")
         # Padded hidden columns have zero bias and zero W2 rows, so they add nothing.
         hid = gelu(acc + tl.load(B1 + j, mask=jm, other=0.0).to(tl.float32)[None, :])

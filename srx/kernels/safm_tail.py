@@ -79,9 +79,7 @@ def _gather_level(
     cqm = cq < CQ
     ptr = LOW + off + (n * CQ + cq)[None, :] * (oh * ow) + (src_h * ow + src_w)[:, None]
     g = tl.load(ptr, mask=pm[:, None] & cqm[None, :], other=0.0)
-    wt = tl.load(
-        AGGR_WT + (level * CQ + cq)[:, None] * C + k[None, :], mask=cqm[:, None] & (k < C)[None, :], other=0.0
-    )
+    wt = tl.load(AGGR_WT + (level * CQ + cq)[:, None] * C + k[None, :], mask=cqm[:, None] & (k < C)[None, :], other=0.0)
     return tl.dot(g.to(DOT_DTYPE), wt.to(DOT_DTYPE), acc, input_precision="ieee")
 
 

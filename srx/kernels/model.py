@@ -36,7 +36,9 @@ log = logging.getLogger("srx.kernels")
 
 def _bias(conv: nn.Conv2d) -> torch.Tensor:
     w = conv.weight
-    return conv.bias.detach().clone() if conv.bias is not None else torch.zeros(w.shape[0], dtype=w.dtype, device=w.device)
+    return (
+        conv.bias.detach().clone() if conv.bias is not None else torch.zeros(w.shape[0], dtype=w.dtype, device=w.device)
+    )
 
 
 class FusedSAFM(nn.Module):
