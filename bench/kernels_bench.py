@@ -16,6 +16,10 @@ Measures, at each input size (WIDTHxHEIGHT, default 320x180 and 1280x720):
     from the H100 datasheet peaks (or --hbm-tbps / --fp32-tflops / --fp16-tflops).
 Writes bench/results/<date>-<gpu>/kernels.json (device, versions, command, one row per
 measurement) and kernels.log (everything printed), atomically.
+
+--smoke runs every code path on the CPU under the Triton interpreter (TRITON_INTERPRET=1)
+at a tiny size with host-clock timing, to test this script without a GPU; its numbers
+mean nothing and it writes only under --out (tests/test_kernels_bench.py).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import argparse
 import copy
 import datetime as dt
 import json
+import os
 import platform
 import re
 import statistics
@@ -40,6 +45,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 LOG: list[str] = []
+DEVICE = "cuda"  # "cpu" with --smoke
 
 
 def say(line: str = "") -> None:
@@ -90,7 +96,7 @@ def versions() -> dict[str, Any]:
         "torch": torch.__version__,
         "triton": triton.__version__,
         "cuda": torch.version.cuda,
-        "cudnn": torch.backends.cudnn.version(),
+        "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None,
         "python": platform.python_version(),
         "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
     }
@@ -106,8 +112,43 @@ def summary_ms(times: list[float]) -> dict[str, float]:
     }
 
 
+def sync() -> None:
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+
+
+def reset_peak() -> None:
+    if DEVICE == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_mb() -> float:
+    return torch.cuda.max_memory_allocated() / 2**20 if DEVICE == "cuda" else 0.0
+
+
+def bench_ms(fn, args) -> tuple[float, float, float]:
+    """Median, p10, p90 in ms: triton.testing.do_bench (CUDA events, L2 flushed before each run)."""
+    if DEVICE != "cuda":  # --smoke: one host-timed call
+        t0 = time.perf_counter()
+        fn()
+        t = (time.perf_counter() - t0) * 1e3
+        return t, t, t
+    import triton.testing
+
+    q = triton.testing.do_bench(fn, warmup=args.kernel_warmup, rep=args.kernel_rep, quantiles=[0.5, 0.1, 0.9])
+    return q[0], q[1], q[2]
+
+
 def time_model(fn, x: torch.Tensor, warmup: int, runs: int) -> dict[str, float]:
     """Per-run CUDA events on the current stream, back to back (no L2 flush): a video loop."""
+    if DEVICE != "cuda":  # --smoke
+        times = []
+        with torch.inference_mode():
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                fn(x)
+                times.append((time.perf_counter() - t0) * 1e3)
+        return summary_ms(times)
     with torch.inference_mode():
         for _ in range(warmup):
             fn(x)
@@ -123,12 +164,12 @@ def time_model(fn, x: torch.Tensor, warmup: int, runs: int) -> dict[str, float]:
 
 
 def peak_memory_mb(fn, x: torch.Tensor) -> float:
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
+    sync()
+    reset_peak()
     with torch.inference_mode():
         fn(x)
-    torch.cuda.synchronize()
-    return torch.cuda.max_memory_allocated() / 2**20
+    sync()
+    return peak_mb()
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -143,11 +184,11 @@ def natural_input(h: int, w: int, image: Path | None) -> torch.Tensor:
 
         img = Image.open(image).convert("RGB").resize((w, h), Image.BICUBIC)
         t = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).reshape(h, w, 3)
-        return (t.permute(2, 0, 1).float() / 255.0)[None].cuda()
+        return (t.permute(2, 0, 1).float() / 255.0)[None].to(DEVICE)
     yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
     base = torch.stack([0.5 + 0.4 * torch.sin(9 * xx + 5 * yy + 2 * k) for k in range(3)])
     g = torch.Generator().manual_seed(0)
-    return (base + 0.03 * torch.randn(3, h, w, generator=g)).clamp(0, 1)[None].cuda()
+    return (base + 0.03 * torch.randn(3, h, w, generator=g)).clamp(0, 1)[None].to(DEVICE)
 
 
 # --- per-kernel comparisons -----------------------------------------------------------
@@ -254,8 +295,6 @@ def kernel_cases(block, x: torch.Tensor) -> list[tuple[str, str, Any, Any, int]]
 
 
 def bench_kernels(model, size: tuple[int, int], args, rows: list[dict[str, Any]]) -> None:
-    import triton.testing
-
     from srx.models import build_model
 
     h, w = size
@@ -264,18 +303,13 @@ def bench_kernels(model, size: tuple[int, int], args, rows: list[dict[str, Any]]
     # (it has both LayerNorms, so every prologue and epilogue is timed).
     paper = build_model("safmn", 4, dim=spec.dim, n_blocks=1, ffn_scale=spec.ffn_scale, seed=0)
     for dtype in (torch.float32, torch.float16):
-        block = copy.deepcopy(paper.feats[0]).to("cuda", dtype).eval()
+        block = copy.deepcopy(paper.feats[0]).to(DEVICE, dtype).eval()
         g = torch.Generator().manual_seed(1)
-        x = torch.randn(1, block.safm.aggr.weight.shape[0], h, w, generator=g).to("cuda", dtype)
+        x = torch.randn(1, block.safm.aggr.weight.shape[0], h, w, generator=g).to(DEVICE, dtype)
         say(f"\nper-kernel, {w}x{h}, {str(dtype).replace('torch.', '')} (do_bench: median [p10, p90] ms, L2 flushed)")
         for name, kernel, eager, fused, nbytes in kernel_cases(block, x):
             with torch.inference_mode():
-                te = triton.testing.do_bench(
-                    eager, warmup=args.kernel_warmup, rep=args.kernel_rep, quantiles=[0.5, 0.1, 0.9]
-                )
-                tf = triton.testing.do_bench(
-                    fused, warmup=args.kernel_warmup, rep=args.kernel_rep, quantiles=[0.5, 0.1, 0.9]
-                )
+                te, tf = bench_ms(eager, args), bench_ms(fused, args)
             gbps = nbytes / (tf[0] * 1e-3) / 1e9
             say(
                 f"  {kernel:34s} {tf[0]:8.4f} [{tf[1]:.4f}, {tf[2]:.4f}]  vs eager {name}: {te[0]:8.4f} "
@@ -298,9 +332,7 @@ def bench_kernels(model, size: tuple[int, int], args, rows: list[dict[str, Any]]
 
 
 def bench_sweep(model, size: tuple[int, int], args, rows: list[dict[str, Any]]) -> None:
-    """Tile sizes of the two GEMM kernels (the defaults were chosen without a GPU)."""
-    import triton.testing
-
+    """Tile sizes of the CCM kernel (the defaults were chosen without a GPU)."""
     from srx.kernels.ccm import ccm
     from srx.kernels.layer_norm import layer_norm_stats
     from srx.kernels.model import FusedAttBlock
@@ -309,8 +341,8 @@ def bench_sweep(model, size: tuple[int, int], args, rows: list[dict[str, Any]]) 
     h, w = size
     spec = model.spec
     block = build_model("safmn", 4, dim=spec.dim, n_blocks=1, ffn_scale=spec.ffn_scale, seed=0).feats[0]
-    fc = FusedAttBlock(block).to("cuda", torch.float16).ccm
-    x = torch.randn(1, fc.w2.shape[1], h, w, device="cuda", dtype=torch.float16)
+    fc = FusedAttBlock(block).to(DEVICE, torch.float16).ccm
+    x = torch.randn(1, fc.w2.shape[1], h, w).to(DEVICE, torch.float16)
     stats = layer_norm_stats(x)
     say(f"\nccm tile sweep, {w}x{h} fp16 (block_p, hid_block, k_block): median ms")
     for bp in (32, 64, 128):
@@ -334,7 +366,7 @@ def bench_sweep(model, size: tuple[int, int], args, rows: list[dict[str, Any]]) 
                         )
 
                     with torch.inference_mode():
-                        t = triton.testing.do_bench(fn, warmup=args.kernel_warmup, rep=args.kernel_rep)
+                        t = bench_ms(fn, args)[0]
                     status = "ok"
                 except Exception as e:  # out of registers / shared memory on this GPU
                     t, status = float("nan"), f"failed: {type(e).__name__}: {str(e).splitlines()[0][:120]}"
@@ -408,15 +440,15 @@ def bench_models(model, size: tuple[int, int], args, rows: list[dict[str, Any]])
             "floor_ms_computed": floor_ms,
         }
         try:
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
+            sync()
+            reset_peak()
             t0 = time.perf_counter()
             fn = make()  # a CUDA graph is captured here, its memory pool allocated
             with torch.inference_mode():
                 out = fn(x)  # torch.compile compiles here
-            torch.cuda.synchronize()
+            sync()
             row["setup_s"] = time.perf_counter() - t0
-            setup_peak = torch.cuda.max_memory_allocated() / 2**20
+            setup_peak = peak_mb()
             lat = time_model(fn, x, args.warmup, args.runs)
             row.update(
                 status="ok",
@@ -439,7 +471,8 @@ def bench_models(model, size: tuple[int, int], args, rows: list[dict[str, Any]])
             )
             say(f"  {name:28s} {prec}  {row['status']}")
         rows.append(row)
-        torch.cuda.empty_cache()
+        if DEVICE == "cuda":
+            torch.cuda.empty_cache()
 
 
 def main() -> int:
@@ -461,9 +494,19 @@ def main() -> int:
     ap.add_argument("--fp32-tflops", type=float, default=67.0, help="FP32 non-tensor peak (H100 SXM: 67)")
     ap.add_argument("--fp16-tflops", type=float, default=990.0, help="dense FP16 tensor peak (H100 SXM: 990)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    ap.add_argument("--smoke", action="store_true", help="test this script on the CPU (Triton interpreter); no results")
     args = ap.parse_args()
 
-    if not torch.cuda.is_available():
+    global DEVICE
+    if args.smoke:
+        if os.environ.get("TRITON_INTERPRET") != "1":
+            print("kernels_bench: --smoke needs TRITON_INTERPRET=1 in the environment", file=sys.stderr)
+            return 2
+        DEVICE = "cpu"
+        args.runs, args.warmup, args.skip_compile = 1, 0, True
+        if args.sizes == ap.get_default("sizes"):
+            args.sizes = "23x17"
+    elif not torch.cuda.is_available():
         print(
             "kernels_bench: needs a CUDA GPU (none visible): the fused kernels' speed can only be measured there",
             file=sys.stderr,
@@ -475,16 +518,22 @@ def main() -> int:
         print("kernels_bench: needs the 'triton' package: pip install 'srx[kernels]'", file=sys.stderr)
         return 2
     import srx.kernels
-    from srx.models import default_model, load_model
+    from srx.models import build_model, default_model, load_model
 
     sizes = [parse_size(s) for s in args.sizes.split(",")]
-    model = (load_model(args.weights) if args.weights else default_model(4)).cuda().eval()
+    if args.weights:
+        model = load_model(args.weights)
+    elif args.smoke:  # one block keeps the interpreter run short
+        model = build_model("safmn", 4, n_blocks=1, seed=0)
+    else:
+        model = default_model(4)
+    model = model.to(DEVICE).eval()
     reason = srx.kernels.fusable(model)
     if reason is not None:
         print(f"kernels_bench: {reason}", file=sys.stderr)
         return 2
 
-    dev = device_info()
+    dev = device_info() if not args.smoke else {"name": "smoke-cpu-interpreter (not a measurement)"}
     gpu = re.sub(r"[^A-Za-z0-9]+", "-", dev["name"]).strip("-").lower()
     out_dir = args.out / f"{dt.date.today().isoformat()}-{gpu}"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -505,6 +554,7 @@ def main() -> int:
     from srx.fileio import write_json_atomic, write_text_atomic
 
     result = {
+        "smoke_test_not_a_result": args.smoke,
         "device": dev,
         "versions": versions(),
         "command": command,
