@@ -33,8 +33,9 @@ N_POOLED = 3  # SAFM has 4 chunks; chunks 1..3 are pooled
 # chunk). The maps are small (1/4 .. 1/256 of the image), so one block size serves all
 # levels; 64 x 16 tiles keep ~1024 elements per program.
 BLOCK_LOW = 64
-# Pooling: outputs x window elements per program (window padded to powers of two).
-POOL_LANES = 2048
+# Pooling: outputs x window elements per program (window padded to powers of two); ~7
+# live [outputs, window] values per lane, so 1024 lanes stay in registers at 4 warps.
+POOL_LANES = 1024
 
 
 @functools.lru_cache(maxsize=4096)
