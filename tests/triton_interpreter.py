@@ -53,8 +53,9 @@ def kernel_device() -> str:
         triton = importlib.import_module("triton")
         for name in KERNEL_MODULES:
             importlib.import_module(name)
-        # Triton also checks the knob lazily at launch time; pin it in this process only.
-        triton.knobs.runtime.interpret = True
+        # Triton (3.4+) also checks the knob lazily at launch time; pin it in this process only.
+        if hasattr(triton, "knobs"):
+            triton.knobs.runtime.interpret = True
     finally:
         if old is None:
             del os.environ["TRITON_INTERPRET"]
