@@ -104,10 +104,10 @@ def _pool_level(
     oh,
     ow,
     off,
-    HAS_LN: tl.constexpr,
-    BLOCK_O: tl.constexpr,
-    KH_PAD: tl.constexpr,
-    KW_PAD: tl.constexpr,
+    HAS_LN: tl.constexpr,  # normalise before the max (paper SAFMN) or pool x as is (NTIRE 2023)
+    BLOCK_O: tl.constexpr,  # outputs in this tile (the level's share of POOL_LANES)
+    KH_PAD: tl.constexpr,  # window rows held in lanes: power of two >= the level's longest window
+    KW_PAD: tl.constexpr,  # window columns likewise; a shift/mask, not a division, splits the lane index
 ):
     """One level's tile: BLOCK_O outputs x (KH_PAD x KW_PAD) window elements in lanes."""
     HW = H * W

@@ -66,8 +66,7 @@ def _gather_level(
     pm,
     cq,
     k,
-    BLOCK_P: tl.constexpr,
-    DOT_DTYPE: tl.constexpr,
+    DOT_DTYPE: tl.constexpr,  # the caller's GEMM operand type
 ):
     """acc += (nearest-upsampled D_level) @ W_aggr[level * Cq : (level + 1) * Cq, :]^T."""
     # tl.cast, not .to(): Triton passes an int argument equal to 1 (a 1-pixel level) as a constexpr.
@@ -159,9 +158,9 @@ def _safm_tail_kernel(
     acc = tl.zeros([BLOCK_P, C_PAD], tl.float32)
     wt0 = tl.load(AGGR_WT + cq[:, None] * C + k[None, :], mask=cqm[:, None] & km[None, :], other=0.0)
     acc = tl.dot(s0.to(DOT_DTYPE), wt0.to(DOT_DTYPE), acc, input_precision="ieee")
-    acc = _gather_level(acc, LOW, off1, oh1, ow1, AGGR_WT, C, CQ, 1, n, hh, ww, H, W, pm, cq, k, BLOCK_P, DOT_DTYPE)
-    acc = _gather_level(acc, LOW, off2, oh2, ow2, AGGR_WT, C, CQ, 2, n, hh, ww, H, W, pm, cq, k, BLOCK_P, DOT_DTYPE)
-    acc = _gather_level(acc, LOW, off3, oh3, ow3, AGGR_WT, C, CQ, 3, n, hh, ww, H, W, pm, cq, k, BLOCK_P, DOT_DTYPE)
+    acc = _gather_level(acc, LOW, off1, oh1, ow1, AGGR_WT, C, CQ, 1, n, hh, ww, H, W, pm, cq, k, DOT_DTYPE)
+    acc = _gather_level(acc, LOW, off2, oh2, ow2, AGGR_WT, C, CQ, 2, n, hh, ww, H, W, pm, cq, k, DOT_DTYPE)
+    acc = _gather_level(acc, LOW, off3, oh3, ow3, AGGR_WT, C, CQ, 3, n, hh, ww, H, W, pm, cq, k, DOT_DTYPE)
     acc += tl.load(AGGR_B + k, mask=km, other=0.0).to(tl.float32)[None, :]
 
     y = gelu(acc) * u + x
