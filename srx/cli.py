@@ -135,3 +135,112 @@ def info(file: str, param_key: str | None, json_path: str | None) -> None:
     d = describe(file, param_key=param_key)
     human(format_description(d), json_path)
     emit_json(d, json_path)
+
+
+def _progress_factory() -> Any:
+    """tqdm bars on stderr (hidden when stderr is not a terminal)."""
+    from tqdm import tqdm
+
+    def make(desc: str, total: int) -> Any:
+        return tqdm(total=total, desc=f"{desc:<17}", unit="run", file=sys.stderr, leave=False, disable=None)
+
+    return make
+
+
+def _model_source(weights: str | None, model: str | None, scale: int | None, param_key: str | None = None) -> Any:
+    """--weights and/or --model -> ModelSource (the embedded default when neither is given)."""
+    from srx.runtime.source import ModelSource
+
+    if model is None:
+        if weights is None:
+            return ModelSource.from_weights(None, scale)
+        from srx.models import load_model
+
+        return ModelSource.from_module(load_model(weights, scale=scale, param_key=param_key), origin=weights)
+    src = ModelSource.from_file(model, scale)
+    if weights is not None:
+        # Weights give the FP32 reference and the torch backends; the file runs in onnxruntime / TensorRT.
+        from srx.models import load_model
+
+        module = load_model(weights, scale=scale, param_key=param_key)
+        a, b = module.spec, src.spec
+        if (a.arch, a.scale, a.dim, a.n_blocks, a.ffn_scale) != (b.arch, b.scale, b.dim, b.n_blocks, b.ffn_scale):
+            raise BadInput(f"--weights {weights} ({a.label}) is not the model in --model {model} ({b.label})")
+        src._module = module
+    return src
+
+
+@cli.command()
+@click.option("--input", "input_size", default="320x180", show_default=True, help="LR input size WIDTHxHEIGHT.")
+@click.option("--weights", default=None, help="Checkpoint (default: the embedded untrained model).")
+@click.option("--model", "model_file", default=None, help="Exported model: .onnx, or .engine with its sidecar.")
+@click.option("--scale", type=int, default=None, help="Scale of the embedded default model (2, 3, 4; default 4).")
+@click.option("--param-key", default=None, help="Checkpoint entry to read (default: params).")
+@click.option("--backends", default=None, help="Comma-separated backends, or 'all' (default: the set for --device).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None, help="Default: cuda when a GPU is visible.")
+@click.option("--runs", type=int, default=None, help="Timed runs per backend (default 50 on CUDA, 20 on CPU).")
+@click.option("--warmup", type=int, default=None, help="Untimed runs first (default 10 on CUDA, 2 on CPU).")
+@click.option("--images", default=None, help="Folder of images to use as inputs (cropped to --input).")
+@click.option("--threads", type=int, default=None, help="CPU threads for torch and onnxruntime (default: all).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthetic inputs.")
+@click.option("--plot", "plot_path", default=None, metavar="PNG", help="Write a latency / memory plot here.")
+@click.option("--compare", "compare_path", default=None, metavar="OLD.json", help="Show the change against a run.")
+@json_option
+def bench(
+    input_size: str,
+    weights: str | None,
+    model_file: str | None,
+    scale: int | None,
+    param_key: str | None,
+    backends: str | None,
+    device: str | None,
+    runs: int | None,
+    warmup: int | None,
+    images: str | None,
+    threads: int | None,
+    seed: int,
+    plot_path: str | None,
+    compare_path: str | None,
+    json_path: str | None,
+) -> None:
+    """Latency, peak memory and accuracy of every backend (CLI.md)."""
+    from pathlib import Path
+
+    from srx.bench.engine import BenchConfig, run_bench
+    from srx.bench.report import compare, format_compare, format_table, load_result
+    from srx.fileio import check_writable
+    from srx.runtime.registry import parse_backends
+    from srx.sizes import parse_size
+
+    size = parse_size(input_size, what="--input")
+    parse_scale(scale)
+    names = parse_backends(backends) if backends is not None else None
+    if threads is not None and threads < 1:
+        raise BadInput(f"--threads {threads}: need at least 1")
+    if images is not None and not Path(images).is_dir():
+        raise BadInput(f"--images {images} is not a folder")
+    old = load_result(compare_path) if compare_path else None
+    for p in (json_path, plot_path):
+        if p not in (None, "-"):
+            check_writable(p)
+    if device == "cuda":
+        from srx.runtime.device import NO_GPU, has_cuda
+
+        if not has_cuda():
+            raise BadInput(f"--device cuda: {NO_GPU}; use --device cpu")
+    cfg = BenchConfig(size.height, size.width, device, names, runs, warmup, images, seed, threads)
+    with _model_source(weights, model_file, scale, param_key) as source:
+        result = run_bench(source, cfg, progress=_progress_factory(), command=["srx", *sys.argv[1:]])
+    text = format_table(result)
+    if old is not None:
+        result["compare"] = {"old": compare_path, **compare(result, old)}
+        text += "\n\n" + format_compare(result["compare"], compare_path or "")
+    human(text, json_path)
+    emit_json(result, json_path)
+    if plot_path:
+        from srx.bench.plot import plot_result
+
+        plot_result(result, plot_path)
+    failed = [r["backend"] for r in result["results"] if r["status"] == "failed"]
+    if failed:
+        raise SrxError(f"backend(s) failed: {', '.join(failed)} (reasons in the table above)")
