@@ -244,3 +244,108 @@ def bench(
     failed = [r["backend"] for r in result["results"] if r["status"] == "failed"]
     if failed:
         raise SrxError(f"backend(s) failed: {', '.join(failed)} (reasons in the table above)")
+
+
+def _auto_backend(source: Any, device: str) -> str:
+    """Fastest exact backend that can run: onnxruntime on the CPU, PyTorch on a GPU."""
+    from srx.runtime.registry import check_backend
+
+    candidates = ["torch"] if device == "cuda" else ["onnxruntime", "torch"]
+    if source.kind == "engine":
+        candidates = ["tensorrt", "tensorrt-rtx"]
+    elif source.kind == "onnx" and not source.has_module:
+        candidates = ["onnxruntime-cuda", "onnxruntime"] if device == "cuda" else ["onnxruntime"]
+    for name in candidates:
+        if check_backend(name, device, source).ok:
+            return name
+    return candidates[-1]  # open_runner then says why it cannot run
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", "out", required=True, help="Output file (one input) or folder.")
+@click.option("--weights", default=None, help="Checkpoint (default: the embedded untrained model).")
+@click.option("--model", "model_file", default=None, help="Exported model: .onnx, or .engine with its sidecar.")
+@click.option("--scale", type=int, default=None, help="Scale of the embedded default model (2, 3, 4; default 4).")
+@click.option("--param-key", default=None, help="Checkpoint entry to read (default: params).")
+@click.option("--tile", type=int, default=None, help="Tile side in input pixels (default: 512 above 1 MP; -1: never).")
+@click.option("--tile-overlap", type=int, default=None, help="Context around each tile (default: the model's reach).")
+@click.option("--backend", default="auto", show_default=True, help="Backend name (see srx bench), or auto.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None, help="Default: cuda when a GPU is visible.")
+@json_option
+def upscale(
+    inputs: tuple[str, ...],
+    out: str,
+    weights: str | None,
+    model_file: str | None,
+    scale: int | None,
+    param_key: str | None,
+    tile: int | None,
+    tile_overlap: int | None,
+    backend: str,
+    device: str | None,
+    json_path: str | None,
+) -> None:
+    """Upscale PNG / JPEG / WebP files or folders (alpha, 16-bit and EXIF orientation kept)."""
+    from srx.runtime.device import has_cuda
+    from srx.runtime.registry import get_backend, open_runner
+    from srx.upscale import plan_jobs, upscale_files
+
+    parse_scale(scale)
+    if backend != "auto":
+        get_backend(backend)
+    if tile is not None and tile == 0:
+        tile = None
+    if tile_overlap is not None and tile_overlap < 0:
+        raise BadInput(f"--tile-overlap {tile_overlap}: cannot be negative")
+    if json_path not in (None, "-"):
+        from srx.fileio import check_writable
+
+        check_writable(json_path)
+    jobs = plan_jobs(list(inputs), out)
+    dev = device or ("cuda" if has_cuda() else "cpu")
+    with _model_source(weights, model_file, scale, param_key) as source:
+        if tile is not None and tile != -1:
+            from srx.tiling import plan_tiling
+
+            plan_tiling(source.spec, 1 << 14, 1 << 14, tile, tile_overlap)  # refuse a bad --tile before any work
+        name = _auto_backend(source, dev) if backend == "auto" else backend
+        from tqdm import tqdm
+
+        def bar(desc: str, total: int | None) -> Any:
+            return tqdm(total=total, desc=desc[:30], unit="tile", file=sys.stderr, leave=False, disable=None)
+
+        def report(path: Any, message: str) -> None:
+            click.echo(f"srx: error: {message}", err=True)
+
+        files = tqdm(total=len(jobs), desc="images", unit="img", file=sys.stderr, leave=False, disable=None)
+
+        def on_error(path: Any, message: str) -> None:
+            files.update(1)
+            report(path, message)
+
+        with open_runner(name, source, dev) as runner:
+
+            def forward(x: Any) -> Any:
+                return runner.run(x)
+
+            result = upscale_files(
+                jobs, forward, source.spec, tile=tile, overlap=tile_overlap, on_error=on_error, progress=bar
+            )
+        files.close()
+        result.update({"backend": name, "device": dev, "model": source.spec.label})
+    lines = [f"upscaled {len(result['outputs'])} image(s) with {source.spec.label} on {name} ({dev})"]
+    for o in result["outputs"]:
+        t = o["tiling"]
+        how = (
+            "whole"
+            if t["tile"] is None
+            else f"{o['tiles']} tiles of {t['tile']} (+{t['tile_overlap']}), "
+            + ("exact" if t["exact"] else f"blended: {t['note']}")
+        )
+        lines.append(f"  {o['input']} -> {o['output']} ({o['size_out']}, {how}, {o['seconds']:.1f} s)")
+    human("\n".join(lines), json_path)
+    emit_json(result, json_path)
+    if result["failed"]:
+        n, total = len(result["failed"]), len(jobs)
+        raise BadInput(f"{n} of {total} input(s) could not be upscaled (listed above); the others were written")

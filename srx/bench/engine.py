@@ -228,7 +228,9 @@ def run_bench(
     torch_supplies_ref = False
     if source.has_module:
         torch_supplies_ref = cfg.device == "cpu" and "torch" in requested and check_backend("torch", "cpu", source).ok
-        result["accuracy"]["reference"] = f"PyTorch eager FP32 ({cfg.device}{', TF32 off' if cfg.device == 'cuda' else ''})"
+        result["accuracy"]["reference"] = (
+            f"PyTorch eager FP32 ({cfg.device}{', TF32 off' if cfg.device == 'cuda' else ''})"
+        )
         if not torch_supplies_ref:
             ref = _reference_outputs(source, cfg, inputs[:n_acc], progress)
     elif source.kind == "onnx" and check_backend("onnxruntime", "cpu", source).ok:
@@ -255,7 +257,9 @@ def run_bench(
         if not avail.ok:
             reason = avail.reason
         elif default_set and b.not_default_reason:
-            reason = f"not in the default set on {cfg.device}: {b.not_default_reason}; request it with --backends {name}"
+            reason = (
+                f"not in the default set on {cfg.device}: {b.not_default_reason}; request it with --backends {name}"
+            )
         else:
             reason = f"not requested; add it to --backends to measure it ({'default' if default_set else 'chosen'} set)"
         result["results"].append(_skipped(name, reason))
@@ -349,7 +353,12 @@ def _bench_one(
         raise
     except Exception as e:
         first = (str(e).strip().splitlines() or [""])[0][:300]
-        row = {"backend": name, "precision": runner.precision, "status": "failed", "reason": f"{type(e).__name__}: {first}"}
+        row = {
+            "backend": name,
+            "precision": runner.precision,
+            "status": "failed",
+            "reason": f"{type(e).__name__}: {first}",
+        }
     finally:
         bar.close()
         runner.deactivate()

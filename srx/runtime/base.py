@@ -135,6 +135,7 @@ class Runner(abc.ABC):
 
     def synchronize(self) -> None:
         """Wait for queued device work (no-op for synchronous backends)."""
+        return None
 
     def timer(self) -> Timer:
         return Timer()

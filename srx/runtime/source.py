@@ -90,7 +90,9 @@ class ModelSource:
 
     def torch_module(self) -> Any:
         if self._module is None:
-            raise BadInput(f"this backend runs the PyTorch model, but {self.origin} is not a checkpoint: pass --weights")
+            raise BadInput(
+                f"this backend runs the PyTorch model, but {self.origin} is not a checkpoint: pass --weights"
+            )
         return self._module
 
     def onnx_unavailable_reason(self) -> str:
@@ -171,7 +173,9 @@ def spec_from_onnx(path: Path) -> ModelSpec:
         raise BadInput(f"{path} is not a readable ONNX model ({type(e).__name__}): it may be truncated") from e
     meta = {p.key: p.value for p in model.metadata_props}
     if SPEC_METADATA_KEY not in meta:
-        raise BadInput(f"{path} has no '{SPEC_METADATA_KEY}' metadata: it was not exported by srx; export it with srx export")
+        raise BadInput(
+            f"{path} has no '{SPEC_METADATA_KEY}' metadata: it was not exported by srx; export it with srx export"
+        )
     return ModelSpec.from_json(meta[SPEC_METADATA_KEY])
 
 
