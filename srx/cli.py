@@ -215,6 +215,10 @@ def bench(
     size = parse_size(input_size, what="--input")
     parse_scale(scale)
     names = parse_backends(backends) if backends is not None else None
+    if runs is not None and runs < 1:
+        raise BadInput(f"--runs {runs}: need at least 1 timed run")
+    if warmup is not None and warmup < 0:
+        raise BadInput(f"--warmup {warmup}: cannot be negative")
     if threads is not None and threads < 1:
         raise BadInput(f"--threads {threads}: need at least 1")
     if images is not None and not Path(images).is_dir():
