@@ -251,7 +251,7 @@ def _write_png16(path: Path, pixels: np.ndarray, icc_profile: bytes | None) -> N
             z = zlib.compressobj(6)
             step = max(1, (8 << 20) // (w * bpp + 1))
             for y0 in range(0, h, step):
-                raw = pixels[y0 : y0 + step].astype(">u2").view(np.uint8).reshape(-1, w * bpp)
+                raw = np.ascontiguousarray(pixels[y0 : y0 + step], dtype=">u2").view(np.uint8).reshape(-1, w * bpp)
                 rows = np.empty((raw.shape[0], w * bpp + 1), dtype=np.uint8)
                 rows[:, 0] = 1  # Sub: each byte minus the byte one pixel to the left (mod 256)
                 rows[:, 1 : bpp + 1] = raw[:, :bpp]

@@ -70,7 +70,7 @@ def test_synthetic_inputs_are_seeded_smooth_images():
     assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
     assert not np.array_equal(a[0], a[1])
     img = synthetic_image(180, 320, 0)
-    assert img.shape == (3, 180, 320) and img.dtype == np.float32 and 0 <= img.min() and img.max() <= 1
+    assert img.shape == (3, 180, 320) and img.dtype == np.float32 and img.min() >= 0 and img.max() <= 1
     # Natural images are smooth: neighbouring pixels differ far less than U(0,1) noise (mean |d| = 1/3).
     assert np.abs(np.diff(img, axis=2)).mean() < 0.05
 
