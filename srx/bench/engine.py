@@ -34,7 +34,7 @@ from srx.runtime.registry import backend_names, check_backend, default_backends,
 from srx.runtime.source import ModelSource
 from srx.spec import UNTRAINED_LABEL
 
-CPU_DEFAULT_RUNS, CPU_DEFAULT_WARMUP = 20, 2
+CPU_DEFAULT_RUNS, CPU_DEFAULT_WARMUP = 10, 1
 CUDA_DEFAULT_RUNS, CUDA_DEFAULT_WARMUP = DEFAULT_COUNT, 10
 MAX_ACCURACY_INPUTS = 16
 REFERENCE_BUDGET_BYTES = 256 * 2**20  # FP32 reference outputs kept in memory at most
@@ -46,7 +46,7 @@ class BenchConfig:
     width: int = 320
     device: str | None = None  # None: cuda when a GPU is visible, else cpu
     backends: list[str] | None = None  # None: the default set for the device
-    runs: int | None = None  # None: 50 on CUDA, 20 on CPU
+    runs: int | None = None  # None: 50 on CUDA, 10 on CPU
     warmup: int | None = None
     images: str | None = None
     seed: int = DEFAULT_SEED
