@@ -185,7 +185,7 @@ def export(
     json_path: str | None,
 ) -> None:
     """Export an exact ONNX model (dynamic batch, height, width) and verify it against PyTorch."""
-    from srx.export.model import check_opset
+    from srx.export import check_opset
     from srx.sizes import parse_size
 
     parse_scale(scale)

@@ -45,7 +45,7 @@ def describe_checkpoint(p: Path, param_key: str | None) -> dict[str, Any]:
 
 
 def describe_onnx(p: Path) -> dict[str, Any]:
-    from srx.export.model import (
+    from srx.export.metadata import (
         META_SOURCE,
         META_SOURCE_SHA256,
         META_VERSION,

@@ -10,13 +10,17 @@ See docs/export.md.
 Modules (import them directly; this package file stays free of onnx and torch so
 `srx --help` can show the opset defaults):
 
-* `srx.export.model`: `onnx_from_model`, `simplify_onnx`, `export_onnx`, `read_srx_onnx`
+* `srx.export.model`: `onnx_from_model`, `simplify_onnx`, `export_onnx`
+* `srx.export.metadata`: `read_srx_onnx`, `metadata`, `set_metadata`, the `srx.*` keys
+  (onnx only, no torch: runtimes read it)
 * `srx.export.verify`: `verify_onnx`, `verification_cases`
 * `srx.export.graph`: `GraphBuilder` (naming, initializers, shared constants)
 * `srx.export.layers`, `srx.export.safmn`, `srx.export.safmnpp`: one emitter per module
 """
 
 from __future__ import annotations
+
+from srx.errors import BadInput
 
 # 19 is the lowest opset whose DequantizeLinear takes FP16 scales (needed by the
 # strongly typed FP16 + INT8 Q/DQ graphs built from this export) and is inside the
@@ -36,3 +40,13 @@ FP32_TOLERANCE = 1e-4
 INPUT_NAME = "lr"
 OUTPUT_NAME = "sr"
 DYNAMIC_DIMS = ("batch", "height", "width")
+
+
+def check_opset(opset: int) -> int:
+    """Raise BadInput unless srx can write this opset (MIN_OPSET..MAX_OPSET)."""
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise BadInput(
+            f"--opset {opset} is not supported: use {MIN_OPSET} to {MAX_OPSET} "
+            f"({MIN_OPSET} for TensorRT 8.6 / JetPack 6.0; default {DEFAULT_OPSET}; TensorRT 10.x parses up to {MAX_OPSET})"
+        )
+    return opset

@@ -1,11 +1,9 @@
-"""nn.Module -> ONNX ModelProto -> simplified, verified .onnx file; and reading it back."""
+"""nn.Module -> ONNX ModelProto -> simplified, verified .onnx file."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,17 +14,30 @@ from onnx import TensorProto, helper
 from torch import nn
 
 from srx import __version__
-from srx.errors import BadInput, CheckFailed
+from srx.errors import CheckFailed
 from srx.export import (
     DEFAULT_OPSET,
     DYNAMIC_DIMS,
     FP32_TOLERANCE,
     INPUT_NAME,
-    MAX_OPSET,
-    MIN_OPSET,
     OUTPUT_NAME,
+    check_opset,
 )
 from srx.export.graph import GraphBuilder
+from srx.export.metadata import (
+    META_DYNAMIC,
+    META_INPUT_SHAPE,
+    META_OPSET,
+    META_PRECISION,
+    META_SOURCE,
+    META_SOURCE_SHA256,
+    META_SPEC,
+    META_VERSION,
+    META_WEIGHTS_SHA256,
+    io_signature,
+    metadata,
+    set_metadata,
+)
 from srx.export.safmn import emit_safmn, emit_safmn_ntire23
 from srx.export.safmnpp import emit_safmnpp, emit_safmnpp_light
 from srx.export.verify import VerifyResult, verification_cases, verify_onnx
@@ -44,26 +55,6 @@ EMITTERS: dict[type[nn.Module], Callable[[GraphBuilder, Any, str], str]] = {
     SAFMNPP: emit_safmnpp,
     SAFMNPPLight: emit_safmnpp_light,
 }
-
-# ONNX metadata keys (docs/export.md). Values are strings.
-META_SPEC = "srx.spec"
-META_VERSION = "srx.version"
-META_SOURCE = "srx.source"
-META_SOURCE_SHA256 = "srx.source_sha256"
-META_WEIGHTS_SHA256 = "srx.weights_sha256"
-META_PRECISION = "srx.precision"
-META_DYNAMIC = "srx.dynamic"
-META_OPSET = "srx.opset"
-META_INPUT_SHAPE = "srx.input_shape"
-
-
-def check_opset(opset: int) -> int:
-    if not MIN_OPSET <= opset <= MAX_OPSET:
-        raise BadInput(
-            f"--opset {opset} is not supported: use {MIN_OPSET} to {MAX_OPSET} "
-            f"({MIN_OPSET} for TensorRT 8.6 / JetPack 6.0; default {DEFAULT_OPSET}; TensorRT 10.x parses up to {MAX_OPSET})"
-        )
-    return opset
 
 
 def model_spec(model: nn.Module) -> ModelSpec:
@@ -146,18 +137,6 @@ def weights_sha256(model: nn.Module) -> str:
     return h.hexdigest()
 
 
-def set_metadata(proto: onnx.ModelProto, values: dict[str, str]) -> None:
-    kept = [p for p in proto.metadata_props if p.key not in values]
-    del proto.metadata_props[:]
-    proto.metadata_props.extend(kept)
-    for key, value in values.items():
-        proto.metadata_props.add(key=key, value=value)
-
-
-def metadata(proto: onnx.ModelProto) -> dict[str, str]:
-    return {p.key: p.value for p in proto.metadata_props}
-
-
 # -- simplification ------------------------------------------------------------------------
 
 
@@ -179,7 +158,8 @@ def simplify_onnx(proto: onnx.ModelProto) -> onnx.ModelProto:
     before = onnx.ModelProto()
     before.CopyFrom(proto)
     logging.getLogger("onnxslim").setLevel(logging.ERROR)
-    slim = onnxslim.slim(proto)
+    # No shape inference: nothing here depends on it, and it doubles the time.
+    slim = onnxslim.slim(proto, no_shape_infer=True)
     if slim is None:
         raise RuntimeError("onnxslim returned no model")
     for attr in ("ir_version", "producer_name", "producer_version", "doc_string"):
@@ -189,17 +169,9 @@ def simplify_onnx(proto: onnx.ModelProto) -> onnx.ModelProto:
     return slim
 
 
-def _io_signature(proto: onnx.ModelProto) -> list[tuple[str, list[int | str]]]:
-    sig = []
-    for v in [*proto.graph.input, *proto.graph.output]:
-        dims = [d.dim_param if d.HasField("dim_param") else d.dim_value for d in v.type.tensor_type.shape.dim]
-        sig.append((v.name, dims))
-    return sig
-
-
 def _check_same_interface(before: onnx.ModelProto, after: onnx.ModelProto) -> None:
-    if _io_signature(before) != _io_signature(after):
-        raise RuntimeError(f"simplification changed the graph interface: {_io_signature(after)}")
+    if io_signature(before) != io_signature(after):
+        raise RuntimeError(f"simplification changed the graph interface: {io_signature(after)}")
     if [(o.domain, o.version) for o in after.opset_import] != [(o.domain, o.version) for o in before.opset_import]:
         raise RuntimeError("simplification changed the opset imports")
     custom = {n.op_type for n in after.graph.node if n.domain not in ("", "ai.onnx")}
@@ -313,83 +285,3 @@ def _version(package: str) -> str:
     from importlib.metadata import version
 
     return version(package)
-
-
-# -- reading an srx ONNX back ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SrxOnnx:
-    """What an srx-exported ONNX declares about itself."""
-
-    path: str
-    spec: ModelSpec
-    metadata: dict[str, str]
-    opset: int
-    ir_version: int
-    input_dims: list[int | str]
-    output_dims: list[int | str]
-    nodes: int
-    op_counts: dict[str, int]
-    precision: str
-    dynamic: bool
-    file_bytes: int
-
-
-def read_srx_onnx(path: str | Path) -> SrxOnnx:
-    """Load and check an ONNX file written by srx; BadInput with one line otherwise."""
-    p = Path(path)
-    if not p.is_file():
-        raise BadInput(f"{p} does not exist or is not a file: check the path")
-    try:
-        proto = onnx.load(str(p), load_external_data=False)
-    except Exception as e:
-        raise BadInput(f"{p} is not a readable ONNX file ({_first_line(e)}): it may be truncated or corrupt") from e
-    if not proto.HasField("graph") or not proto.opset_import:
-        raise BadInput(f"{p} is not an ONNX model (no graph): it may be truncated or not ONNX at all")
-    try:
-        onnx.checker.check_model(proto)
-    except Exception as e:
-        raise BadInput(f"{p} is a damaged ONNX model ({_first_line(e)}): export it again") from e
-    meta = metadata(proto)
-    ins, outs = list(proto.graph.input), list(proto.graph.output)
-    if (
-        META_SPEC not in meta
-        or len(ins) != 1
-        or len(outs) != 1
-        or ins[0].name != INPUT_NAME
-        or outs[0].name != OUTPUT_NAME
-    ):
-        raise BadInput(
-            f"{p} is an ONNX model but not an srx image model (no {META_SPEC} metadata or no '{INPUT_NAME}' -> "
-            f"'{OUTPUT_NAME}' interface): srx reads ONNX files written by 'srx export'"
-        )
-    try:
-        spec = ModelSpec.from_json(meta[META_SPEC])
-    except BadInput as e:
-        raise BadInput(f"{p}: {e}") from e
-    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
-    sig = dict(_io_signature(proto))
-    return SrxOnnx(
-        path=str(p),
-        spec=spec,
-        metadata=meta,
-        opset=opset,
-        ir_version=proto.ir_version,
-        input_dims=sig[INPUT_NAME],
-        output_dims=sig[OUTPUT_NAME],
-        nodes=len(proto.graph.node),
-        op_counts=dict(Counter(n.op_type for n in proto.graph.node).most_common()),
-        precision=meta.get(META_PRECISION, "unknown"),
-        dynamic=any(isinstance(d, str) for d in sig[INPUT_NAME]),
-        file_bytes=p.stat().st_size,
-    )
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0][:160] if text else type(e).__name__
-
-
-def spec_json(proto: onnx.ModelProto) -> dict[str, Any]:
-    return json.loads(metadata(proto)[META_SPEC])
