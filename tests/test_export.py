@@ -251,6 +251,17 @@ def test_node_counts_match_the_module_tree(arch):
     assert ops.count("Range") == 2 * len(model.pool_factors) + 2 * (not simple_safm)
 
 
+def test_index_math_has_no_float_division():
+    """Nearest indices must not depend on how a runtime rounds float32 division
+    (fast-math GPU kernels): every Div in the index subgraphs is an integer Div."""
+    proto = onnx.shape_inference.infer_shapes(onnx_from_model(build_model("safmn", 4)), strict_mode=True)
+    types = {v.name: v.type.tensor_type.elem_type for v in proto.graph.value_info}
+    divs = [n for n in proto.graph.node if n.name.startswith("index.") and n.op_type == "Div"]
+    assert divs and all(types[n.output[0]] == TensorProto.INT64 for n in divs)
+    index_ops = {n.op_type for n in proto.graph.node if n.name.startswith("index.")}
+    assert index_ops <= {"Shape", "Gather", "Div", "Mul", "Add", "Sub", "Range", "Cast", "Floor", "Min"}, index_ops
+
+
 def test_simplification_keeps_interface_names_and_exactness():
     model = build_model("safmn", 4, dim=16, n_blocks=2, seed=3)
     raw = onnx_from_model(model)

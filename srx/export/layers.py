@@ -18,7 +18,11 @@ values here.
   cover [start, stop). Rows first, then columns.
 * nearest resize from o back to n: src_j = min(floor(float32(j) * (float32(o) /
   float32(n))), o - 1), PyTorch's float32 formula (ONNX Resize(nearest) divides by
-  n/o instead and picks another row for ~3% of sizes).
+  n/o instead and picks another row for ~3% of sizes). The float32 quotient is built
+  from integers so no runtime float division is involved (`nearest_source_indices`).
+
+Index subgraphs are scoped `index.*`; they are shape arithmetic and must stay in
+int64 / float32 under any precision pass.
 """
 
 from __future__ import annotations
@@ -167,24 +171,51 @@ def pool_indices(b: GraphBuilder, axis: int, factor: int) -> tuple[str, str]:
 
 
 def nearest_source_indices(b: GraphBuilder, axis: int, factor: int) -> str:
-    """Int64 1-D tensor: PyTorch's nearest source row/column for resizing n // factor -> n."""
+    """Int64 1-D tensor: PyTorch's nearest source row/column for resizing o = n // factor -> n.
+
+    PyTorch: src_j = min(floor(float32(j) * s), o - 1) with s = float32(o) / float32(n),
+    a correctly rounded float32 division. The graph does not divide floats: a runtime
+    whose division is off by one ulp (fast-math GPU kernels) would pick other rows at
+    most sizes, since j * s is often an exact integer. Instead s is built exactly from
+    integers: o / n lies in (1 / (2f), 1 / f], so s = S * 2^-K with K = 24 + log2(f) and
+    S = round-half-even(o * 2^K / n), a 24-bit integer (2^24 when n is a multiple of f).
+    S comes from a two-step long division that stays below 2^31 for n <= 16384 (so it is
+    also exact where a runtime narrows int64 to int32). Then float32(S) and the scaling
+    by 2^-K are exact, and the one rounding left is the float32 product j * s, the same
+    correctly rounded multiply PyTorch does.
+    """
 
     def make_dynamic() -> str:
         scope = f"index.{AXIS_NAMES[axis]}.up{factor}"
-        to_float = TensorProto.FLOAT
-        n_float = b.memo(("side_float", axis), lambda: b.op(scope, "Cast", [_side(b, axis)], to=to_float))
-        dst = b.memo(
-            ("dst_float", axis),
-            lambda: b.op(
-                scope,
-                "Cast",
-                [b.op(scope, "Range", [b.const(0, np.int64), _side(b, axis), b.const(1, np.int64)])],
-                to=to_float,
-            ),
-        )
+        n = _side(b, axis)
         o, o_minus_1 = _pooled_side(b, axis, factor)
-        scale = b.op(scope, "Div", [b.op(scope, "Cast", [o], to=to_float), n_float])
-        src = b.op(scope, "Floor", [b.op(scope, "Mul", [dst, scale])])
+        k = 24 + factor.bit_length() - 1
+        low_bits = 14
+
+        def i64(v: int) -> str:
+            return b.const(v, np.int64)
+
+        def mul(x: str, y: str) -> str:
+            return b.op(scope, "Mul", [x, y])
+
+        def divmod_(x: str) -> tuple[str, str]:
+            q = b.op(scope, "Div", [x, n])
+            return q, b.op(scope, "Sub", [x, mul(q, n)])
+
+        q_high, r_high = divmod_(mul(o, i64(1 << (k - low_bits))))
+        q_low, r_low = divmod_(mul(r_high, i64(1 << low_bits)))
+        q = b.op(scope, "Add", [mul(q_high, i64(1 << low_bits)), q_low])
+        odd = b.op(scope, "Sub", [q, mul(b.op(scope, "Div", [q, i64(2)]), i64(2))])
+        # Round up iff 2r + (q odd) > n, i.e. (2r + odd) // (n + 1) == 1 (it is 0 or 1).
+        bump = b.op(
+            scope,
+            "Div",
+            [b.op(scope, "Add", [mul(r_low, i64(2)), odd]), b.op(scope, "Add", [n, i64(1)])],
+        )
+        significand = b.op(scope, "Cast", [b.op(scope, "Add", [q, bump])], to=TensorProto.FLOAT)
+        s = mul(significand, b.const(2.0**-k))
+        dst = b.memo(("dst_float", axis), lambda: _float_range(b, axis))
+        src = b.op(scope, "Floor", [mul(dst, s)])
         return b.op(scope, "Min", [b.op(scope, "Cast", [src], to=TensorProto.INT64), o_minus_1])
 
     def make_static() -> str:
@@ -193,6 +224,13 @@ def nearest_source_indices(b: GraphBuilder, axis: int, factor: int) -> str:
         return b.const(idx, np.int64, name=f"index.{AXIS_NAMES[axis]}.up{factor}.src")
 
     return b.memo(("nearest", axis, factor), make_dynamic if b.dynamic else make_static)
+
+
+def _float_range(b: GraphBuilder, axis: int) -> str:
+    """float32(0 .. n-1) along `axis` (exact: n <= 2^24)."""
+    scope = f"index.{AXIS_NAMES[axis]}"
+    j = b.op(scope, "Range", [b.const(0, np.int64), _side(b, axis), b.const(1, np.int64)])
+    return b.op(scope, "Cast", [j], to=TensorProto.FLOAT)
 
 
 def _static_side(b: GraphBuilder, axis: int) -> int:
