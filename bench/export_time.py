@@ -62,9 +62,15 @@ def main() -> None:
         for _ in range(a.runs):
             rows.append(run_export(["--scale", "4"], folder))
             r = rows[-1]
-            print(r["command"], r["wall_seconds"], "s wall,", r["cpu_seconds"], "s CPU, load", r["load_avg_1min_before"])
+            print(
+                r["command"], r["wall_seconds"], "s wall,", r["cpu_seconds"], "s CPU, load", r["load_avg_1min_before"]
+            )
         others = [["--scale", "2"], ["--scale", "3"], ["--static", "--scale", "4"]]
-        for name, key in (("team15_SAFMN.pth", None), ("team23_safmnpp.pth", "params_ema"), ("light_safmnpp.pth", None)):
+        for name, key in (
+            ("team15_SAFMN.pth", None),
+            ("team23_safmnpp.pth", "params_ema"),
+            ("light_safmnpp.pth", None),
+        ):
             if (SHARED / "weights" / name).is_file():
                 others.append(["--weights", str(SHARED / "weights" / name), *(["--param-key", key] if key else [])])
         for args in others:
