@@ -13,7 +13,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -21,6 +21,10 @@ from srx import __version__
 from srx.errors import BadInput, SrxError
 from srx.export import DEFAULT_OPSET, DEFAULT_VERIFY_INPUT, MAX_OPSET, MIN_OPSET
 from srx.spec import ARCHS
+
+if TYPE_CHECKING:
+    from srx.export.model import ExportReport
+    from srx.sizes import Size
 
 
 class Interrupted(KeyboardInterrupt):
@@ -190,6 +194,7 @@ def export(
     # 2 cores). Verification is a check, not a benchmark; a user's setting wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from srx.export import check_opset
+    from srx.fileio import check_writable
     from srx.sizes import parse_size
 
     parse_scale(scale)
@@ -197,10 +202,9 @@ def export(
     size = parse_size(input_text, what="--input")
     if param_key is not None and weights is None:
         raise BadInput("--param-key needs --weights: the embedded default model has no checkpoint entries")
-    if output is not None:
-        from srx.fileio import check_writable
-
-        check_writable(output)
+    for path in (output, None if json_path == "-" else json_path):
+        if path is not None:
+            check_writable(path)
     model = _model_from_options(weights, arch, scale, param_key)
     spec = model.spec
     spec.check_input_size(size.height, size.width)
@@ -230,14 +234,14 @@ def _model_from_options(weights: str | None, arch: str, scale: int | None, param
     )
 
 
-def _default_onnx_name(weights: str | None, arch: str, scale: int, static_size: Any) -> str:
+def _default_onnx_name(weights: str | None, arch: str, scale: int, static_size: Size | None) -> str:
     from pathlib import Path
 
     stem = Path(weights).stem if weights else f"{arch.replace('-', '_')}_x{scale}"
     return f"{stem}_{static_size}.onnx" if static_size else f"{stem}.onnx"
 
 
-def _format_export(report: Any) -> str:
+def _format_export(report: ExportReport) -> str:
     spec = report.spec
     shape = (
         "dynamic batch, height, width" if report.dynamic else f"static 1x3x{report.input.height}x{report.input.width}"

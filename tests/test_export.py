@@ -131,9 +131,9 @@ def test_index_tensors_equal_pytorch_up_to_4k(axis, factor, one_torch_thread):
         _, first = F.adaptive_max_pool1d(-ramp, o, return_indices=True)
         assert np.array_equal(start, first.reshape(-1).numpy()), n
         assert np.array_equal(last + factor - 1, stop_minus_1.reshape(-1).numpy()), n
-        # The two length-f windows at start and stop - f cover the window exactly.
+        # f <= window length <= 2f: the length-f windows at start and stop - f cover it.
         length = last + factor - start
-        assert length.min() >= factor and length.max() < 2 * factor, n
+        assert length.min() >= factor and length.max() <= 2 * factor, n
         ref_src = F.interpolate(torch.arange(o, dtype=torch.float32).reshape(1, 1, o), size=n, mode="nearest")
         assert np.array_equal(src, ref_src.reshape(-1).numpy().astype(np.int64)), n
 
@@ -307,3 +307,39 @@ def test_modules_the_exporter_does_not_know_are_refused():
         onnx_from_model(model)
     with pytest.raises(TypeError, match="no ModelSpec"):
         onnx_from_model(torch.nn.Conv2d(3, 3, 3))
+
+
+@pytest.mark.shared
+def test_team15_onnx_scores_the_same_set5_psnr_as_pytorch():
+    """Issue 3 acceptance: the same Set5 x4 Y-PSNR within 0.001 dB. LR images here are
+    Pillow-bicubic (srx eval owns the MATLAB-compatible resize); what is compared is
+    ONNX against PyTorch on identical LR inputs, both clamped and rounded to 8 bits."""
+    from conftest import DATA
+    from PIL import Image
+
+    model = load_model(weight_path("team15_SAFMN.pth"))
+    sess = session(onnx_from_model(model))
+    psnr_torch, psnr_onnx = [], []
+    for path in sorted((DATA / "benchmarks" / "Set5" / "HR").glob("*.png")):
+        hr = Image.open(path).convert("RGB")
+        hr = hr.crop((0, 0, hr.width - hr.width % 4, hr.height - hr.height % 4))
+        lr = np.asarray(hr.resize((hr.width // 4, hr.height // 4), Image.BICUBIC), dtype=np.float32) / 255
+        x = lr.transpose(2, 0, 1)[None].copy()
+        with torch.inference_mode():
+            ref = model(torch.from_numpy(x)).numpy()
+        got = sess.run(None, {"lr": x})[0]
+        target = np.asarray(hr, dtype=np.float64)
+        psnr_torch.append(_y_psnr(ref, target, border=4))
+        psnr_onnx.append(_y_psnr(got, target, border=4))
+    assert len(psnr_torch) == 5 and 25 < np.mean(psnr_torch) < 40
+    assert abs(np.mean(psnr_onnx) - np.mean(psnr_torch)) <= 0.001, (psnr_onnx, psnr_torch)
+    assert np.max(np.abs(np.subtract(psnr_onnx, psnr_torch))) <= 0.001
+
+
+def _y_psnr(sr: np.ndarray, hr: np.ndarray, border: int) -> float:
+    """PSNR of BT.601 luma (16..235) between an output in [0, 1] and an 8-bit HR image."""
+    img = np.round(np.clip(sr[0].transpose(1, 2, 0), 0, 1) * 255)
+    weights = np.array([65.481, 128.553, 24.966]) / 255
+    y_sr, y_hr = img @ weights + 16, hr @ weights + 16
+    diff = (y_sr - y_hr)[border:-border, border:-border]
+    return float(10 * np.log10(255**2 / np.mean(diff**2)))

@@ -94,6 +94,7 @@ def _checkpoint(tmp_path, scale=4):
         (["--arch", "resnet"], "Invalid value for '--arch'"),
         (["--param-key", "params_ema"], "--param-key needs --weights"),
         (["--weights", "nope.pth"], "does not exist"),
+        (["--json", "/dev/full"], "not a regular file"),
     ],
 )
 def test_bad_options(tmp_path, args, expect):

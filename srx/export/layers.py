@@ -12,7 +12,8 @@ graph they are constants. Integer Div truncates, which is floor for the non-nega
 values here.
 
 * adaptive max pooling, o = n // f outputs along an axis of length n: window i is
-  [start_i, stop_i) = [floor(i*n/o), ceil((i+1)*n/o)), and f <= stop_i - start_i < 2f.
+  [start_i, stop_i) = [floor(i*n/o), ceil((i+1)*n/o)), and f <= stop_i - start_i <= 2f
+  (docs/export.md has the proof).
   With s = MaxPool(kernel f along the axis, stride 1), s[j] = max(x[j:j+f]), and
   max(x[start:stop]) = max(s[start], s[stop - f]) because the two length-f windows
   cover [start, stop). Rows first, then columns.
