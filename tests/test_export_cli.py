@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import onnx
 import pytest
 import torch
-from conftest import assert_one_line_error, run_srx, weight_path
+from conftest import REPO, assert_one_line_error, run_srx, weight_path
 from onnx import TensorProto, helper
 
 from srx.export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
@@ -131,6 +134,23 @@ def test_unwritable_outputs(tmp_path, where):
     }[where]
     line = assert_one_line_error(run_srx("export", "--arch", "safmnpp-light", "-o", out), 2)
     assert "cannot write" in line or "is a directory" in line or "not a regular file" in line
+    assert leftovers(tmp_path) == []
+
+
+def test_missing_onnxruntime_is_one_line_before_any_work(tmp_path):
+    hide = (
+        "import sys, importlib.abc\n"
+        "class Hide(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'onnxruntime':\n"
+        "            raise ModuleNotFoundError(name)\n"
+        "sys.meta_path.insert(0, Hide())\n"
+        "sys.argv = ['srx', 'export', '--arch', 'safmnpp-light']\n"
+        "from srx.cli import main; main()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", hide], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert "pip install 'srx[cpu]'" in assert_one_line_error(proc, 2)
     assert leftovers(tmp_path) == []
 
 

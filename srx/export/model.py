@@ -238,6 +238,9 @@ def export_onnx(
     check_opset(opset)
     check_writable(output)
     spec.check_input_size(input_size.height, input_size.width)
+    _require("onnxruntime", "verifying the ONNX export")
+    if simplify:
+        _require("onnxslim", "simplifying the ONNX export")
 
     t0 = time.perf_counter()
     proto = onnx_from_model(model, opset=opset, dynamic=dynamic, input_size=input_size)
@@ -279,6 +282,20 @@ def export_onnx(
         onnx_bytes=len(data),
         seconds={"build": t1 - t0, "simplify": t2 - t1, "verify": t3 - t2, "write": t4 - t3},
     )
+
+
+def _require(package: str, purpose: str) -> None:
+    """Fail before any work when an optional package is missing (both are in srx[cpu])."""
+    from importlib.util import find_spec
+
+    try:
+        found = find_spec(package) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        from srx.errors import MissingDependency
+
+        raise MissingDependency(package, "cpu", purpose)
 
 
 def _version(package: str) -> str:
