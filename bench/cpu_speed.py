@@ -1,111 +1,202 @@
-"""CPU speed of srx's backends on the embedded default model (paper SAFMN x4) at 320x180.
+"""CPU speed of srx's ways to run the embedded default model (paper SAFMN x4) at 320x180.
 
-Usage: python bench/cpu_speed.py OUTDIR
-Writes OUTDIR/bench.json and bench.txt (the `srx bench` protocol: torch and onnxruntime,
-20 timed runs after 2 warm-up), OUTDIR/ort_sweep.json (onnxruntime session settings) and
-OUTDIR/environment.json (versions, CPU flags, load average, how the ONNX was made).
+Usage: python bench/cpu_speed.py OUTDIR [--rounds N] [--per-round N] [--no-cli] [--no-compile]
 
-The ONNX comes from srx.export when this build has it; otherwise from PyTorch's TorchScript
-exporter with dynamic batch/height/width (exact here because srx's layers switch to their
-portable pooling / resize forms while exporting), recorded in environment.json.
+1. `srx bench --input 320x180` exactly as a user runs it (default backends and runs for
+   the CPU), in a fresh process: its wall time from start to exit (export, sessions,
+   warm-up included), its JSON and table -> OUTDIR/cli_bench.json, cli_bench.txt.
+2. A sweep of candidate paths in one process, interleaved: every round runs each
+   configuration `--per-round` times on the same synthetic inputs, so load from other
+   jobs on a shared machine hits all configurations alike; the 1-minute load average is
+   recorded per round. Medians over all rounds, and the median of per-round ratios to
+   PyTorch eager. Accuracy of each configuration against PyTorch eager FP32 on the first
+   input: max |diff| and PSNR (outputs clipped to [0, 1]) -> OUTDIR/sweep.json.
+3. OUTDIR/environment.json: versions, lscpu, git commit, command, load averages.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+# Before torch loads OpenMP: a spinning OpenMP pool collapses on a shared 2-core machine
+# (the srx CLI sets the same default).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-def make_onnx(model, path: Path) -> str:
-    try:
-        from srx.export import onnx_from_model  # noqa: F401
-    except ImportError:
-        import torch
+REPO = Path(__file__).resolve().parents[1]
+H, W = 180, 320
 
-        x = torch.rand(1, 3, 180, 320)
-        dyn = {"lr": {0: "batch", 2: "height", 3: "width"}, "sr": {0: "batch", 2: "out_h", 3: "out_w"}}
-        torch.onnx.export(
-            model,
-            (x,),
-            str(path),
-            input_names=["lr"],
-            output_names=["sr"],
-            opset_version=17,
-            dynamo=False,
-            dynamic_axes=dyn,
-        )
-        return "torch.onnx.export (TorchScript exporter), opset 17, dynamic batch/height/width (srx.export not in this build)"
-    from srx.runtime.source import ModelSource
-
-    src = ModelSource.from_module(model)
-    p = src.onnx_path()
-    path.write_bytes(p.read_bytes())
-    return "srx.export.onnx_from_model, dynamic batch/height/width"
+# name -> (backend, runner options). The first is the baseline.
+CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "torch eager (NCHW)": ("torch", {}),
+    "torch eager channels_last": ("torch", {"channels_last": True}),
+    "onnxruntime dynamic, dims pinned": ("onnxruntime", {"static": False, "fuse": False}),
+    "onnxruntime static": ("onnxruntime", {"fuse": False}),
+    "onnxruntime dynamic pinned + GELU fused": ("onnxruntime", {"static": False}),
+    "onnxruntime static + GELU fused": ("onnxruntime", {}),
+    "onnxruntime static + GELU fused, no spinning": ("onnxruntime", {"spinning": False}),
+    "onnxruntime static + GELU fused, 1 thread": ("onnxruntime", {"threads": 1}),
+    "torch.compile": ("torch-compile", {}),
+    "torch.compile channels_last + freezing": ("torch-compile", {"channels_last": True, "freezing": True}),
+}
 
 
-def main(out: Path) -> None:
-    from srx.bench.engine import BenchConfig, run_bench, versions
-    from srx.bench.inputs import synthetic_inputs
-    from srx.bench.report import format_table
-    from srx.models import default_model
-    from srx.runtime import ModelSource, open_runner
-    from srx.runtime.device import device_info
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
 
-    out.mkdir(parents=True, exist_ok=True)
-    model = default_model(4)
-    onnx_path = out / "safmn_x4_default.onnx"
-    how = make_onnx(model, onnx_path)
-    env = {
-        "command": " ".join([sys.executable, *sys.argv]),
-        "onnx": how,
-        "device": device_info("cpu"),
-        "versions": versions(),
-        "lscpu": subprocess.run(["lscpu"], capture_output=True, text=True).stdout,
-        "load_average_start": os.getloadavg(),
+
+def run_cli(out: Path) -> dict[str, Any]:
+    """`srx bench --input 320x180` in a fresh process, as a user runs it."""
+    cmd = [sys.executable, "-m", "srx", "bench", "--input", f"{W}x{H}", "--json", str(out / "cli_bench.json")]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("OMP_WAIT_POLICY", None)  # the user's environment: the CLI chooses its own default
+    before = loadavg()
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
+    wall = time.perf_counter() - t0
+    (out / "cli_bench.txt").write_text(
+        proc.stdout + f"\nwall time {wall:.1f} s (process start to exit), exit code {proc.returncode}\n"
+        f"load average before {before}, after {loadavg()}\n"
+    )
+    print(proc.stdout, proc.stderr[-2000:], f"wall {wall:.1f} s", flush=True)
+    return {
+        "command": "srx " + " ".join(cmd[3:]),
+        "wall_seconds": round(wall, 1),
+        "exit_code": proc.returncode,
+        "load_before": before,
+        "load_after": loadavg(),
     }
 
-    source = ModelSource(model.spec, module=model, onnx_path=onnx_path, origin="embedded default x4")
-    t0 = time.perf_counter()
-    result = run_bench(source, BenchConfig(180, 320, "cpu", ["torch", "onnxruntime"]), command=env["command"].split())
-    result["wall_seconds"] = round(time.perf_counter() - t0, 1)
-    result["onnx"] = how
-    (out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "bench.txt").write_text(format_table(result) + f"\n\nwall time {result['wall_seconds']} s\n")
-    print(format_table(result), flush=True)
 
-    # onnxruntime session settings: graph optimisation level x shape specialisation x threads.
-    inputs = synthetic_inputs(180, 320, 12)
-    with open_runner("torch", source) as r:
-        ref = r.run(inputs[0])
-    sweep = []
-    configs = [(lvl, spec, None) for lvl in ("basic", "extended", "all") for spec in (False, True)]
-    configs.append(("all", True, 1))
-    for level, specialize, threads in configs:
-        opts = {"opt_level": level, "specialize": specialize, **({"threads": threads} if threads else {})}
-        with open_runner("onnxruntime", source, **opts) as r:
-            t1 = time.perf_counter()
-            y = r.run(inputs[0])
-            first = time.perf_counter() - t1
+def psnr(out: np.ndarray, ref: np.ndarray) -> float | None:
+    mse = float(np.mean((np.clip(out, 0, 1) - np.clip(ref, 0, 1)).astype(np.float64) ** 2))
+    return None if mse == 0 else round(10 * math.log10(1 / mse), 2)
+
+
+def sweep(names: list[str], rounds: int, per_round: int) -> dict[str, Any]:
+    from srx.bench.inputs import synthetic_inputs
+    from srx.models import default_model
+    from srx.runtime import ModelSource, open_runner
+
+    inputs = synthetic_inputs(H, W, per_round)
+    source = ModelSource.from_module(default_model(4), origin="embedded default x4")
+    runners, rows = {}, {}
+    ref = None
+    for name in names:
+        backend, opts = CONFIGS[name]
+        runner = open_runner(backend, source, "cpu", **opts)
+        t0 = time.perf_counter()
+        runner.activate()
+        y = runner.run(inputs[0])  # sessions, compilation: outside the timed runs
+        setup = time.perf_counter() - t0
+        if ref is None:
+            ref = y
+        rows[name] = {
+            "backend": backend,
+            "options": opts,
+            "setup_and_first_run_s": round(setup, 2),
+            "max_abs_diff_vs_torch_eager": float(np.abs(y - ref).max()),
+            "psnr_vs_torch_eager_db": psnr(y, ref),
+            "settings": runner.describe(),
+            "ms": [],
+            "ratio_per_round": [],
+        }
+        runners[name] = runner
+        print(name, {k: v for k, v in rows[name].items() if k not in ("ms", "settings")}, flush=True)
+    loads = []
+    base = names[0]
+    for r in range(rounds):
+        loads.append(loadavg())
+        medians = {}
+        for name in names:
+            runner = runners[name]
+            staged = [runner.stage(runner.check_input(x)) for x in inputs]
             times = []
-            for x in inputs[1:]:
-                t1 = time.perf_counter()
-                r.execute(x)
-                times.append((time.perf_counter() - t1) * 1000)
-            row = {**r.describe(), "first_run_s": round(first, 3), "median_ms": round(float(np.median(times)), 2)}
-            row["min_ms"] = round(float(np.min(times)), 2)
-            row["max_abs_diff_vs_torch"] = float(np.abs(y - ref).max())
-        sweep.append(row)
-        print(row, flush=True)
-    env["load_average_end"] = os.getloadavg()
-    (out / "ort_sweep.json").write_text(json.dumps(sweep, indent=2) + "\n")
+            for x in staged:
+                t0 = time.perf_counter()
+                runner.execute(x)
+                times.append((time.perf_counter() - t0) * 1000)
+            rows[name]["ms"] += [round(t, 1) for t in times]
+            medians[name] = float(np.median(times))
+        for name in names:
+            rows[name]["ratio_per_round"].append(round(medians[base] / medians[name], 3))
+        print(f"round {r} load {loads[-1]}", {n: round(m) for n, m in medians.items()}, flush=True)
+    for runner in runners.values():
+        runner.deactivate()
+    source.close()
+    for row in rows.values():
+        row["median_ms"] = round(float(np.median(row["ms"])), 1)
+        row["min_ms"] = round(float(np.min(row["ms"])), 1)
+        row["speedup_vs_torch_eager"] = round(rows[base]["median_ms"] / row["median_ms"], 3)
+        row["median_of_round_ratios"] = round(float(np.median(row["ratio_per_round"])), 3)
+    return {
+        "input": f"{W}x{H}",
+        "rounds": rounds,
+        "runs_per_round": per_round,
+        "load_per_round": loads,
+        "load_after": loadavg(),
+        "baseline": base,
+        "configs": rows,
+    }
+
+
+def environment(argv: list[str]) -> dict[str, Any]:
+    from srx.bench.engine import versions
+    from srx.runtime.device import device_info
+
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()
+    dirty = bool(subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, cwd=REPO).stdout)
+    return {
+        "command": " ".join(["python", *argv]),
+        "git_commit": commit + (" (uncommitted changes)" if dirty else ""),
+        "device": device_info("cpu"),
+        "versions": versions(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "lscpu": subprocess.run(["lscpu"], capture_output=True, text=True).stdout,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--per-round", type=int, default=2)
+    ap.add_argument("--no-cli", action="store_true", help="skip the `srx bench` run")
+    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile configurations")
+    ap.add_argument("--only", default=None, help="comma-separated configuration names (the first is the baseline)")
+    args = ap.parse_args()
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    env = environment(sys.argv)
+    env["load_average_start"] = loadavg()
+    if not args.no_cli:
+        env["cli"] = run_cli(out)
+    names = args.only.split(",") if args.only else list(CONFIGS)
+    if args.no_compile:
+        names = [n for n in names if CONFIGS[n][0] != "torch-compile"]
+    result = sweep(names, args.rounds, args.per_round)
+    (out / "sweep.json").write_text(json.dumps(result, indent=2) + "\n")
+    env["load_average_end"] = loadavg()
     (out / "environment.json").write_text(json.dumps(env, indent=2) + "\n")
+    print()
+    print(
+        f"{'configuration':48s} {'median ms':>9s} {'min ms':>7s} {'speed-up':>8s} {'round ratio':>11s}  max|diff|  PSNR dB"
+    )
+    for name, row in result["configs"].items():
+        print(
+            f"{name:48s} {row['median_ms']:9.1f} {row['min_ms']:7.1f} {row['speedup_vs_torch_eager']:7.2f}x "
+            f"{row['median_of_round_ratios']:10.2f}x  {row['max_abs_diff_vs_torch_eager']:.2e}  {row['psnr_vs_torch_eager_db']}"
+        )
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "bench/results/cpu"))
+    main()
