@@ -49,7 +49,7 @@ def test_every_backend_answers_with_a_reason(device, tiny):
 
 
 def test_cpu_defaults_and_unknown_names():
-    assert default_backends("cpu") == [n for n in CLI_BACKENDS if n not in ("torch-fp16", "torch-compile")]
+    assert default_backends("cpu") == [n for n in CLI_BACKENDS if n != "torch-fp16"]
     assert parse_backends("torch, onnxruntime,torch") == ["torch", "onnxruntime"]
     assert parse_backends("all") == CLI_BACKENDS
     with pytest.raises(BadInput, match="unknown backend 'tensort'"):

@@ -37,7 +37,8 @@ class OrtCPURunner(Runner):
     ('all' default, 'extended', 'basic', 'disable'), specialize (default True: a session
     per input shape), static (default True: with specialize, a fixed-size export per shape
     when the model comes from PyTorch weights), fuse (default True: com.microsoft.Gelu),
-    spinning (default True: onnxruntime's worker threads spin between operators)."""
+    spinning (default False: worker threads sleep between operators instead of spinning,
+    measured faster on a CPU shared with other work, docs/bench.md)."""
 
     name = "onnxruntime"
     precision = "fp32"
@@ -45,6 +46,7 @@ class OrtCPURunner(Runner):
     max_sessions = 2
     fuse_default = True
     static_default = True
+    spinning_default = False
 
     def _activate(self) -> None:
         import onnxruntime as ort
@@ -62,6 +64,7 @@ class OrtCPURunner(Runner):
             self._specialize and bool(self.options.get("static", self.static_default)) and self.source.exports_onnx
         )
         self._fuse = bool(self.options.get("fuse", self.fuse_default))
+        self._spinning = bool(self.options.get("spinning", self.spinning_default))
         self._dynamic_model: bytes | None = None
         if not self._specialize:
             self._session(None)
@@ -78,7 +81,7 @@ class OrtCPURunner(Runner):
         so.intra_op_num_threads = self._threads
         so.inter_op_num_threads = 1
         so.log_severity_level = 3  # warnings about unused initializers etc. are not the user's concern
-        if not self.options.get("spinning", True):
+        if not self._spinning:
             so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if shape is not None and pin:
             n, _, h, w = shape
@@ -149,7 +152,7 @@ class OrtCPURunner(Runner):
             "intra_op_threads": self._threads if self.active else self.options.get("threads"),
             "graph_optimization": self.options.get("opt_level", "all"),
             "shape_specialized": bool(self.options.get("specialize", True)),
-            "spinning": bool(self.options.get("spinning", True)),
+            "spinning": bool(self.options.get("spinning", self.spinning_default)),
             "providers": [p if isinstance(p, str) else p[0] for p in self.providers],
         }
         if self.active:
@@ -169,6 +172,7 @@ class OrtCUDARunner(OrtCPURunner):
     # available to this work): the CUDA runner keeps the plain dynamic export, dims pinned.
     fuse_default = False
     static_default = False
+    spinning_default = True  # onnxruntime's default
 
     def stage(self, lr: np.ndarray) -> Any:
         return self._ort.OrtValue.ortvalue_from_numpy(lr, "cuda", 0)
