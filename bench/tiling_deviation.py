@@ -10,7 +10,9 @@ over the whole image). Each checkpoint upscales each photo whole and tiled (`--t
 default overlap, the plan `srx upscale` makes) with the same runner; both outputs are
 clipped to [0, 1] and scaled to 8-bit levels (not rounded). Reports max, 99.9th
 percentile and mean |tiled - whole| in gray levels, the share of output values that
-would round to a different 8-bit level, and the PSNR of tiled against whole.
+would round to a different 8-bit level, and the PSNR of tiled against whole. To tell a
+seam from a spread-out difference, the mean |tiled - whole| is also reported separately
+inside the cross-fade bands around tile borders and everywhere else.
 Writes OUTDIR/tiling_deviation.json.
 """
 
@@ -82,6 +84,10 @@ def main() -> None:
                     "seconds_whole": round(t1 - t0, 1),
                     "seconds_tiled": round(t2 - t1, 1),
                 }
+                if plan.tile is not None:
+                    band = seam_mask(h, w, model.spec.scale, plan.tile, max(plan.blend // 2, 1))
+                    row["mean_gray_levels_at_tile_borders"] = round(float(d[band].mean()), 5)
+                    row["mean_gray_levels_elsewhere"] = round(float(d[~band].mean()), 5)
                 rows.append(row)
                 print(row, flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -94,6 +100,19 @@ def main() -> None:
         "rows": rows,
     }
     (args.out / "tiling_deviation.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+def seam_mask(h: int, w: int, scale: int, tile: int, half_blend: int) -> np.ndarray:
+    """Output pixels within `half_blend` LR pixels of an inner tile border, (sH, sW, 1)."""
+
+    def near(n: int) -> np.ndarray:
+        x = (np.arange(n * scale) + 0.5) / scale
+        borders = np.arange(tile, n, tile)
+        if borders.size == 0:
+            return np.zeros(n * scale, bool)
+        return np.abs(x[:, None] - borders[None, :]).min(axis=1) < half_blend
+
+    return (near(h)[:, None] | near(w)[None, :])[..., None].repeat(3, axis=2)
 
 
 if __name__ == "__main__":
