@@ -1,10 +1,14 @@
 """CPU speed of srx's ways to run the embedded default model (paper SAFMN x4) at 320x180.
 
-Usage: python bench/cpu_speed.py OUTDIR [--rounds N] [--per-round N] [--no-cli] [--no-compile]
+Usage: python bench/cpu_speed.py OUTDIR [--rounds N] [--per-round N] [--no-cli] [--no-sweep]
+                                         [--cold] [--no-compile]
 
 1. `srx bench --input 320x180` exactly as a user runs it (default backends and runs for
    the CPU), in a fresh process: its wall time from start to exit (export, sessions,
-   warm-up included), its JSON and table -> OUTDIR/cli_bench.json, cli_bench.txt.
+   torch.compile's compilation, warm-up included), its JSON and table ->
+   OUTDIR/cli_bench.json, cli_bench.txt. With --cold, first once more with an empty
+   torch inductor cache (TORCHINDUCTOR_CACHE_DIR in a new temporary folder), as on a
+   machine where torch.compile never ran -> cli_bench_cold.json, cli_bench_cold.txt.
 2. A sweep of candidate paths in one process, interleaved: every round runs each
    configuration `--per-round` times on the same synthetic inputs, so load from other
    jobs on a shared machine hits all configurations alike. Per round it records the
@@ -96,22 +100,31 @@ def wait_for_quiet(meter: OthersMeter, quiet: float, max_wait: float) -> float:
             return share
 
 
-def run_cli(out: Path) -> dict[str, Any]:
+def run_cli(out: Path, cold: bool = False) -> dict[str, Any]:
     """`srx bench --input 320x180` in a fresh process, as a user runs it."""
-    cmd = [sys.executable, "-m", "srx", "bench", "--input", f"{W}x{H}", "--json", str(out / "cli_bench.json")]
+    import tempfile
+
+    name = "cli_bench_cold" if cold else "cli_bench"
+    cmd = [sys.executable, "-m", "srx", "bench", "--input", f"{W}x{H}", "--json", str(out / f"{name}.json")]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("OMP_WAIT_POLICY", None)  # the user's environment: the CLI chooses its own default
+    cache = tempfile.TemporaryDirectory(prefix="srx-inductor-") if cold else None
+    if cache is not None:
+        env["TORCHINDUCTOR_CACHE_DIR"] = cache.name
     before = loadavg()
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
     wall = time.perf_counter() - t0
-    (out / "cli_bench.txt").write_text(
+    if cache is not None:
+        cache.cleanup()
+    (out / f"{name}.txt").write_text(
         proc.stdout + f"\nwall time {wall:.1f} s (process start to exit), exit code {proc.returncode}\n"
         f"load average before {before}, after {loadavg()}\n"
     )
     print(proc.stdout, proc.stderr[-2000:], f"wall {wall:.1f} s", flush=True)
     return {
         "command": "srx " + " ".join(cmd[3:]),
+        "inductor_cache": "empty (new TORCHINDUCTOR_CACHE_DIR)" if cold else "as left by earlier runs",
         "wall_seconds": round(wall, 1),
         "exit_code": proc.returncode,
         "load_before": before,
@@ -218,7 +231,8 @@ def environment(argv: list[str]) -> dict[str, Any]:
     from srx.runtime.device import device_info
 
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()
-    dirty = bool(subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, cwd=REPO).stdout)
+    status = ["git", "status", "--porcelain", "--untracked-files=no"]  # the output folder itself is untracked
+    dirty = bool(subprocess.run(status, capture_output=True, text=True, cwd=REPO).stdout)
     return {
         "command": " ".join(["python", *argv]),
         "git_commit": commit + (" (uncommitted changes)" if dirty else ""),
@@ -235,6 +249,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--per-round", type=int, default=2)
     ap.add_argument("--no-cli", action="store_true", help="skip the `srx bench` run")
+    ap.add_argument("--no-sweep", action="store_true", help="only the `srx bench` run(s)")
+    ap.add_argument("--cold", action="store_true", help="also run `srx bench` with an empty inductor cache first")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile configurations")
     ap.add_argument("--only", default=None, help="comma-separated configuration names (the first is the baseline)")
     ap.add_argument("--quiet", type=float, default=0.10, help="a round is quiet below this CPU share used by others")
@@ -244,8 +260,14 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     env = environment(sys.argv)
     env["load_average_start"] = loadavg()
+    if not args.no_cli and args.cold:
+        env["cli_cold"] = run_cli(out, cold=True)
     if not args.no_cli:
         env["cli"] = run_cli(out)
+    if args.no_sweep:
+        env["load_average_end"] = loadavg()
+        (out / "environment.json").write_text(json.dumps(env, indent=2) + "\n")
+        return
     names = args.only.split(",") if args.only else list(CONFIGS)
     if args.no_compile:
         names = [n for n in names if CONFIGS[n][0] != "torch-compile"]
