@@ -135,3 +135,37 @@ def info(file: str, param_key: str | None, json_path: str | None) -> None:
     d = describe(file, param_key=param_key)
     human(format_description(d), json_path)
     emit_json(d, json_path)
+
+
+@cli.command(name="eval")
+@click.option(
+    "--dataset", required=True, type=str, metavar="DIR", help="Folder of HR images, or with HR/ and LR_bicubic/X{s}/."
+)
+@click.option("--scale", type=int, default=None, help="2, 3 or 4 (default: the checkpoint's scale; 4 for bicubic).")
+@click.option(
+    "--model",
+    default=None,
+    metavar="bicubic|bicubic-rgb|CKPT",
+    help="What to score (default: bicubic, the published baseline row; bicubic-rgb upscales the same RGB LR a network gets).",
+)
+@click.option("--weights", default=None, metavar="CKPT", help="A checkpoint to score (same as --model CKPT).")
+@click.option("--param-key", default=None, help="Checkpoint entry to read (default: params, as BasicSR).")
+@json_option
+def eval_(
+    dataset: str,
+    scale: int | None,
+    model: str | None,
+    weights: str | None,
+    param_key: str | None,
+    json_path: str | None,
+) -> None:
+    """Y-channel PSNR / SSIM on a dataset, with MATLAB-compatible bicubic LR (as published SR tables)."""
+    from srx.evaluate import evaluate, format_result
+
+    if model is not None and weights is not None:
+        raise BadInput("give either --model or --weights, not both")
+    result = evaluate(
+        dataset, weights or model or "bicubic", parse_scale(scale), param_key=param_key, progress=sys.stderr.isatty()
+    )
+    human(format_result(result), json_path)
+    emit_json(result.to_dict(), json_path)
