@@ -1,10 +1,10 @@
 """Calibration data: LR/HR pairs cut from a folder of images (never from evaluation sets).
 
 Each image gives one random crop; the LR crop is the HR crop downscaled by the model's
-scale with Pillow's bicubic filter (antialiased, a = -0.5, like MATLAB imresize; the two
-differ by rounding only, which does not matter for choosing quantization ranges). A
-deterministic, seeded share of the images is held back from calibration and tuning and
-only used to report the accuracy of the result.
+scale with srx.imresize (MATLAB-exact bicubic, uint8), the same LR that `srx eval` makes,
+so calibration sees the input distribution the model is scored on. A deterministic,
+seeded share of the images is held back from calibration and tuning and only used to
+report the accuracy of the result.
 """
 
 from __future__ import annotations
@@ -63,11 +63,10 @@ def read_rgb(path: Path) -> np.ndarray:
 
 
 def bicubic_down(hr: np.ndarray, scale: int) -> np.ndarray:
-    """(H, W, 3) uint8 -> (H/s, W/s, 3) uint8 with Pillow bicubic (H, W multiples of s)."""
-    from PIL import Image
+    """(H, W, 3) uint8 -> (H/s, W/s, 3) uint8, MATLAB imresize bicubic (H, W multiples of s)."""
+    from srx.imresize import imresize
 
-    h, w = hr.shape[:2]
-    return np.asarray(Image.fromarray(hr).resize((w // scale, h // scale), Image.BICUBIC))
+    return imresize(hr, 1 / scale)
 
 
 def to_chw(img: np.ndarray) -> np.ndarray:

@@ -2,9 +2,10 @@
 
 Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255 with R, G, B in [0, 255] (MATLAB
 rgb2ycbcr, BT.601 studio range); PSNR = 10 log10(255^2 / MSE) over the Y channel with a
-border of `scale` pixels shaved. `quantize=True` first rounds the RGB output to 8 bits
-and Y to integers, as `srx eval` does; `quantize=False` keeps floats (smoother, used for
-the small differences that decide which layers stay in higher precision).
+border of `scale` pixels shaved. `quantize=True` is `srx eval`'s reading (srx.metrics:
+output clamped and rounded to 8 bits, MATLAB rgb2ycbcr Y rounded to integers);
+`quantize=False` keeps floats (smoother, used for the small differences that decide which
+layers stay in higher precision).
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ _Y = np.array([65.481, 128.553, 24.966]) / 255.0
 
 def to_y(chw: np.ndarray, *, quantize: bool) -> np.ndarray:
     """(3, H, W) RGB float in [0, 1] -> (H, W) Y in [0, 255] (float64)."""
-    rgb = np.clip(chw.astype(np.float64), 0.0, 1.0) * 255.0
     if quantize:
-        rgb = np.floor(rgb + 0.5)
-    y = np.tensordot(_Y, rgb, axes=(0, 0)) + 16.0
-    return np.floor(y + 0.5) if quantize else y
+        from srx.metrics import rgb_to_y
+
+        rgb8 = np.rint(np.clip(chw.astype(np.float64), 0.0, 1.0) * 255.0).astype(np.uint8)
+        return rgb_to_y(rgb8.transpose(1, 2, 0)).astype(np.float64)
+    rgb = np.clip(chw.astype(np.float64), 0.0, 1.0) * 255.0
+    return np.tensordot(_Y, rgb, axes=(0, 0)) + 16.0
 
 
 def mse_y(a: np.ndarray, b: np.ndarray, border: int, *, quantize: bool) -> float:
