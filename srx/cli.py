@@ -169,3 +169,221 @@ def eval_(
     )
     human(format_result(result), json_path)
     emit_json(result.to_dict(), json_path)
+
+
+def _progress_factory() -> Any:
+    """tqdm bars on stderr (hidden when stderr is not a terminal)."""
+    from tqdm import tqdm
+
+    def make(desc: str, total: int) -> Any:
+        return tqdm(total=total, desc=f"{desc:<17}", unit="run", file=sys.stderr, leave=False, disable=None)
+
+    return make
+
+
+def _model_source(weights: str | None, model: str | None, scale: int | None, param_key: str | None = None) -> Any:
+    """--weights and/or --model -> ModelSource (the embedded default when neither is given)."""
+    from srx.runtime.source import ModelSource
+
+    if model is None:
+        if weights is None:
+            return ModelSource.from_weights(None, scale)
+        from srx.models import load_model
+
+        return ModelSource.from_module(load_model(weights, scale=scale, param_key=param_key), origin=weights)
+    src = ModelSource.from_file(model, scale)
+    if weights is not None:
+        # Weights give the FP32 reference and the torch backends; the file runs in onnxruntime / TensorRT.
+        from srx.models import load_model
+
+        module = load_model(weights, scale=scale, param_key=param_key)
+        a, b = module.spec, src.spec
+        if (a.arch, a.scale, a.dim, a.n_blocks, a.ffn_scale) != (b.arch, b.scale, b.dim, b.n_blocks, b.ffn_scale):
+            raise BadInput(f"--weights {weights} ({a.label}) is not the model in --model {model} ({b.label})")
+        src._module = module
+    return src
+
+
+@cli.command()
+@click.option("--input", "input_size", default="320x180", show_default=True, help="LR input size WIDTHxHEIGHT.")
+@click.option("--weights", default=None, help="Checkpoint (default: the embedded untrained model).")
+@click.option("--model", "model_file", default=None, help="Exported model: .onnx, or .engine with its sidecar.")
+@click.option("--scale", type=int, default=None, help="Scale of the embedded default model (2, 3, 4; default 4).")
+@click.option("--param-key", default=None, help="Checkpoint entry to read (default: params).")
+@click.option("--backends", default=None, help="Comma-separated backends, or 'all' (default: the set for --device).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None, help="Default: cuda when a GPU is visible.")
+@click.option("--runs", type=int, default=None, help="Timed runs per backend (default 50 on CUDA, 10 on CPU).")
+@click.option("--warmup", type=int, default=None, help="Untimed runs first (default 10 on CUDA, 1 on CPU).")
+@click.option("--images", default=None, help="Folder of images to use as inputs (cropped to --input).")
+@click.option("--threads", type=int, default=None, help="CPU threads for torch and onnxruntime (default: all).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthetic inputs.")
+@click.option("--plot", "plot_path", default=None, metavar="PNG", help="Write a latency / memory plot here.")
+@click.option("--compare", "compare_path", default=None, metavar="OLD.json", help="Show the change against a run.")
+@json_option
+def bench(
+    input_size: str,
+    weights: str | None,
+    model_file: str | None,
+    scale: int | None,
+    param_key: str | None,
+    backends: str | None,
+    device: str | None,
+    runs: int | None,
+    warmup: int | None,
+    images: str | None,
+    threads: int | None,
+    seed: int,
+    plot_path: str | None,
+    compare_path: str | None,
+    json_path: str | None,
+) -> None:
+    """Latency, peak memory and accuracy of every backend (CLI.md)."""
+    from pathlib import Path
+
+    from srx.bench.engine import BenchConfig, run_bench
+    from srx.bench.report import compare, format_compare, format_table, load_result
+    from srx.fileio import check_writable
+    from srx.runtime.registry import parse_backends
+    from srx.sizes import parse_size
+
+    size = parse_size(input_size, what="--input")
+    parse_scale(scale)
+    names = parse_backends(backends) if backends is not None else None
+    if runs is not None and runs < 1:
+        raise BadInput(f"--runs {runs}: need at least 1 timed run")
+    if warmup is not None and warmup < 0:
+        raise BadInput(f"--warmup {warmup}: cannot be negative")
+    if threads is not None and threads < 1:
+        raise BadInput(f"--threads {threads}: need at least 1")
+    if images is not None and not Path(images).is_dir():
+        raise BadInput(f"--images {images} is not a folder")
+    old = load_result(compare_path) if compare_path else None
+    for p in (json_path, plot_path):
+        if p not in (None, "-"):
+            check_writable(p)
+    if device == "cuda":
+        from srx.runtime.device import NO_GPU, has_cuda
+
+        if not has_cuda():
+            raise BadInput(f"--device cuda: {NO_GPU}; use --device cpu")
+    cfg = BenchConfig(size.height, size.width, device, names, runs, warmup, images, seed, threads)
+    with _model_source(weights, model_file, scale, param_key) as source:
+        result = run_bench(source, cfg, progress=_progress_factory(), command=["srx", *sys.argv[1:]])
+    text = format_table(result)
+    if old is not None:
+        result["compare"] = {"old": compare_path, **compare(result, old)}
+        text += "\n\n" + format_compare(result["compare"], compare_path or "")
+    human(text, json_path)
+    emit_json(result, json_path)
+    if plot_path:
+        from srx.bench.plot import plot_result
+
+        plot_result(result, plot_path)
+    failed = [r["backend"] for r in result["results"] if r["status"] == "failed"]
+    if failed:
+        raise SrxError(f"backend(s) failed: {', '.join(failed)} (reasons in the table above)")
+
+
+def _auto_backend(source: Any, device: str) -> str:
+    """Fastest exact backend that can run: onnxruntime on the CPU, PyTorch on a GPU."""
+    from srx.runtime.registry import check_backend
+
+    candidates = ["torch"] if device == "cuda" else ["onnxruntime", "torch"]
+    if source.kind == "engine":
+        candidates = ["tensorrt", "tensorrt-rtx"]
+    elif source.kind == "onnx" and not source.has_module:
+        candidates = ["onnxruntime-cuda", "onnxruntime"] if device == "cuda" else ["onnxruntime"]
+    for name in candidates:
+        if check_backend(name, device, source).ok:
+            return name
+    return candidates[-1]  # open_runner then says why it cannot run
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", "out", required=True, help="Output file (one input) or folder.")
+@click.option("--weights", default=None, help="Checkpoint (default: the embedded untrained model).")
+@click.option("--model", "model_file", default=None, help="Exported model: .onnx, or .engine with its sidecar.")
+@click.option("--scale", type=int, default=None, help="Scale of the embedded default model (2, 3, 4; default 4).")
+@click.option("--param-key", default=None, help="Checkpoint entry to read (default: params).")
+@click.option("--tile", type=int, default=None, help="Tile side in input pixels (default: 512 above 1 MP; -1: never).")
+@click.option("--tile-overlap", type=int, default=None, help="Context around each tile (default: the model's reach).")
+@click.option("--backend", default="auto", show_default=True, help="Backend name (see srx bench), or auto.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None, help="Default: cuda when a GPU is visible.")
+@json_option
+def upscale(
+    inputs: tuple[str, ...],
+    out: str,
+    weights: str | None,
+    model_file: str | None,
+    scale: int | None,
+    param_key: str | None,
+    tile: int | None,
+    tile_overlap: int | None,
+    backend: str,
+    device: str | None,
+    json_path: str | None,
+) -> None:
+    """Upscale PNG / JPEG / WebP files or folders (alpha, 16-bit and EXIF orientation kept)."""
+    from srx.runtime.device import has_cuda
+    from srx.runtime.registry import get_backend, open_runner
+    from srx.upscale import plan_jobs, upscale_files
+
+    parse_scale(scale)
+    if backend != "auto":
+        get_backend(backend)
+    if tile is not None and tile == 0:
+        tile = None
+    if tile_overlap is not None and tile_overlap < 0:
+        raise BadInput(f"--tile-overlap {tile_overlap}: cannot be negative")
+    if json_path not in (None, "-"):
+        from srx.fileio import check_writable
+
+        check_writable(json_path)
+    jobs = plan_jobs(list(inputs), out)
+    dev = device or ("cuda" if has_cuda() else "cpu")
+    with _model_source(weights, model_file, scale, param_key) as source:
+        if tile is not None and tile != -1:
+            from srx.tiling import plan_tiling
+
+            plan_tiling(source.spec, 1 << 14, 1 << 14, tile, tile_overlap)  # refuse a bad --tile before any work
+        name = _auto_backend(source, dev) if backend == "auto" else backend
+        from tqdm import tqdm
+
+        def bar(desc: str, total: int | None) -> Any:
+            return tqdm(total=total, desc=desc[:30], unit="tile", file=sys.stderr, leave=False, disable=None)
+
+        def report(path: Any, message: str) -> None:
+            click.echo(f"srx: error: {message}", err=True)
+
+        files = tqdm(total=len(jobs), desc="images", unit="img", file=sys.stderr, leave=False, disable=None)
+
+        def on_error(path: Any, message: str) -> None:
+            files.update(1)
+            report(path, message)
+
+        with open_runner(name, source, dev) as runner:
+
+            def forward(x: Any) -> Any:
+                return runner.run(x)
+
+            result = upscale_files(
+                jobs, forward, source.spec, tile=tile, overlap=tile_overlap, on_error=on_error, progress=bar
+            )
+        files.close()
+        result.update({"backend": name, "device": dev, "model": source.spec.label})
+    lines = [f"upscaled {len(result['outputs'])} image(s) with {source.spec.label} on {name} ({dev})"]
+    for o in result["outputs"]:
+        t = o["tiling"]
+        how = (
+            "whole"
+            if t["tile"] is None
+            else f"{o['tiles']} tiles of {t['tile']} (+{t['tile_overlap']}), "
+            + ("exact" if t["exact"] else f"blended: {t['note']}")
+        )
+        lines.append(f"  {o['input']} -> {o['output']} ({o['size_out']}, {how}, {o['seconds']:.1f} s)")
+    human("\n".join(lines), json_path)
+    emit_json(result, json_path)
+    if result["failed"]:
+        n, total = len(result["failed"]), len(jobs)
+        raise BadInput(f"{n} of {total} input(s) could not be upscaled (listed above); the others were written")

@@ -45,7 +45,26 @@ def test_help_without_optional_packages():
     proc = _run("import sys; sys.argv = ['srx', '--help']; from srx.cli import main; main()")
     assert proc.returncode == 0, proc.stderr
     assert "Commands:" in proc.stdout
-    for command in ("info", "eval"):
+    for command in ("info", "eval", "bench", "upscale"):
         assert command in proc.stdout
         sub = _run(f"import sys; sys.argv = ['srx', '{command}', '--help']; from srx.cli import main; main()")
         assert sub.returncode == 0, sub.stderr
+
+
+def test_runtime_registry_is_torch_free():
+    """The registry and runner contract import and answer without torch (a Jetson runs TensorRT without it).
+
+    The TensorRT runner itself (srx.runtime.tensorrt_runner, issue 4) gets its own
+    torch-hidden import test when it lands.
+    """
+    code = (
+        "import srx.runtime as r, srx.runtime.base, srx.runtime.device, srx.runtime.memory\n"
+        "for n in r.backend_names():\n"
+        "    a = r.check_backend(n, 'cpu')\n"
+        "    print(n, a.ok, a.reason)\n"
+    )
+    proc = _run(code)
+    assert proc.returncode == 0, proc.stderr
+    lines = dict(line.split(" ", 1) for line in proc.stdout.strip().splitlines())
+    assert lines["torch"].startswith("False Python package 'torch' is not installed")
+    assert len(lines) == 8

@@ -1,0 +1,1 @@
+"""Benchmarks: latency, memory and accuracy of every backend (srx bench)."""

@@ -1,0 +1,55 @@
+"""PNG plot of a bench result: median latency (p90 whisker) and peak memory per backend,
+accuracy written above each latency bar. matplotlib is imported here only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from srx.errors import MissingDependency
+from srx.fileio import atomic_path
+
+
+def plot_result(result: dict[str, Any], path: str | Path) -> Path:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        raise MissingDependency("matplotlib", "plot", "--plot") from e
+
+    ok = [r for r in result["results"] if r["status"] == "ok"]
+    skipped = [r for r in result["results"] if r["status"] != "ok"]
+    names = [r["backend"] for r in ok]
+    med = [r["latency_ms"]["median"] for r in ok]
+    p90 = [r["latency_ms"]["p90"] - r["latency_ms"]["median"] for r in ok]
+    mem = [r.get("peak_memory_mb") or 0.0 for r in ok]
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(max(8, 2.2 * len(ok) + 4), 4.8))
+    bars = ax1.bar(names, med, yerr=[[0] * len(ok), p90], capsize=4, color="#4878d0")
+    ax1.set_ylabel("latency, median (ms); whisker: p90")
+    for bar, r in zip(bars, ok, strict=True):
+        if r.get("identical_to_fp32"):
+            text = "identical"
+        elif r.get("psnr_vs_fp32") is not None:
+            text = f"{r['psnr_vs_fp32']:.1f} dB\n|d|={r.get('max_abs_diff_vs_fp32') or 0:.2g}"
+        else:
+            text = "accuracy n/a"
+        ax1.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=8)
+    ax1.set_title("latency (accuracy vs FP32 above)", fontsize=10)
+    ax2.bar(names, mem, color="#ee854a")
+    ax2.set_ylabel("peak memory (MB)")
+    ax2.set_title("peak memory", fontsize=10)
+    for ax in (ax1, ax2):
+        ax.tick_params(axis="x", rotation=30)
+    dev = result["device"]["name"]
+    title = f"{result['model']['label']}\n{result['input']} x{result['scale']}, {dev}"
+    fig.suptitle(title, fontsize=10)
+    if skipped:
+        fig.text(0.01, 0.01, "skipped: " + ", ".join(r["backend"] for r in skipped), fontsize=7, color="gray")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,156 @@
+"""Human-readable bench tables and the comparison with an earlier run (--compare)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from srx.errors import BadInput
+
+
+def _si(x: float | None, unit: str = "", digits: int = 2) -> str:
+    if x is None:
+        return "-"
+    for div, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(x) >= div:
+            return f"{x / div:.{digits}f} {prefix}{unit}"
+    return f"{x:.{digits}f} {unit}".strip()
+
+
+def _num(x: float | None, fmt: str) -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+def format_table(result: dict[str, Any]) -> str:
+    m, dev = result["model"], result["device"]
+    cx = result.get("complexity", {})
+    lines = [f"srx bench: {m['label']}"]
+    if result.get("untrained"):
+        lines.append(f"  NOTE: {result.get('note', 'untrained model')}; pass --weights CKPT for a trained model")
+    lines.append(
+        f"  input {result['input']} -> {result['output']}, batch {result['batch']}, {result['runs']} timed runs "
+        f"after {result['warmup']} warm-up, {result['inputs']['count']} inputs ({result['inputs']['source']})"
+    )
+    flags = ", ".join(dev.get("cpu_flags", [])) or "-"
+    where = dev["name"] if dev["kind"] == "cuda" else f"{dev['cpu']} ({dev['cpus']} CPUs; {flags})"
+    lines.append(f"  device {dev['kind']}: {where}")
+    if cx.get("macs") is not None:
+        lines.append(
+            f"  params {_si(cx['params'])}, multiply-adds {cx['macs'] / 1e9:.3f} G, "
+            f"activations {_si(cx['activations'])} (fvcore rules, as the paper)"
+        )
+    acc = result["accuracy"]
+    if acc.get("reference"):
+        lines.append(f"  accuracy vs {acc['reference']} on the first {acc['inputs']} inputs; PSNR on outputs in [0, 1]")
+    else:
+        lines.append(f"  accuracy: {acc.get('note', 'no reference')}")
+    header = ("backend", "precision", "median ms", "p90 ms", "mean ms", "min ms", "FPS", "speed-up", "peak MB")
+    header += ("max |diff|", "PSNR dB")
+    rows = [header]
+    notes = []
+    for r in result["results"]:
+        if r["status"] != "ok":
+            notes.append(f"  {r['backend']:<17} {r['status']}: {r['reason']}")
+            continue
+        lat = r["latency_ms"]
+        if r.get("identical_to_fp32"):
+            diff, psnr = "0", "identical"
+        else:
+            diff = _num(r.get("max_abs_diff_vs_fp32"), ".3g")
+            psnr = _num(r.get("psnr_vs_fp32"), ".2f")
+            if r.get("nonfinite_outputs"):
+                diff = f"{r['nonfinite_outputs']} non-finite"
+        rows.append(
+            (
+                r["backend"],
+                r["precision"],
+                f"{lat['median']:.2f}",
+                f"{lat['p90']:.2f}",
+                f"{lat['mean']:.2f}",
+                f"{lat['min']:.2f}",
+                f"{r['fps']:.2f}",
+                _num(r.get("speedup_vs_torch"), ".2f") + ("x" if r.get("speedup_vs_torch") else ""),
+                _num(r.get("peak_memory_mb"), ".1f"),
+                diff,
+                psnr,
+            )
+        )
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
+    lines.append("")
+    for j, row in enumerate(rows):
+        cells = [
+            str(c).ljust(w) if i < 2 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  " + "  ".join(cells))
+        if j == 0:
+            lines.append("  " + "  ".join("-" * w for w in widths))
+    if notes:
+        lines.append("")
+        lines.extend(notes)
+    ok = [r for r in result["results"] if r["status"] == "ok"]
+    if ok:
+        method = {r.get("memory_method") for r in ok} - {None}
+        lines.append("")
+        lines.append("  peak memory: " + "; ".join(sorted(method)))
+    return "\n".join(lines)
+
+
+def load_result(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        d = json.loads(p.read_text())
+    except FileNotFoundError as e:
+        raise BadInput(f"--compare {p}: file does not exist") from e
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BadInput(f"--compare {p}: not a JSON file written by srx bench --json ({e})") from e
+    if not isinstance(d, dict) or not isinstance(d.get("results"), list):
+        raise BadInput(f"--compare {p}: not a srx bench result (no 'results' list)")
+    return d
+
+
+def compare(new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
+    """Per backend present and ok in both: old and new median latency, memory and PSNR, and the change."""
+    old_rows = {r.get("backend"): r for r in old["results"] if r.get("status") == "ok"}
+    rows = []
+    for r in new["results"]:
+        o = old_rows.get(r["backend"])
+        if r["status"] != "ok" or o is None:
+            continue
+        new_ms, old_ms = r["latency_ms"]["median"], o["latency_ms"]["median"]
+        row = {
+            "backend": r["backend"],
+            "median_ms_old": old_ms,
+            "median_ms_new": new_ms,
+            "latency_change_pct": round(100.0 * (new_ms - old_ms) / old_ms, 2),
+            "speedup": round(old_ms / new_ms, 3),
+        }
+        mo, mn = o.get("peak_memory_mb"), r.get("peak_memory_mb")
+        row["peak_memory_mb_old"], row["peak_memory_mb_new"] = mo, mn
+        row["memory_change_mb"] = None if mo is None or mn is None else round(mn - mo, 2)
+        row["psnr_old"], row["psnr_new"] = o.get("psnr_vs_fp32"), r.get("psnr_vs_fp32")
+        rows.append(row)
+    caveats = []
+    for key in ("input", "scale", "batch"):
+        if old.get(key) != new.get(key):
+            caveats.append(f"{key} differs ({old.get(key)} before, {new.get(key)} now)")
+    if old.get("device", {}).get("name") != new.get("device", {}).get("name"):
+        caveats.append(f"device differs ({old.get('device', {}).get('name')} before)")
+    if old.get("model", {}).get("spec") != new.get("model", {}).get("spec"):
+        caveats.append("model differs")
+    return {"rows": rows, "caveats": caveats}
+
+
+def format_compare(cmp: dict[str, Any], old_path: str) -> str:
+    lines = [f"  compared with {old_path}:"]
+    for c in cmp["caveats"]:
+        lines.append(f"  WARNING: {c}")
+    if not cmp["rows"]:
+        lines.append("  no backend ran in both")
+    for r in cmp["rows"]:
+        mem = "" if r["memory_change_mb"] is None else f", memory {r['memory_change_mb']:+.1f} MB"
+        lines.append(
+            f"  {r['backend']:<17} {r['median_ms_old']:.2f} -> {r['median_ms_new']:.2f} ms "
+            f"({r['latency_change_pct']:+.1f}%, {r['speedup']:.2f}x){mem}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,301 @@
+"""The backends srx knows, what each needs, and whether it can run here (torch-free).
+
+Every name in CLI.md is registered here, so an unavailable backend is reported as
+skipped with its reason, never dropped. A backend is a name, a precision, where it runs,
+which model form it consumes, a cheap availability check and the dotted path of its
+Runner class (imported only when a runner is opened). New runners plug in with
+`register_backend` (or by editing their entry below):
+
+    register_backend(Backend(
+        name="tensorrt", precision="engine", device="cuda", needs="engine",
+        runner="srx.runtime.tensorrt_runner:TensorRTRunner",
+        check=my_check,           # (device, source) -> Availability; no heavy imports
+        summary="TensorRT engine"))
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from srx.errors import BadInput
+from srx.runtime.base import Availability
+from srx.runtime.device import NO_GPU, has_cuda
+
+if TYPE_CHECKING:
+    from srx.runtime.base import Runner
+    from srx.runtime.source import ModelSource
+
+DEVICES = ("cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class Backend:
+    """name: as in CLI.md. device: 'cpu' or 'cuda' (fixed), or 'any' (follows --device).
+    needs: the model form it runs ('torch', 'onnx', 'engine'). default_on: devices whose
+    default `srx bench` includes it; `not_default_reason` says why elsewhere."""
+
+    name: str
+    precision: str
+    device: str
+    needs: str
+    runner: str
+    check: Callable[[str, ModelSource | None], Availability]
+    summary: str
+    default_on: tuple[str, ...] = DEVICES
+    not_default_reason: str = ""
+
+    def runs_on(self, device: str) -> str:
+        return device if self.device == "any" else self.device
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _missing(package: str, extra: str | None) -> Availability:
+    how = f"pip install 'srx[{extra}]'" if extra else "install NVIDIA TensorRT 10 or newer for your CUDA version"
+    return Availability.no(f"Python package '{package}' is not installed ({how})")
+
+
+# -- availability checks: cheap, no heavy import unless the answer needs one -----------------
+
+
+def _check_torch(device: str, source: ModelSource | None) -> Availability:
+    if not _installed("torch"):
+        return _missing("torch", "cpu")
+    if source is not None and not source.has_module:
+        return Availability.no(f"runs the PyTorch model; {source.origin} is an exported file: pass --weights")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            return Availability.no(
+                NO_GPU if not has_cuda() else "this PyTorch build has no CUDA support: install a CUDA PyTorch"
+            )
+    return Availability.yes()
+
+
+def _check_torch_fused(device: str, source: ModelSource | None) -> Availability:
+    if device != "cuda":
+        return Availability.no("needs a CUDA GPU and triton (the fused kernels are Triton GPU kernels)")
+    base = _check_torch(device, source)
+    if not base.ok:
+        return base
+    if not _installed("triton"):
+        return _missing("triton", "kernels")
+    try:
+        kernels = importlib.import_module("srx.kernels")
+    except ImportError as e:
+        return Availability.no(f"srx.kernels cannot be imported ({e})")
+    if not hasattr(kernels, "fuse"):
+        return Availability.no("srx.kernels has no fuse() in this build")
+    return Availability.yes()
+
+
+def _check_onnx_source(source: ModelSource | None) -> Availability:
+    if source is None:
+        return Availability.yes()
+    reason = source.onnx_unavailable_reason()
+    return Availability.no(reason) if reason else Availability.yes()
+
+
+def _check_ort_cpu(device: str, source: ModelSource | None) -> Availability:
+    if not _installed("onnxruntime"):
+        return _missing("onnxruntime", "cpu")
+    return _check_onnx_source(source)
+
+
+def _check_ort_cuda(device: str, source: ModelSource | None) -> Availability:
+    if not _installed("onnxruntime"):
+        return _missing("onnxruntime-gpu", "gpu")
+    if not has_cuda():
+        return Availability.no(NO_GPU)
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return Availability.no(
+            "this onnxruntime has no CUDA execution provider: pip install onnxruntime-gpu (instead of onnxruntime)"
+        )
+    return _check_onnx_source(source)
+
+
+def _check_tensorrt(module: str, package: str, extra: str | None, runner_module: str) -> Callable[..., Availability]:
+    def check(device: str, source: ModelSource | None) -> Availability:
+        if not _installed(module):
+            return _missing(package, extra)
+        if not _installed("cuda.bindings") and not _installed("cuda.cudart"):
+            return _missing("cuda-python", "gpu")
+        if not has_cuda():
+            return Availability.no(NO_GPU)
+        if not _installed(runner_module):
+            return Availability.no(f"the {package} runner ({runner_module}) is not in this build of srx")
+        return Availability.yes()
+
+    return check
+
+
+_CPU_ONLY_DEFAULT = ("cpu",)
+_CUDA_ONLY_DEFAULT = ("cuda",)
+
+BACKENDS: dict[str, Backend] = {}
+
+
+def register_backend(backend: Backend, *, replace: bool = False) -> None:
+    if backend.name in BACKENDS and not replace:
+        raise ValueError(f"backend {backend.name!r} is already registered")
+    BACKENDS[backend.name] = backend
+
+
+for _b in (
+    Backend(
+        "torch",
+        "fp32",
+        "any",
+        "torch",
+        "srx.runtime.torch_runner:TorchRunner",
+        _check_torch,
+        "PyTorch eager FP32 (the paper's protocol)",
+    ),
+    Backend(
+        "torch-fp16",
+        "fp16",
+        "any",
+        "torch",
+        "srx.runtime.torch_runner:TorchFP16Runner",
+        _check_torch,
+        "PyTorch eager, weights and activations in FP16",
+        default_on=_CUDA_ONLY_DEFAULT,
+        not_default_reason="FP16 is a GPU path (PyTorch computes FP16 convolutions on the CPU slower than FP32)",
+    ),
+    Backend(
+        "torch-compile",
+        "fp32",
+        "any",
+        "torch",
+        "srx.runtime.torch_runner:TorchCompileRunner",
+        _check_torch,
+        "torch.compile (inductor), FP32",
+        default_on=_CUDA_ONLY_DEFAULT,
+        not_default_reason="compiling takes about a minute on a small CPU",
+    ),
+    Backend(
+        "torch-fused",
+        "fp32",
+        "any",
+        "torch",
+        "srx.runtime.torch_runner:TorchFusedRunner",
+        _check_torch_fused,
+        "PyTorch with srx's fused Triton kernels (srx.kernels.fuse)",
+    ),
+    Backend(
+        "onnxruntime",
+        "fp32",
+        "cpu",
+        "onnx",
+        "srx.runtime.ort_runner:OrtCPURunner",
+        _check_ort_cpu,
+        "onnxruntime, CPU execution provider",
+        default_on=_CPU_ONLY_DEFAULT,
+        not_default_reason="the CPU execution provider is not compared on a GPU by default",
+    ),
+    Backend(
+        "onnxruntime-cuda",
+        "fp32",
+        "cuda",
+        "onnx",
+        "srx.runtime.ort_runner:OrtCUDARunner",
+        _check_ort_cuda,
+        "onnxruntime, CUDA execution provider",
+    ),
+    Backend(
+        "tensorrt",
+        "engine",
+        "cuda",
+        "engine",
+        "srx.runtime.tensorrt_runner:TensorRTRunner",
+        _check_tensorrt("tensorrt", "tensorrt", None, "srx.runtime.tensorrt_runner"),
+        "TensorRT engine (numpy + tensorrt + cuda-python, no torch)",
+    ),
+    Backend(
+        "tensorrt-rtx",
+        "engine",
+        "cuda",
+        "engine",
+        "srx.runtime.tensorrt_runner:TensorRTRTXRunner",
+        _check_tensorrt("tensorrt_rtx", "tensorrt-rtx-cu13", "trt-rtx", "srx.runtime.tensorrt_runner"),
+        "TensorRT-RTX engine (RTX GPUs)",
+    ),
+):
+    register_backend(_b)
+
+
+def backend_names() -> list[str]:
+    return list(BACKENDS)
+
+
+def get_backend(name: str) -> Backend:
+    if name not in BACKENDS:
+        raise BadInput(f"unknown backend {name!r}: choose from {', '.join(BACKENDS)}")
+    return BACKENDS[name]
+
+
+def parse_backends(text: str) -> list[str]:
+    """'torch,onnxruntime' -> names, checked; 'all' -> every backend."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise BadInput("--backends is empty: give names such as torch,onnxruntime (or 'all')")
+    if names == ["all"]:
+        return backend_names()
+    for n in names:
+        get_backend(n)
+    return list(dict.fromkeys(names))
+
+
+def default_backends(device: str) -> list[str]:
+    return [b.name for b in BACKENDS.values() if device in b.default_on]
+
+
+def check_backend(name: str, device: str, source: ModelSource | None = None) -> Availability:
+    """Can backend `name` run with `--device device` on `source` here? Never raises for a known name."""
+    b = get_backend(name)
+    where = b.runs_on(device)
+    try:
+        avail = b.check(where, source)
+    except Exception as e:  # a broken optional install must not take the whole bench down
+        return Availability.no(f"availability check failed: {type(e).__name__}: {e}")
+    if not avail.ok:
+        return avail
+    if source is not None:
+        if b.needs == "engine" and source.kind != "engine":
+            return Availability.no("runs a prebuilt engine: build one with srx build-engine and pass --model ENGINE")
+        if b.needs in ("onnx", "torch") and source.kind == "engine":
+            return Availability.no(f"runs {'an ONNX model' if b.needs == 'onnx' else 'PyTorch weights'}, not an engine")
+    if where != device:
+        # It could run, but on the other device than this run measures.
+        target = "the GPU" if where == "cuda" else "the CPU"
+        return Availability.no(f"runs on {target}; this run is --device {device}: use --device {where}")
+    return avail
+
+
+def runner_class(name: str) -> type[Runner]:
+    b = get_backend(name)
+    module, _, attr = b.runner.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def open_runner(name: str, source: ModelSource, device: str = "cpu", **options: Any) -> Runner:
+    """A runner for backend `name`, checked and not yet activated: use it in a `with` block.
+
+    Raises BadInput with the reason when the backend cannot run here.
+    """
+    avail = check_backend(name, device, source)
+    if not avail.ok:
+        raise BadInput(f"backend {name} cannot run: {avail.reason}")
+    return runner_class(name)(source, get_backend(name).runs_on(device), **options)

@@ -1,0 +1,153 @@
+"""PyTorch runners: eager FP32 (the paper's protocol), eager FP16, torch.compile, fused Triton kernels.
+
+Each runner works on its own copy of the module, so converting to FP16 or moving it to the
+GPU never changes the model other runners (and the FP32 reference) use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+from srx.runtime.base import Runner, Timer
+from srx.runtime.memory import MemoryMeter
+
+
+class CudaEventTimer(Timer):
+    """CUDA events on the current stream: measures GPU time of the work queued between marks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._start = torch.cuda.Event(enable_timing=True)
+        self._end = torch.cuda.Event(enable_timing=True)
+
+    def start(self) -> None:
+        self._start.record()
+
+    def stop(self) -> None:
+        self._end.record()
+
+    def elapsed_ms(self) -> float:
+        self._end.synchronize()
+        return float(self._start.elapsed_time(self._end))
+
+
+class TorchCudaMeter(MemoryMeter):
+    method = "torch.cuda.max_memory_allocated (as the SAFMN paper)"
+
+    def start(self) -> None:
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        self._base = torch.cuda.memory_allocated()
+
+    def peak_mb(self) -> float | None:
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - self._base) / 2**20
+
+
+@contextlib.contextmanager
+def exact_fp32(enabled: bool) -> Iterator[None]:
+    """Turn TF32 off for cuDNN convolutions and matmuls (PyTorch allows TF32 convs by default)."""
+    if not enabled or not torch.cuda.is_available():
+        yield
+        return
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+class TorchRunner(Runner):
+    """Eager PyTorch, FP32, PyTorch's default settings (on CUDA that lets cuDNN use TF32).
+
+    Options: exact=True turns TF32 off (the FP32 reference does), threads=N sets
+    torch.set_num_threads for the CPU.
+    """
+
+    name = "torch"
+    precision = "fp32"
+    dtype = torch.float32
+
+    def _activate(self) -> None:
+        self._device = torch.device(self.device)
+        threads = self.options.get("threads")
+        if threads:
+            torch.set_num_threads(int(threads))
+        model = copy.deepcopy(self.source.torch_module()).eval().requires_grad_(False)
+        self.model = self._prepare(model.to(self._device, self.dtype))
+
+    def _prepare(self, model: torch.nn.Module) -> Any:
+        return model
+
+    def _deactivate(self) -> None:
+        del self.model
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.empty_cache()
+
+    def stage(self, lr: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(lr).to(self._device, self.dtype)
+
+    def execute(self, staged: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), exact_fp32(bool(self.options.get("exact"))):
+            return self.model(staged)
+
+    def fetch(self, out: torch.Tensor) -> np.ndarray:
+        return out.float().cpu().numpy()
+
+    def synchronize(self) -> None:
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+
+    def timer(self) -> Timer:
+        return CudaEventTimer() if self.device == "cuda" else Timer()
+
+    def memory_meter(self) -> MemoryMeter:
+        if self.device == "cuda":
+            return TorchCudaMeter()
+        return super().memory_meter()
+
+    def describe(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"threads": torch.get_num_threads()} if self.device == "cpu" else {}
+        if self.device == "cuda":
+            d["tf32_convolutions"] = torch.backends.cudnn.allow_tf32 and not self.options.get("exact")
+        return d
+
+
+class TorchFP16Runner(TorchRunner):
+    """Eager PyTorch with weights and activations in FP16 (inputs cast on staging, outputs back to FP32)."""
+
+    name = "torch-fp16"
+    precision = "fp16"
+    dtype = torch.float16
+
+
+class TorchCompileRunner(TorchRunner):
+    """torch.compile(model, dynamic=False): compiles on the first call (a warm-up run), per input shape.
+
+    Option compile_mode: passed to torch.compile as mode (default PyTorch's default).
+    """
+
+    name = "torch-compile"
+
+    def _prepare(self, model: torch.nn.Module) -> Any:
+        return torch.compile(model, dynamic=False, mode=self.options.get("compile_mode"))
+
+
+class TorchFusedRunner(TorchRunner):
+    """The model with srx's fused Triton kernels in place of LayerNorm and its element-wise neighbours."""
+
+    name = "torch-fused"
+
+    def _prepare(self, model: torch.nn.Module) -> Any:
+        from srx.kernels import fuse
+
+        return fuse(model)

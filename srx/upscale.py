@@ -1,0 +1,183 @@
+"""srx upscale: images in, upscaled images out (CLI.md), with any backend and bounded memory.
+
+Output naming: with one input file and an -o that ends in .png/.jpg/.jpeg/.webp (and is
+not an existing folder), -o is the output file (its suffix picks the format). Otherwise -o
+is a folder (created if missing) and every input keeps its file name and format inside it;
+folders given as inputs contribute the images directly inside them (not recursive).
+
+Pixels: 8-bit stays 8-bit, 16-bit PNG stays 16-bit. Grayscale images go through the RGB
+model as three equal channels and come back as gray: the BT.601 luma of the output
+(0.299 R + 0.587 G + 0.114 B, as Pillow's convert('L')). Alpha is upscaled on its own
+with bicubic interpolation (the model is trained on colour, not on masks) and clipped to
+[0, 1]. Images smaller than the model's minimum are padded by edge replication and the
+padding is cropped off the output.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from srx.errors import BadInput, SrxError
+from srx.images import FORMATS, IMAGE_SUFFIXES, LoadedImage, image_files, quantize, read_image, write_image
+from srx.spec import ModelSpec
+from srx.tiling import TilePlan, plan_tiling, tiled_apply
+
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Job:
+    src: Path
+    dst: Path
+
+
+def plan_jobs(inputs: list[str], out: str) -> list[Job]:
+    """Map inputs (files, folders) to output paths; BadInput before any work if impossible."""
+    if not inputs:
+        raise BadInput("no input given: name image files or folders")
+    files: list[Path] = []
+    for name in inputs:
+        p = Path(name)
+        if p.is_dir():
+            found = image_files(p)
+            if not found:
+                raise BadInput(f"{p}: folder holds no PNG, JPEG or WebP images")
+            files.extend(found)
+        elif p.exists():
+            files.append(p)
+        else:
+            raise BadInput(f"{p} does not exist: check the path")
+    o = Path(out)
+    single_file = len(inputs) == 1 and not Path(inputs[0]).is_dir()
+    if single_file and o.suffix.lower() in IMAGE_SUFFIXES and not o.is_dir():
+        jobs = [Job(files[0], o)]
+    else:
+        if o.exists() and not o.is_dir():
+            raise BadInput(f"-o {o} is a file, but several images need a folder: give a folder name")
+        if o.suffix.lower() in IMAGE_SUFFIXES and not o.exists():
+            raise BadInput(f"-o {o} looks like a file name, but there are {len(files)} inputs: give a folder")
+        try:
+            o.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise BadInput(f"cannot create output folder {o}: {e.strerror or e}; choose another -o") from e
+        jobs = [Job(f, o / f.name) for f in files]
+    seen: dict[Path, Path] = {}
+    for j in jobs:
+        key = j.dst.resolve()
+        if key in seen:
+            raise BadInput(
+                f"{seen[key]} and {j.src} would both be written to {j.dst}: upscale them into different folders"
+            )
+        if key == j.src.resolve():
+            raise BadInput(f"{j.src}: output would overwrite the input; choose another -o")
+        seen[key] = j.src
+    from srx.fileio import check_writable
+
+    for j in jobs[:1]:
+        check_writable(j.dst)
+    return jobs
+
+
+def upscale_image(
+    img: LoadedImage,
+    forward: Callable[[np.ndarray], np.ndarray],
+    spec: ModelSpec,
+    *,
+    tile: int | None = None,
+    overlap: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, TilePlan, int]:
+    """Upscale one decoded image; returns quantized pixels ((sH, sW[, C]) uint8 or uint16),
+    the tiling plan used and the number of tiles."""
+    s = spec.scale
+    h, w = img.height, img.width
+    lr = np.ascontiguousarray(img.rgb.transpose(2, 0, 1), dtype=np.float32)
+    ph, pw = _padded(h, spec), _padded(w, spec)
+    if (ph, pw) != (h, w):
+        lr = np.pad(lr, ((0, 0), (0, ph - h), (0, pw - w)), mode="edge")
+    plan = plan_tiling(spec, ph, pw, tile, overlap)
+    channels = (1 if img.gray else 3) + (img.alpha is not None)
+    dtype = np.uint8 if img.bit_depth == 8 else np.uint16
+    out = np.empty((h * s, w * s, channels), dtype=dtype)
+    color = 1 if img.gray else 3
+
+    def emit(y0: int, rows: np.ndarray) -> None:
+        y1 = min(h * s, y0 + rows.shape[0])
+        if y0 >= y1:
+            return
+        block = rows[: y1 - y0, : w * s]
+        if img.gray:
+            block = (block @ LUMA)[..., None]
+        out[y0:y1, :, :color] = quantize(block, img.bit_depth)
+
+    n_tiles = tiled_apply(lr, forward, s, plan, emit, progress)
+    if img.alpha is not None:
+        out[..., color] = quantize(_bicubic(img.alpha, w * s, h * s), img.bit_depth)
+    pixels = out[..., 0] if channels == 1 else out
+    return pixels, plan, n_tiles
+
+
+def _padded(n: int, spec: ModelSpec) -> int:
+    n = max(n, spec.min_size)
+    m = spec.size_multiple
+    return -(-n // m) * m if m > 1 else n
+
+
+def _bicubic(a: np.ndarray, width: int, height: int) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(a.astype(np.float32), mode="F").resize((width, height), Image.Resampling.BICUBIC))
+
+
+def upscale_files(
+    jobs: list[Job],
+    forward: Callable[[np.ndarray], np.ndarray],
+    spec: ModelSpec,
+    *,
+    tile: int | None = None,
+    overlap: int | None = None,
+    on_error: Callable[[Path, str], None] | None = None,
+    progress: Callable[[str, int | None], Any] | None = None,
+) -> dict[str, Any]:
+    """Upscale every job; a bad file is reported through `on_error` and skipped."""
+    done, failed = [], []
+    for job in jobs:
+        t0 = time.perf_counter()
+        try:
+            img = read_image(job.src)
+            fmt = FORMATS.get(job.dst.suffix.lower(), img.format)
+            bar = progress(job.src.name, None) if progress else None
+            pixels, plan, n_tiles = upscale_image(
+                img, forward, spec, tile=tile, overlap=overlap, progress=(bar.update if bar is not None else None)
+            )
+            if bar is not None:
+                bar.close()
+            write_image(job.dst, pixels, bit_depth=img.bit_depth, format=fmt, icc_profile=img.icc_profile)
+        except SrxError as e:
+            if len(jobs) == 1:
+                raise
+            failed.append({"input": str(job.src), "error": str(e)})
+            if on_error:
+                on_error(job.src, str(e))
+            continue
+        done.append(
+            {
+                "input": str(job.src),
+                "output": str(job.dst),
+                "size_in": f"{img.width}x{img.height}",
+                "size_out": f"{img.width * spec.scale}x{img.height * spec.scale}",
+                "bit_depth": img.bit_depth,
+                "gray": img.gray,
+                "alpha": img.alpha is not None,
+                "tiles": n_tiles,
+                "tiling": plan.to_dict(),
+                "seconds": round(time.perf_counter() - t0, 3),
+            }
+        )
+    return {"outputs": done, "failed": failed}

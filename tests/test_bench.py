@@ -1,0 +1,159 @@
+"""srx bench: complexity counts (as fvcore / the paper), statistics, inputs, the CLI's JSON, compare and plot."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import assert_one_line_error, run_srx
+
+from srx.bench.complexity import count_complexity
+from srx.bench.engine import Accuracy, BenchConfig, latency_stats, run_bench
+from srx.bench.inputs import synthetic_image, synthetic_inputs
+from srx.bench.report import compare
+from srx.models import build_model, default_model
+from srx.runtime import ModelSource
+
+# Reference values from fvcore 0.1.5 FlopCountAnalysis / ActivationCountAnalysis on the
+# official layer sequence at 320x180 (see srx/bench/complexity.py for the rules).
+FVCORE_320x180 = {
+    ("safmn", 4): (239_520, 13_554_915_840, 76_700_160),
+    ("safmn", 2): (227_820, 12_883_069_440, 74_626_560),
+    ("safmn-ntire23", 4): (237_000, 13_556_786_400, 75_679_200),
+    ("safmnpp", 4): (211_572, 12_177_440_640, 60_888_960),
+    ("safmnpp-light", 4): (66_176, 3_802_775_040, 21_224_960),
+}
+
+
+def test_paper_complexity_matches_the_paper():
+    c = count_complexity(default_model(4), 180, 320)
+    assert c.params == 239_520  # 239.52 K
+    assert f"{c.macs / 1e9:.3f}" == "13.555"  # fvcore prints 13.555 G; the paper rounds that to 13.56 G
+    assert round(c.activations / 1e6, 2) == 76.70
+
+
+@pytest.mark.parametrize(("arch", "scale"), sorted(FVCORE_320x180))
+def test_complexity_matches_fvcore(arch, scale):
+    c = count_complexity(build_model(arch, scale), 180, 320)
+    assert (c.params, c.macs, c.activations) == FVCORE_320x180[(arch, scale)]
+
+
+def test_complexity_at_an_odd_size():
+    assert count_complexity(build_model("safmn", 3), 37, 53).macs == 448_114_464  # fvcore, (1, 3, 37, 53)
+
+
+def test_latency_stats():
+    s = latency_stats([4.0, 1.0, 3.0, 2.0, 10.0])
+    assert (s["median"], s["mean"], s["min"], s["max"]) == (3.0, 4.0, 1.0, 10.0)
+    assert s["p90"] == pytest.approx(7.6)
+
+
+def test_accuracy_metrics():
+    ref = np.full((1, 3, 4, 4), 0.5, np.float32)
+    acc = Accuracy()
+    acc.add(ref + 0.01, ref)
+    r = acc.result()
+    assert r["max_abs_diff_vs_fp32"] == pytest.approx(0.01, rel=1e-3)
+    assert r["psnr_vs_fp32"] == pytest.approx(40.0, abs=0.01)
+    same = Accuracy()
+    same.add(ref.copy(), ref)
+    assert same.result()["identical_to_fp32"] and same.result()["psnr_vs_fp32"] is None
+    bad = Accuracy()
+    bad.add(np.where(ref > 0, np.inf, 0).astype(np.float32), ref)
+    assert bad.result()["nonfinite_outputs"] == ref.size and bad.result()["max_abs_diff_vs_fp32"] is None
+
+
+def test_synthetic_inputs_are_seeded_smooth_images():
+    a, b = synthetic_inputs(45, 80, 2, seed=3), synthetic_inputs(45, 80, 2, seed=3)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not np.array_equal(a[0], a[1])
+    img = synthetic_image(180, 320, 0)
+    assert img.shape == (3, 180, 320) and img.dtype == np.float32 and img.min() >= 0 and img.max() <= 1
+    # Natural images are smooth: neighbouring pixels differ far less than U(0,1) noise (mean |d| = 1/3).
+    assert np.abs(np.diff(img, axis=2)).mean() < 0.05
+
+
+def test_run_bench_library_reuses_the_torch_output_as_reference():
+    src = ModelSource.from_module(build_model("safmn", 2, dim=8, n_blocks=1))
+    r = run_bench(src, BenchConfig(16, 24, "cpu", ["torch", "torch-fp16"], runs=3, warmup=1))
+    rows = {x["backend"]: x for x in r["results"]}
+    assert rows["torch"]["identical_to_fp32"] and rows["torch"]["speedup_vs_torch"] == 1.0
+    assert rows["torch-fp16"]["status"] == "ok" and 0 < rows["torch-fp16"]["max_abs_diff_vs_fp32"] < 0.05
+    assert {x["backend"] for x in r["results"]} == set(rows) and len(rows) == 8
+    assert rows["torch-compile"]["status"] == "skipped" and "not requested" in rows["torch-compile"]["reason"]
+
+
+def test_bench_cli_json_fields(tmp_path):
+    weights = tmp_path / "tiny.pth"
+    torch.save({"params": build_model("safmn", 4, dim=8, n_blocks=1).state_dict()}, weights)
+    out, plot = tmp_path / "b.json", tmp_path / "b.png"
+    args = ["bench", "--weights", str(weights), "--input", "40x24", "--runs", "2", "--warmup", "1"]
+    proc = run_srx(*args, "--device", "cpu", "--json", str(out), "--plot", str(plot))
+    assert proc.returncode == 0, proc.stderr
+    d = json.loads(out.read_text())
+    for key in ("device", "versions", "input", "scale", "runs", "results", "complexity", "accuracy", "model"):
+        assert key in d, key
+    assert d["device"]["name"] and d["versions"]["srx"] and d["input"] == "40x24" and d["scale"] == 4
+    assert d["runs"] == 2 and d["model"]["trained"] and not d["untrained"]
+    rows = {r["backend"]: r for r in d["results"]}
+    assert set(rows) == {
+        "torch",
+        "torch-fp16",
+        "torch-compile",
+        "torch-fused",
+        "onnxruntime",
+        "onnxruntime-cuda",
+        "tensorrt",
+        "tensorrt-rtx",
+    }
+    t = rows["torch"]
+    assert t["status"] == "ok" and t["precision"] == "fp32"
+    assert set(t["latency_ms"]) >= {"median", "p90", "mean", "min"} and t["fps"] > 0
+    assert t["peak_memory_mb"] is not None and t["max_abs_diff_vs_fp32"] == 0 and t["psnr_vs_fp32"] is None
+    for r in rows.values():
+        assert r["status"] in ("ok", "skipped") and (r["status"] == "ok" or r["reason"])
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "torch" in proc.stdout and "skipped" in proc.stdout
+
+    again = run_srx(*args, "--backends", "torch", "--compare", str(out), "--json", "-")
+    assert again.returncode == 0, again.stderr
+    d2 = json.loads(again.stdout)
+    assert d2["compare"]["rows"][0]["backend"] == "torch" and "compared with" in again.stderr
+
+
+def test_bench_default_model_is_labelled_untrained():
+    proc = run_srx("bench", "--input", "16x16", "--runs", "1", "--warmup", "0", "--backends", "torch", "--json", "-")
+    assert proc.returncode == 0, proc.stderr
+    d = json.loads(proc.stdout)
+    assert d["untrained"] and "untrained: for latency only" in d["model"]["label"]
+    assert "untrained: for latency only" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--backends", "torch,tensort"], "unknown backend 'tensort'"),
+        (["--input", "320"], "not WIDTHxHEIGHT"),
+        (["--input", "4x4"], "smaller than this model's minimum"),
+        (["--runs", "0"], "at least 1 timed run"),
+        (["--compare", "/nonexistent/old.json"], "does not exist"),
+        (["--json", "/nonexistent/dir/b.json"], "cannot write"),
+        (["--scale", "5"], "not supported"),
+        (["--model", "/nonexistent.onnx"], "does not exist"),
+    ],
+)
+def test_bench_bad_input_is_one_line_exit_2(args, message):
+    line = assert_one_line_error(run_srx("bench", "--runs", "1", "--warmup", "0", "--input", "16x16", *args), 2)
+    assert message in line
+
+
+def test_compare_rows():
+    def res(ms, mem):
+        row = {"backend": "torch", "status": "ok", "latency_ms": {"median": ms}, "peak_memory_mb": mem}
+        return {"input": "320x180", "scale": 4, "batch": 1, "device": {"name": "x"}, "model": {}, "results": [row]}
+
+    c = compare(res(50.0, 10.0), res(100.0, 12.0))
+    assert c["rows"][0]["speedup"] == 2.0 and c["rows"][0]["latency_change_pct"] == -50.0
+    assert c["rows"][0]["memory_change_mb"] == -2.0 and not c["caveats"]

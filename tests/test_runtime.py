@@ -1,0 +1,152 @@
+"""Runner contract and backend registry: names, availability reasons, validation, torch and onnxruntime runners."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from srx.errors import BadInput
+from srx.models import build_model
+from srx.runtime import (
+    ModelSource,
+    backend_names,
+    check_backend,
+    default_backends,
+    open_runner,
+    parse_backends,
+    validate_input,
+)
+from srx.runtime.source import spec_from_onnx
+
+CLI_BACKENDS = [
+    "torch",
+    "torch-fp16",
+    "torch-compile",
+    "torch-fused",
+    "onnxruntime",
+    "onnxruntime-cuda",
+    "tensorrt",
+    "tensorrt-rtx",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return build_model("safmn", 2, dim=8, n_blocks=1, seed=3)
+
+
+def test_every_cli_backend_is_registered():
+    assert backend_names() == CLI_BACKENDS
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_every_backend_answers_with_a_reason(device, tiny):
+    src = ModelSource.from_module(tiny)
+    for name in CLI_BACKENDS:
+        a = check_backend(name, device, src)
+        assert a.ok or (a.reason and "\n" not in a.reason), (name, a)
+
+
+def test_cpu_defaults_and_unknown_names():
+    assert default_backends("cpu") == [n for n in CLI_BACKENDS if n not in ("torch-fp16", "torch-compile")]
+    assert parse_backends("torch, onnxruntime,torch") == ["torch", "onnxruntime"]
+    assert parse_backends("all") == CLI_BACKENDS
+    with pytest.raises(BadInput, match="unknown backend 'tensort'"):
+        parse_backends("torch,tensort")
+
+
+def test_unavailable_backend_refuses_to_open(tiny):
+    src = ModelSource.from_module(tiny)
+    with pytest.raises(BadInput, match="cannot run"):
+        open_runner("onnxruntime-cuda", src, "cpu")
+
+
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        (np.zeros((1, 3, 16, 16), np.uint8), "float32"),
+        (np.zeros((3, 16, 16), np.float32), "NCHW"),
+        (np.zeros((1, 4, 16, 16), np.float32), "4 channels"),
+        (np.zeros((1, 3, 7, 16), np.float32), "smaller than"),
+        (np.zeros((0, 3, 16, 16), np.float32), "empty batch"),
+    ],
+)
+def test_input_validation(array, message, tiny):
+    with pytest.raises(BadInput, match=message):
+        validate_input(array, tiny.spec)
+
+
+def test_validation_casts_float64_and_accepts_tensors(tiny):
+    x = validate_input(np.zeros((1, 3, 9, 11)), tiny.spec)
+    assert x.dtype == np.float32 and x.flags.c_contiguous
+    assert validate_input(torch.zeros(1, 3, 9, 11), tiny.spec).shape == (1, 3, 9, 11)
+
+
+def test_torch_runner_equals_the_module_and_frees(tiny):
+    x = torch.rand(2, 3, 17, 23)
+    with torch.no_grad():
+        ref = tiny(x).numpy()
+    runner = open_runner("torch", ModelSource.from_module(tiny), "cpu")
+    with runner as r:
+        out = r.run(x.numpy())
+        assert r.active
+    assert not runner.active and not hasattr(runner, "model")
+    np.testing.assert_array_equal(out, ref)
+    with pytest.raises(RuntimeError, match="outside"):
+        runner.run(x.numpy())
+
+
+def test_torch_fp16_runner_keeps_the_source_model_fp32(tiny):
+    x = np.random.default_rng(0).uniform(0, 1, (1, 3, 16, 16)).astype(np.float32)
+    with open_runner("torch", ModelSource.from_module(tiny)) as r:
+        ref = r.run(x)
+    with open_runner("torch-fp16", ModelSource.from_module(tiny)) as r:
+        out = r.run(x)
+    assert tiny.to_feat.weight.dtype == torch.float32
+    assert out.dtype == np.float32 and np.abs(out - ref).max() < 0.05
+
+
+def _tiny_onnx(path, spec_json: str | None, scale: int = 2):
+    """An x2 nearest-upsampling model with srx's I/O contract, built by hand."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    lr = helper.make_tensor_value_info("lr", TensorProto.FLOAT, ["batch", 3, "height", "width"])
+    sr = helper.make_tensor_value_info("sr", TensorProto.FLOAT, ["batch", 3, "out_h", "out_w"])
+    scales = helper.make_tensor("scales", TensorProto.FLOAT, [4], [1.0, 1.0, float(scale), float(scale)])
+    node = helper.make_node("Resize", ["lr", "", "scales"], ["sr"], mode="nearest")
+    graph = helper.make_graph([node], "tiny", [lr], [sr], initializer=[scales])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    if spec_json is not None:
+        helper.set_model_props(model, {"srx.spec": spec_json})
+    onnx.save(model, str(path))
+    return path
+
+
+def test_onnxruntime_runner_on_a_hand_built_model(tmp_path, tiny):
+    pytest.importorskip("onnxruntime")
+    path = _tiny_onnx(tmp_path / "m.onnx", tiny.spec.to_json())
+    src = ModelSource.from_file(path)
+    assert src.kind == "onnx" and src.spec == spec_from_onnx(path)
+    x = np.random.default_rng(1).uniform(0, 1, (1, 3, 17, 23)).astype(np.float32)
+    expected = x.repeat(2, axis=2).repeat(2, axis=3)
+    for opts in ({}, {"specialize": False}, {"threads": 1, "opt_level": "basic"}):
+        with open_runner("onnxruntime", src, "cpu", **opts) as r:
+            np.testing.assert_array_equal(r.run(x), expected)
+            np.testing.assert_array_equal(r.run(x[:, :, :9, :11]), expected[:, :, :18, :22])
+            assert r.describe()["providers"] == ["CPUExecutionProvider"]
+    assert check_backend("torch", "cpu", src).reason.endswith("pass --weights")
+
+
+def test_onnx_without_spec_or_damaged_is_refused(tmp_path):
+    with pytest.raises(BadInput, match=r"no 'srx\.spec' metadata"):
+        ModelSource.from_file(_tiny_onnx(tmp_path / "plain.onnx", None))
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07garbage")
+    with pytest.raises(BadInput, match="not a readable ONNX"):
+        ModelSource.from_file(bad)
+    with pytest.raises(BadInput, match="unknown model file type"):
+        (tmp_path / "x.txt").write_text("x")
+        ModelSource.from_file(tmp_path / "x.txt")
