@@ -8,6 +8,7 @@ from typing import Any
 from srx.errors import BadInput
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors", ".sft")
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
 def describe(path: str | Path, *, param_key: str | None = None) -> dict[str, Any]:
@@ -16,8 +17,13 @@ def describe(path: str | Path, *, param_key: str | None = None) -> dict[str, Any
         raise BadInput(f"{p} does not exist: check the path")
     if p.suffix.lower() in CHECKPOINT_SUFFIXES:
         return describe_checkpoint(p, param_key)
+    if p.suffix.lower() in ENGINE_SUFFIXES:
+        from srx.runtime.sidecar import describe_engine
+
+        return describe_engine(p)
     raise BadInput(
-        f"{p}: unknown file type {p.suffix or '(none)'}; srx info reads checkpoints ({', '.join(CHECKPOINT_SUFFIXES)})"
+        f"{p}: unknown file type {p.suffix or '(none)'}; srx info reads checkpoints ({', '.join(CHECKPOINT_SUFFIXES)}) "
+        f"and engines ({', '.join(ENGINE_SUFFIXES)})"
     )
 
 

@@ -520,3 +520,65 @@ def _check(model: onnx.ModelProto) -> None:
         onnx.shape_inference.infer_shapes(model, strict_mode=True)
     except Exception as e:
         raise RuntimeError(f"the INT8 pass produced an invalid graph: {e}") from e
+
+
+def default_int8_path(onnx_path: Path) -> Path:
+    stem = onnx_path.stem
+    return onnx_path.with_name(f"{stem[:-5] if stem.endswith('.fp32') else stem}.int8.onnx")
+
+
+def quantize_file(
+    onnx_path: str | Path,
+    calib_dir: str | Path,
+    output: str | Path | None = None,
+    *,
+    settings: QuantSettings = QuantSettings(),
+    max_psnr_drop: float | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """`srx quantize`: check inputs, quantize, gate on `max_psnr_drop`, write the Q/DQ ONNX.
+
+    Nothing is written when the gate fails (CheckFailed) or anything else goes wrong.
+    """
+    from srx.errors import CheckFailed
+    from srx.fileio import check_writable, write_bytes_atomic
+    from srx.precision.graph import load_srx_onnx
+
+    src_path = Path(onnx_path)
+    _check_settings(settings, max_psnr_drop)
+    src = load_srx_onnx(src_path)
+    out = Path(output) if output is not None else default_int8_path(src_path)
+    if out.resolve() == src_path.resolve():
+        raise BadInput(f"-o {out} is the input model: choose another output file")
+    check_writable(out)
+    files = list_images(calib_dir)
+    if len(files) < 2:
+        raise BadInput(
+            f"--calib-dir {calib_dir} holds {len(files)} image; calibration needs at least 2 (one is held back)"
+        )
+    model, report = int8_from_onnx(src, calib_dir, settings, progress=progress)
+    result = {"onnx": str(out), **report.to_dict(), "max_psnr_drop": max_psnr_drop, "source_onnx": str(src_path)}
+    if max_psnr_drop is not None and report.psnr_drop_db > max_psnr_drop:
+        raise CheckFailed(
+            f"INT8 loses {report.psnr_drop_db:.3f} dB Y-PSNR on {report.held_out_images} held-out images, over "
+            f"--max-psnr-drop {max_psnr_drop:g}; nothing was written: lower --target-drop or use FP16"
+        )
+    write_bytes_atomic(out, model.model.SerializeToString())
+    return result
+
+
+def _check_settings(st: QuantSettings, max_psnr_drop: float | None) -> None:
+    for name, value, low in (
+        ("--calib-images", st.calibration_images, 1),
+        ("--held-out", st.held_out_images, 1),
+        ("--crop", st.crop, 8),
+        ("--sensitivity-crops", st.sensitivity_crops, 1),
+    ):
+        if value < low:
+            raise BadInput(f"{name} {value}: must be at least {low}")
+    if not st.target_drop_db >= 0:
+        raise BadInput(f"--target-drop {st.target_drop_db}: must be >= 0 dB")
+    if max_psnr_drop is not None and not max_psnr_drop >= 0:
+        raise BadInput(f"--max-psnr-drop {max_psnr_drop}: must be >= 0 dB")
+    if st.high_precision not in HIGH_PRECISIONS:
+        raise BadInput(f"--high-precision {st.high_precision!r}: use fp16 or fp32")

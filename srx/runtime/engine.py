@@ -170,7 +170,9 @@ def engine_from_onnx(
     prec_onnx = precision_onnx_path(out, prec) if prec != "fp32" and src.precision == "fp32" else None
     if prec_onnx is not None:
         if prec_onnx.resolve() == src_path.resolve():
-            raise BadInput(f"-o {out} would overwrite the source ONNX {src_path} with the {prec} ONNX: choose another -o")
+            raise BadInput(
+                f"-o {out} would overwrite the source ONNX {src_path} with the {prec} ONNX: choose another -o"
+            )
         check_writable(prec_onnx)
     cache_path = Path(timing_cache) if timing_cache is not None else None
     if cache_path is not None:
@@ -200,7 +202,9 @@ def engine_from_onnx(
             f"export it with 'srx export --opset {plan.max_opset}'"
         )
     if prec == "fp16" and src.precision == "fp16" and not plan.strongly_typed:
-        raise BadInput(f"TensorRT {version} builds FP16 from the FP32 ONNX with the FP16 flag: give the FP32 ONNX with --fp16")
+        raise BadInput(
+            f"TensorRT {version} builds FP16 from the FP32 ONNX with the FP16 flag: give the FP32 ONNX with --fp16"
+        )
     if prec == "int8" and src.precision == "int8":
         hp = metadata_json(src.model, "srx.int8").get("high_precision", "fp16")
         if plan.onnx == "int8-fp32" and hp != "fp32":
@@ -226,7 +230,9 @@ def engine_from_onnx(
 
         n = len(list_images(calib_dir))  # type: ignore[arg-type]
         if n < 2:
-            raise BadInput(f"--calib-dir {calib_dir} holds {n} image(s); calibration needs at least 2 (one is held back)")
+            raise BadInput(
+                f"--calib-dir {calib_dir} holds {n} image(s); calibration needs at least 2 (one is held back)"
+            )
     dev = device if device is not None else _device(name)
 
     # -- precision transform ---------------------------------------------------------------

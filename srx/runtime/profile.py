@@ -45,7 +45,10 @@ class Profile:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Profile:
         return cls(
-            parse_size(d["min"]), parse_size(d["opt"]), parse_size(d["max"]), tuple(d.get("batch", (1, 1, 1)))  # type: ignore[arg-type]
+            parse_size(d["min"]),
+            parse_size(d["opt"]),
+            parse_size(d["max"]),
+            tuple(d.get("batch", (1, 1, 1))),  # type: ignore[arg-type]
         )
 
     def contains(self, batch: int, height: int, width: int) -> bool:

@@ -151,14 +151,16 @@ def describe_engine(path: str | Path) -> dict[str, Any]:
     device = dev.get("name") or "none (built ahead of time)"
     if dev.get("compute_capability"):
         device += f", compute capability {dev['compute_capability']}"
-    if dev.get("compute_capabilities"):
-        device += f"; targets {', '.join(dev['compute_capabilities'])}"
+    targets = dev.get("compute_capabilities")
+    if targets:
+        device += f"; targets {', '.join(targets) if isinstance(targets, list) else targets}"
     out["details"] = {
         "precision": side.get("precision", "?"),
         "backend": f"{side.get('backend')} {side.get('backend_version')} ({side.get('network', '')})",
         "profile": f"{prof.get('min')} .. {prof.get('max')}, opt {prof.get('opt')}, batch {prof.get('batch')}",
         "device": device,
-        "target": side.get("target", "gpu") + (f", DLA core {side['dla_core']}" if side.get("dla_core") is not None else ""),
+        "target": side.get("target", "gpu")
+        + (f", DLA core {side['dla_core']}" if side.get("dla_core") is not None else ""),
         "built": f"{side.get('created', '?')} by srx {side.get('srx_version', '?')} in {side.get('build_seconds', '?')} s",
         "onnx": f"{side.get('source_onnx')} (sha256 {str(side.get('source_onnx_sha256', ''))[:12]}...)",
     }

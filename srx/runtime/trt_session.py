@@ -134,7 +134,7 @@ class EngineSession:
         return self.fetch()
 
     def check_shape(self, shape: tuple[int, ...]) -> None:
-        n, c, h, w = shape
+        n, _c, h, w = shape
         p = self.profile
         if p is not None and not p.contains(n, h, w):
             raise BadInput(
