@@ -20,6 +20,9 @@ def check_writable(path: str | os.PathLike[str]) -> Path:
     parent = out.parent if str(out.parent) else Path(".")
     if out.is_dir():
         raise BadInput(f"output path {out} is a directory: give a file name")
+    if out.exists() and not out.is_file():
+        # A device, FIFO or socket (e.g. /dev/full): replacing it by rename would be wrong.
+        raise BadInput(f"output path {out} exists and is not a regular file: choose another -o")
     if not parent.exists():
         hint = "it is a file" if _has_file_ancestor(parent) else "it does not exist"
         raise BadInput(
@@ -47,11 +50,19 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        # mkstemp creates 0600; give the file the mode a plain open() would have.
+        os.chmod(tmp, _new_file_mode())
         os.replace(tmp, out)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def _new_file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:

@@ -8,6 +8,7 @@ from typing import Any
 from srx.errors import BadInput
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors", ".sft")
+ONNX_SUFFIXES = (".onnx",)
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
@@ -17,13 +18,17 @@ def describe(path: str | Path, *, param_key: str | None = None) -> dict[str, Any
         raise BadInput(f"{p} does not exist: check the path")
     if p.suffix.lower() in CHECKPOINT_SUFFIXES:
         return describe_checkpoint(p, param_key)
+    if p.suffix.lower() in ONNX_SUFFIXES:
+        if param_key is not None:
+            raise BadInput("--param-key applies to checkpoints, not to ONNX files: drop it")
+        return describe_onnx(p)
     if p.suffix.lower() in ENGINE_SUFFIXES:
         from srx.runtime.sidecar import describe_engine
 
         return describe_engine(p)
     raise BadInput(
-        f"{p}: unknown file type {p.suffix or '(none)'}; srx info reads checkpoints ({', '.join(CHECKPOINT_SUFFIXES)}) "
-        f"and engines ({', '.join(ENGINE_SUFFIXES)})"
+        f"{p}: unknown file type {p.suffix or '(none)'}; srx info reads checkpoints "
+        f"({', '.join(CHECKPOINT_SUFFIXES)}), ONNX models (.onnx) and engines ({', '.join(ENGINE_SUFFIXES)})"
     )
 
 
@@ -42,6 +47,58 @@ def describe_checkpoint(p: Path, param_key: str | None) -> dict[str, Any]:
         "available_keys": list(ckpt.available_keys) if ckpt.param_key else [],
         "spec": model.spec.to_dict(),
     }
+
+
+def describe_onnx(p: Path) -> dict[str, Any]:
+    from srx.export.metadata import (
+        META_SOURCE,
+        META_SOURCE_SHA256,
+        META_VERSION,
+        META_WEIGHTS_SHA256,
+        read_srx_onnx,
+    )
+
+    info = read_srx_onnx(p)
+    meta = info.metadata
+    dims = [d for d in info.input_dims if isinstance(d, str)]
+    out = {
+        "file": str(p),
+        "kind": "onnx",
+        "format": f"ONNX opset {info.opset}, IR version {info.ir_version}",
+        "spec": info.spec.to_dict(),
+        "onnx": {
+            "opset": info.opset,
+            "ir_version": info.ir_version,
+            "precision": info.precision,
+            "dynamic": info.dynamic,
+            "dynamic_dims": dims,
+            "input": {"name": "lr", "dims": info.input_dims},
+            "output": {"name": "sr", "dims": info.output_dims},
+            "nodes": info.nodes,
+            "op_counts": info.op_counts,
+            "bytes": info.file_bytes,
+            "metadata": meta,
+        },
+        "details": {
+            "precision": info.precision,
+            "shapes": f"lr {_dims(info.input_dims)} -> sr {_dims(info.output_dims)}",
+            "dynamic": ", ".join(dims) if dims else "no (static shapes)",
+            "opset": f"{info.opset} (IR version {info.ir_version})",
+            "nodes": f"{info.nodes:,} ({', '.join(f'{k} {v}' for k, v in list(info.op_counts.items())[:6])}, ...)",
+            "exported": f"srx {meta.get(META_VERSION, '?')}",
+            "source": meta.get(META_SOURCE) or "-",
+            "source sha": meta.get(META_SOURCE_SHA256) or "-",
+            "weights": f"sha256 {meta.get(META_WEIGHTS_SHA256) or '-'}",
+        },
+    }
+    from srx.precision.graph import precision_details
+
+    out["details"].update(precision_details(meta))
+    return out
+
+
+def _dims(dims: list[Any]) -> str:
+    return "[" + ", ".join(str(d) for d in dims) + "]"
 
 
 def format_description(d: dict[str, Any]) -> str:

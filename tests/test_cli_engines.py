@@ -44,6 +44,8 @@ def test_build_engine_fp16_and_info(tmp_path, model):
     assert d["sidecar"]["precision"] == "fp16" and d["spec"]["arch"] == "safmn-ntire23"
     text = run_srx("info", str(tmp_path / "sr.engine")).stdout
     assert "precision  fp16" in text and "tensorrt-rtx" in text
+    text = run_srx("info", r["precision_onnx"]).stdout
+    assert "precision  fp16" in text and "islands: norm" in text
 
 
 def test_quantize_cli(tmp_path, model):
@@ -57,6 +59,8 @@ def test_quantize_cli(tmp_path, model):
     m = onnx.load(r["onnx"])
     assert {p.key: p.value for p in m.metadata_props}["srx.precision"] == "int8"
     assert "held-out" in proc.stdout
+    text = run_srx("info", r["onnx"]).stdout
+    assert "precision  int8" in text and "convolutions INT8 (Q/DQ)" in text
 
 
 def test_quantize_gate_passes_within_the_limit(tmp_path, model):

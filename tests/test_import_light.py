@@ -45,7 +45,7 @@ def test_help_without_optional_packages():
     proc = _run("import sys; sys.argv = ['srx', '--help']; from srx.cli import main; main()")
     assert proc.returncode == 0, proc.stderr
     assert "Commands:" in proc.stdout
-    for command in ("info", "eval", "bench", "upscale", "quantize", "build-engine"):
+    for command in ("info", "export", "eval", "bench", "upscale", "quantize", "build-engine"):
         assert command in proc.stdout
         sub = _run(f"import sys; sys.argv = ['srx', '{command}', '--help']; from srx.cli import main; main()")
         assert sub.returncode == 0, sub.stderr

@@ -191,3 +191,27 @@ def fold_constants_to_initializers(model: onnx.ModelProto) -> None:
 
 def save_model_bytes(model: onnx.ModelProto) -> bytes:
     return model.SerializeToString()
+
+
+def precision_details(meta: dict[str, str]) -> dict[str, str]:
+    """Lines for `srx info` on an FP16 / INT8 ONNX, from the passes' metadata."""
+    out: dict[str, str] = {}
+    for key, label in (("srx.fp16", "fp16"), ("srx.int8", "int8")):
+        try:
+            d = json.loads(meta.get(key, "") or "{}")
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(d, dict) or not d:
+            continue
+        if label == "fp16":
+            islands = ", ".join(d.get("fp32_modules", [])) or "none"
+            out["fp16"] = (
+                f"{d.get('fp16_nodes')} nodes FP16, {d.get('fp32_nodes')} FP32 (islands: {islands}); I/O float32"
+            )
+        else:
+            kept = ", ".join(d.get("kept_layers", [])) or "none"
+            out["int8"] = (
+                f"{d.get('int8_layers')} convolutions INT8 (Q/DQ), kept in {str(d.get('high_precision', '?')).upper()}: "
+                f"{kept}; calibrated on {d.get('calibration_images')} crops, held-out drop {d.get('psnr_drop_db')} dB"
+            )
+    return out
