@@ -129,3 +129,18 @@ def test_dynamic_batch_and_dla():
     p = make_profile(spec(), DYN, min_size="640x360", opt_size="640x360", max_size="640x360", dla=True)
     assert p.static
     assert Profile.from_dict(p.to_dict()) == p
+
+
+def test_precision_flags_against_the_onnx():
+    from srx.runtime.engine import resolve_precision
+
+    assert resolve_precision("fp32", None, None) == "fp32"
+    assert resolve_precision("int8", None, None) == "int8"
+    assert resolve_precision("int8", "int8", None) == "int8"
+    assert resolve_precision("fp32", "int8", "calib") == "int8"
+    with pytest.raises(BadInput, match="already INT8"):
+        resolve_precision("int8", "int8", "calib")
+    with pytest.raises(BadInput, match="already FP16"):
+        resolve_precision("fp16", "fp32", None)
+    with pytest.raises(BadInput, match="only used with --int8"):
+        resolve_precision("fp32", None, "calib")

@@ -28,7 +28,9 @@ def import_cudart() -> Any:
         try:
             from cuda import cudart  # type: ignore[no-redef]
         except ImportError as e:
-            raise MissingDependency("cuda-python", "tensorrt", "Running TensorRT engines") from e
+            raise MissingDependency(
+                "cuda-python", "tensorrt", "TensorRT on a GPU (building and running engines)"
+            ) from e
     return cudart
 
 

@@ -46,7 +46,7 @@ RTX_TARGETS = {"7.5": "SM75", "8.0": "SM80", "8.6": "SM86", "8.9": "SM89", "12.0
 def resolve_precision(onnx_precision: str, requested: str | None, calib_dir: str | Path | None) -> str:
     """The engine precision from the flags and the ONNX's own precision (BadInput on conflicts)."""
     if requested is None:
-        if calib_dir is not None and onnx_precision != "int8":
+        if calib_dir is not None:
             raise BadInput("--calib-dir is only used with --int8: add --int8 or drop --calib-dir")
         return onnx_precision
     if onnx_precision != "fp32" and requested != onnx_precision:
@@ -60,6 +60,8 @@ def resolve_precision(onnx_precision: str, requested: str | None, calib_dir: str
         )
     if requested != "int8" and calib_dir is not None:
         raise BadInput("--calib-dir is only used with --int8: add --int8 or drop --calib-dir")
+    if onnx_precision == "int8" and calib_dir is not None:
+        raise BadInput("the ONNX is already INT8 (calibrated by 'srx quantize'): drop --calib-dir")
     return requested
 
 
