@@ -142,3 +142,22 @@ def test_max_psnr_drop_gate_writes_nothing(tmp_path, monkeypatch):
     assert not (tmp_path / "out.onnx").exists()
     r = Q.quantize_file(path, calib, tmp_path / "out.onnx", max_psnr_drop=0.5)
     assert (tmp_path / "out.onnx").is_file() and r["psnr_drop_db"] == 0.4
+
+
+@pytest.mark.parametrize("arch", ["safmn", "safmn-ntire23", "safmnpp"])
+def test_switchable_model_equals_one_layer_qdq(arch):
+    """The one-session sensitivity graph gives what quantizing each layer alone gives."""
+    src = _src(arch)
+    base = Q.upgrade_opset(src.model, Q.MIN_FP16_QDQ_OPSET)
+    sites = Q.conv_sites(base)
+    ranges = {s.act: 1.5 for s in sites}
+    switch = Q.session(Q.switchable_model(base, sites, ranges, fp16_scales=True))
+    x = natural_batch(21, 19, batch=2, seed=7)
+    for k, site in enumerate(sites):
+        mask = np.zeros(len(sites), np.float32)
+        mask[k] = 1.0
+        got = switch.run(None, {"lr": x, Q.MASK_INPUT: mask})[0]
+        want = Q.session(Q.qdq_model(base, sites, ranges, {site.layer}, fp16_scales=True)).run(None, {"lr": x})[0]
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6, err_msg=site.layer)
+    off = switch.run(None, {"lr": x, Q.MASK_INPUT: np.zeros(len(sites), np.float32)})[0]
+    np.testing.assert_array_equal(off, Q.session(base).run(None, {"lr": x})[0])

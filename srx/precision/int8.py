@@ -255,6 +255,57 @@ def qdq_model(
     return model
 
 
+MASK_INPUT = "srx.int8_mask"
+
+
+def switchable_model(
+    base: onnx.ModelProto, sites: Sequence[ConvSite], act_amax: dict[str, float], *, fp16_scales: bool
+) -> onnx.ModelProto:
+    """One graph in which each convolution's quantization is switched on by a mask input.
+
+    For convolution k with mask m_k (element k of the float input `srx.int8_mask`):
+        x' = x + m_k * (DQ(Q(x)) - x),   W' = W + m_k * (DQ(W_int8) - W)
+    m_k = 1 gives the Q/DQ values of `qdq_model(..., {layer_k})` (x + (x_q - x) is x_q up
+    to float rounding, in practice bit for bit), m_k = 0 exactly the FP32 ones. The per-layer sensitivity then needs one onnxruntime session instead of one per
+    layer (building a session costs more than running the small calibration batch).
+    """
+    import_onnx()
+    from onnx import TensorProto, helper, numpy_helper
+
+    full = qdq_model(base, sites, act_amax, {s.layer for s in sites}, fp16_scales=fp16_scales)
+    g = full.graph
+    float_weight = {i.name: i for i in base.graph.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    convs = {s.node: (k, s) for k, s in enumerate(sites)}
+    g.input.append(helper.make_tensor_value_info(MASK_INPUT, TensorProto.FLOAT, [len(sites)]))
+    nodes: list[onnx.NodeProto] = []
+    for node in g.node:
+        hit = convs.get(node.name)
+        if hit is None:
+            nodes.append(node)
+            continue
+        k, site = hit
+        scope = f"{site.layer}/mask"
+        idx = numpy_helper.from_array(np.array(k, dtype=np.int64), f"{scope}.index")
+        g.initializer.append(idx)
+        m = f"{scope}.m"
+        nodes.append(helper.make_node("Gather", [MASK_INPUT, idx.name], [m], name=f"{scope}/Gather", axis=0))
+        # The float originals: the activation feeding Q, the weight before quantization.
+        x = producer[producer[node.input[0]].input[0]].input[0]
+        if site.weight not in {i.name for i in g.initializer}:
+            g.initializer.append(float_weight[site.weight])
+        for i, orig in ((0, x), (1, site.weight)):
+            d = f"{scope}.{i}.delta"
+            nodes.append(helper.make_node("Sub", [node.input[i], orig], [d], name=f"{scope}/Sub_{i}"))
+            nodes.append(helper.make_node("Mul", [d, m], [f"{d}.m"], name=f"{scope}/Mul_{i}"))
+            nodes.append(helper.make_node("Add", [orig, f"{d}.m"], [f"{scope}.{i}.out"], name=f"{scope}/Add_{i}"))
+            node.input[i] = f"{scope}.{i}.out"
+        nodes.append(node)
+    del g.node[:]
+    g.node.extend(nodes)
+    return full
+
+
 def upgrade_opset(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
     """The model at `opset` (ONNX version converter) if it is older; unchanged otherwise."""
     if opset_of(model) >= opset:
@@ -464,7 +515,15 @@ def int8_from_onnx(
         return _drop_db(ref_sens, _mean_mse(run_batches(session(m), data.sens), data.sens, scale))
 
     say(f"measuring the sensitivity of {len(sites)} layers on {sum(len(b) for b in data.sens)} crops")
-    sensitivity = {layer: sens_drop(build({layer})) for layer in layers}
+    switch = session(switchable_model(base, sites, ranges, fp16_scales=st.high_precision == "fp16"))
+    sensitivity = {}
+    for k, layer in enumerate(layers):
+        mask = np.zeros(len(layers), dtype=np.float32)
+        mask[k] = 1.0
+        outs = [
+            switch.run([OUTPUT_NAME], {INPUT_NAME: np.stack([p.lr for p in b]), MASK_INPUT: mask}) for b in data.sens
+        ]
+        sensitivity[layer] = _drop_db(ref_sens, _mean_mse(outs, data.sens, scale))
     t2 = time.perf_counter()
 
     order = sorted(layers, key=lambda k: -sensitivity[k])
