@@ -69,3 +69,46 @@ def test_team15_onnx_in_onnxruntime_scores_like_pytorch_on_set5_x4(tmp_path):
     assert abs(d["psnr_y"] - ref.psnr_y) <= 0.001, (d["psnr_y"], ref.psnr_y)
     for got, want in zip(d["images"], ref.images, strict=True):
         assert abs(got["psnr_y"] - want.psnr_y) <= 0.001, (got, want)
+
+
+def test_engine_runs_through_the_tensorrt_runner(tmp_path, monkeypatch):
+    """`srx eval --model X.engine`: the engine seam end to end, on stand-in TensorRT and CUDA
+    (tests/trt_fakes.py: the fake engine upscales by nearest x4)."""
+    import dataclasses
+
+    import numpy as np
+    from onnx_models import write_onnx
+    from trt_fakes import FakeCudart, make_trt
+
+    import srx.runtime.cudart as cudart
+    import srx.runtime.trt_session as ts
+    from srx.evaluate import ResolvedModel, evaluate_model
+    from srx.runtime.base import Availability
+    from srx.runtime.cudart import DeviceInfo
+    from srx.runtime.engine import engine_from_onnx
+    from srx.runtime.registry import BACKENDS
+    from srx.runtime.sidecar import sidecar_path
+
+    trt = make_trt("10.3.0.30")
+    engine = tmp_path / "m.engine"
+    engine_from_onnx(write_onnx(tmp_path, "safmn-ntire23"), engine, precision="fp16", backend="tensorrt",
+                     trt_module=trt, device=DeviceInfo("NVIDIA Fake GPU", "8.9", 24000, 128),
+                     min_size="16x16", max_size="64x64", batch="1:1:1")  # fmt: skip
+    side = json.loads(sidecar_path(engine).read_text())
+    side["spec"]["trained"] = True  # a random-weight model stands in for a trained one
+    sidecar_path(engine).write_text(json.dumps(side))
+    monkeypatch.setattr(ts, "import_backend", lambda backend: trt)
+    monkeypatch.setattr(cudart, "import_cudart", lambda: FakeCudart())
+    yes = dataclasses.replace(BACKENDS["tensorrt"], check=lambda device, source: Availability.yes())
+    monkeypatch.setitem(BACKENDS, "tensorrt", yes)
+
+    data = write_dataset(tmp_path / "d", sizes=((100, 124), (88, 64)))
+    got = evaluate(data, str(engine))
+
+    def nearest(lr):
+        return lr.repeat(4, axis=0).repeat(4, axis=1)
+
+    want = evaluate_model(data, ResolvedModel("nearest", 4, nearest))
+    assert got.extra["backend"] == "tensorrt" and got.scale == 4
+    assert [s.psnr_y for s in got.images] == [s.psnr_y for s in want.images]
+    assert np.isfinite(got.psnr_y)

@@ -109,13 +109,12 @@ def paper_small():
 )
 def test_onnxruntime_runner_equals_pytorch(paper_small, options):
     """Every session variant on the exact export, sizes that are and are not multiples of 8."""
-    with ModelSource.from_module(paper_small) as src:
-        with open_runner("onnxruntime", src, "cpu", **options) as r:
-            for h, w, n in ((24, 40, 1), (19, 45, 1), (19, 45, 2)):
-                x = _images(h, w, n, seed=h)
-                got = r.run(x)
-                assert np.abs(got - _torch(paper_small, x)).max() < 1e-5, (h, w, n)
-            graphs = r.describe()["graphs"]
+    with ModelSource.from_module(paper_small) as src, open_runner("onnxruntime", src, "cpu", **options) as r:
+        for h, w, n in ((24, 40, 1), (19, 45, 1), (19, 45, 2)):
+            x = _images(h, w, n, seed=h)
+            got = r.run(x)
+            assert np.abs(got - _torch(paper_small, x)).max() < 1e-5, (h, w, n)
+        graphs = r.describe()["graphs"]
     if options.get("specialize", True) and options.get("static", True):
         assert graphs["1x3x24x40"].startswith("static 40x24") and graphs["2x3x19x45"].startswith("dynamic")
     elif options.get("specialize", True):
