@@ -264,9 +264,9 @@ def bench(
     if images is not None and not Path(images).is_dir():
         raise BadInput(f"--images {images} is not a folder")
     old = load_result(compare_path) if compare_path else None
-    for p in (json_path, plot_path):
+    for p, option in ((json_path, "--json"), (plot_path, "--plot")):
         if p not in (None, "-"):
-            check_writable(p)
+            check_writable(p, option)
     if device == "cuda":
         from srx.runtime.device import NO_GPU, has_cuda
 
@@ -345,7 +345,7 @@ def upscale(
     if json_path not in (None, "-"):
         from srx.fileio import check_writable
 
-        check_writable(json_path)
+        check_writable(json_path, "--json")
     jobs = plan_jobs(list(inputs), out)
     dev = device or ("cuda" if has_cuda() else "cpu")
     with _model_source(weights, model_file, scale, param_key) as source:
@@ -454,9 +454,9 @@ def export(
     size = parse_size(input_text, what="--input")
     if param_key is not None and weights is None:
         raise BadInput("--param-key needs --weights: the embedded default model has no checkpoint entries")
-    for path in (output, None if json_path == "-" else json_path):
+    for path, option in ((output, "-o"), (None if json_path == "-" else json_path, "--json")):
         if path is not None:
-            check_writable(path)
+            check_writable(path, option)
     model = _model_from_options(weights, arch, scale, param_key)
     spec = model.spec
     spec.check_input_size(size.height, size.width)

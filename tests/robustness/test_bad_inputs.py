@@ -108,7 +108,6 @@ CASES: dict[str, Case] = {
     "info-json-under-file": Case(
         "info {ws}/ckpt/good_x2.pth --json {out}/file.txt/i.json",
         "is a file",
-        bug="a path under a regular file is reported as 'no permission'",
     ),
     # -- srx export --------------------------------------------------------------------------
     "export-ckpt-missing": Case("export --weights {ws}/ckpt/missing.pth -o {out}/m.onnx", "does not exist"),
@@ -159,7 +158,6 @@ CASES: dict[str, Case] = {
     "export-out-under-file": Case(
         f"export {GOOD} -o {{out}}/file.txt/m.onnx",
         "is a file",
-        bug="a path under a regular file is reported as 'no permission'",
     ),
     "export-out-dev-full": Case(f"export {GOOD} -o /dev/full", "not a regular file"),
     "export-out-directory": Case(f"export {GOOD} -o {{out}}", "is a directory"),
@@ -167,7 +165,6 @@ CASES: dict[str, Case] = {
     "export-json-under-file": Case(
         f"export {GOOD} -o {{out}}/m.onnx --json {{out}}/file.txt/r.json",
         "is a file",
-        bug="a path under a regular file is reported as 'no permission'",
     ),
     # -- srx eval ----------------------------------------------------------------------------
     "eval-dataset-missing": Case("eval --dataset {ws}/dirs/missing", "does not exist"),
@@ -237,7 +234,6 @@ CASES: dict[str, Case] = {
     "bench-plot-under-file": Case(
         "bench --plot {out}/file.txt/p.png",
         "is a file",
-        bug="a path under a regular file is reported as 'no permission'",
     ),
     "bench-compare-not-json": Case("bench --compare {ws}/bad.json", "not a JSON file written by srx bench"),
     "bench-compare-missing": Case(
@@ -278,7 +274,6 @@ CASES: dict[str, Case] = {
     "upscale-out-under-file": Case(
         f"upscale {IMG} -o {{out}}/file.txt/o.png {GOOD}",
         "is a file",
-        bug="a path under a regular file is reported as 'no permission'",
     ),
     "upscale-out-dev-full": Case(
         f"upscale {IMG} -o /dev/full {GOOD}",
