@@ -77,6 +77,12 @@ def main(argv: list[str] | None = None) -> None:
         _fail("interrupted; no partial output was left", 130)
     except BrokenPipeError:
         sys.exit(1)
+    except PermissionError as e:
+        # A file or folder the user pointed at (or its parent) that srx may not read or
+        # write: their environment, not an srx bug. The specific checks give better words.
+        if debug:
+            traceback.print_exc()
+        _fail(f"cannot access {e.filename or 'a file'} ({e.strerror or e}): check its permissions", 2)
     except Exception as e:
         if debug:
             traceback.print_exc()

@@ -20,6 +20,7 @@ lower and does not reproduce the tables; it is the like-for-like baseline for a 
 from __future__ import annotations
 
 import math
+import os
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -228,6 +229,8 @@ def hr_images(dataset: str | Path) -> list[Path]:
         raise BadInput(f"dataset folder {root} does not exist: check the path")
     if not root.is_dir():
         raise BadInput(f"dataset {root} is not a folder: give the folder that holds the HR images (or HR/)")
+    if not os.access(root, os.R_OK | os.X_OK):
+        raise BadInput(f"cannot read dataset folder {root} (permission denied): check its permissions")
     hr_dir = root / "HR" if (root / "HR").is_dir() else root
     files = _images_in(hr_dir)
     if not files:
@@ -266,7 +269,7 @@ def _images_in(folder: Path) -> list[Path]:
     try:
         entries = sorted(folder.iterdir())
     except OSError as e:
-        raise BadInput(f"cannot list {folder}: {e.strerror or e}") from e
+        raise BadInput(f"cannot list {folder} ({e.strerror or e}): check its permissions") from e
     return [p for p in entries if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES]
 
 

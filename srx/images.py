@@ -50,9 +50,14 @@ class LoadedImage:
 
 def image_files(folder: Path) -> list[Path]:
     """Images directly in `folder` (not recursive), sorted by name; hidden files skipped."""
-    return sorted(
-        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    try:
+        return sorted(
+            p
+            for p in folder.iterdir()
+            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+        )
+    except OSError as e:
+        raise BadInput(f"cannot list folder {folder} ({e.strerror or e}): check its permissions") from e
 
 
 def read_image(path: str | Path) -> LoadedImage:
@@ -62,8 +67,10 @@ def read_image(path: str | Path) -> LoadedImage:
     p = Path(path)
     try:
         size = p.stat().st_size
+        with open(p, "rb"):  # unreadable is not damaged: say so before decoding
+            pass
     except OSError as e:
-        raise BadInput(f"{p}: cannot read it ({e.strerror or e})") from e
+        raise BadInput(f"{p}: cannot read it ({e.strerror or e}): check that it exists and its permissions") from e
     if size == 0:
         raise BadInput(f"{p}: empty file (0 bytes)")
     try:

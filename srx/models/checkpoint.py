@@ -44,7 +44,7 @@ def read_checkpoint(path: str | Path, param_key: str | None = None) -> Checkpoin
         with open(p, "rb") as f:
             head = f.read(8)
     except OSError as e:
-        raise BadInput(f"cannot read checkpoint {p}: {e.strerror or e}") from e
+        raise BadInput(f"cannot read checkpoint {p} ({e.strerror or e}): check its permissions") from e
     if size == 0:
         raise BadInput(f"checkpoint {p} is empty (0 bytes): download or save it again")
     if p.suffix.lower() in SAFETENSORS_SUFFIXES:
