@@ -47,6 +47,12 @@ def read_checkpoint(path: str | Path, param_key: str | None = None) -> Checkpoin
         raise BadInput(f"cannot read checkpoint {p} ({e.strerror or e}): check its permissions") from e
     if size == 0:
         raise BadInput(f"checkpoint {p} is empty (0 bytes): download or save it again")
+    if p.suffix.lower() in (".onnx", ".engine", ".plan", ".trt"):
+        kind = "an ONNX model" if p.suffix.lower() == ".onnx" else "a TensorRT engine"
+        raise BadInput(
+            f"{p} is {kind}, not a checkpoint: give the .pth or .safetensors file it came from "
+            "(commands that run exported models take it with --model)"
+        )
     if p.suffix.lower() in SAFETENSORS_SUFFIXES:
         obj = _read_safetensors(p)
         fmt = "safetensors"

@@ -3,7 +3,7 @@
 Layout (names are what the case table refers to as {ws}/...):
   ckpt/   good_x2.pth, empty.pth, truncated.pth, random.pth, foreign.pth (a ResNet stem),
           partial.pth (half of a SAFMN state dict), reshaped.pth (SAFMN keys, a wrong shape),
-          nan.pth (a complete SAFMN state dict with a NaN weight),
+          nan.pth (a complete SAFMN state dict with a NaN weight), scalar.pth (a layer is a scalar),
           evil_zip.pth / evil_raw.pth (pickles that would `touch CANARY`), list.pth (not a dict),
           folder.pth/ (a folder), truncated.safetensors, random.safetensors
   onnx/   good_x2.onnx, garbage.onnx, truncated.onnx, empty.onnx, relu.onnx (valid, not an
@@ -81,6 +81,7 @@ def build(ws: Path) -> Path:
     key = next(k for k in reshaped if k.startswith("to_img"))
     reshaped[key] = torch.zeros(5, *reshaped[key].shape[1:])
     torch.save({"params": reshaped}, ck / "reshaped.pth")
+    torch.save({"params": {**sd, "to_img.0.weight": torch.tensor(1.0)}}, ck / "scalar.pth")
     poisoned = {k: v.clone() for k, v in sd.items()}
     poisoned["to_feat.weight"].view(-1)[0] = float("nan")
     torch.save({"params": poisoned}, ck / "nan.pth")
