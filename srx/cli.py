@@ -127,6 +127,14 @@ def emit_json(result: dict[str, Any], json_path: str | None) -> None:
     write_json_atomic(json_path, result)
 
 
+def _check_json_path(json_path: str | None) -> None:
+    """Refuse an unwritable --json before the work, not after it."""
+    if json_path not in (None, "-"):
+        from srx.fileio import check_writable
+
+        check_writable(json_path, "--json")
+
+
 def parse_scale(value: int | None) -> int | None:
     if value is not None and value not in (2, 3, 4):
         raise BadInput(f"--scale {value} is not supported: use 2, 3 or 4")
@@ -144,6 +152,7 @@ def info(file: str, param_key: str | None, json_path: str | None) -> None:
     """Show what a checkpoint, ONNX model or engine holds."""
     from srx.inspect import describe, format_description
 
+    _check_json_path(json_path)
     d = describe(file, param_key=param_key)
     human(format_description(d), json_path)
     emit_json(d, json_path)
@@ -176,6 +185,7 @@ def eval_(
 
     if model is not None and weights is not None:
         raise BadInput("give either --model or --weights, not both")
+    _check_json_path(json_path)
     result = evaluate(
         dataset, weights or model or "bicubic", parse_scale(scale), param_key=param_key, progress=sys.stderr.isatty()
     )
@@ -348,10 +358,7 @@ def upscale(
         tile = None
     if tile_overlap is not None and tile_overlap < 0:
         raise BadInput(f"--tile-overlap {tile_overlap}: cannot be negative")
-    if json_path not in (None, "-"):
-        from srx.fileio import check_writable
-
-        check_writable(json_path, "--json")
+    _check_json_path(json_path)
     jobs = plan_jobs(list(inputs), out)
     dev = device or ("cuda" if has_cuda() else "cpu")
     with _model_source(weights, model_file, scale, param_key) as source:

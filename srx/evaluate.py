@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from srx.errors import BadInput
+from srx.images import pixel_limit
 from srx.imresize import imresize
 from srx.metrics import mod_crop, psnr, rgb_to_y, shave, ssim
 
@@ -281,7 +282,7 @@ def _read_rgb(path: Path) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
+        with pixel_limit(path), Image.open(path) as im:
             if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
                 raise BadInput(f"{path} is a {im.mode} (16-bit or float) image; evaluation is defined on 8-bit images")
             return np.asarray(im.convert("RGB"))
@@ -295,7 +296,7 @@ def _check_sizes(pairs: Sequence[Pair], scale: int, min_lr: int) -> None:
 
     for pair in pairs:
         try:
-            with Image.open(pair.hr) as im:
+            with pixel_limit(pair.hr), Image.open(pair.hr) as im:
                 w, h = im.size
         except (UnidentifiedImageError, OSError) as e:
             raise BadInput(f"cannot read image {pair.hr} ({e}): it may be truncated or not an image") from e

@@ -12,10 +12,13 @@ written atomically (srx.fileio).
 
 from __future__ import annotations
 
+import contextlib
 import io
+import re
 import struct
 import warnings
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +63,25 @@ def image_files(folder: Path) -> list[Path]:
         raise BadInput(f"cannot list folder {folder} ({e.strerror or e}): check its permissions") from e
 
 
+@contextlib.contextmanager
+def pixel_limit(path: str | Path) -> Iterator[None]:
+    """Pillow's decompression-bomb limit as a BadInput. Pillow raises above twice
+    `Image.MAX_IMAGE_PIXELS` but only warns between 1x and 2x, and then decodes the image."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        m = re.search(r"\((\d+) pixels\)", str(e))
+        n = f"{int(m.group(1)):,} pixels" if m else "too many pixels"
+        raise BadInput(
+            f"{path}: {n}, above Pillow's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS:,}: "
+            "split or shrink the image first"
+        ) from e
+
+
 def read_image(path: str | Path) -> LoadedImage:
     """Decode an image file; BadInput with one line saying what is wrong otherwise."""
     from PIL import Image
@@ -74,14 +96,8 @@ def read_image(path: str | Path) -> LoadedImage:
     if size == 0:
         raise BadInput(f"{p}: empty file (0 bytes)")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with pixel_limit(p):
             return _decode(p)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise BadInput(
-            f"{p}: too many pixels, above Pillow's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS:,} ({e}); "
-            "split or shrink the image first"
-        ) from e
     except Image.UnidentifiedImageError as e:
         raise BadInput(f"{p}: not an image srx can read (PNG, JPEG or WebP expected)") from e
     except (OSError, SyntaxError, ValueError, EOFError, zlib.error, struct.error) as e:

@@ -12,7 +12,7 @@ Layout (names are what the case table refers to as {ws}/...):
           other.engine (+ sidecar of an engine built on another GPU)
   img/    good.png, text.png, empty.png, truncated.png, random.jpg, anim.gif,
           bomb.png (above 2x Pillow's pixel limit), bomb_warn.png (between 1x and 2x)
-  dirs/   empty/, textonly/ (a .txt only), one_bad/ (one truncated PNG), bombs/ (the two bombs)
+  dirs/   empty/, textonly/ (a .txt only), one_bad/ (one truncated PNG), bombs/, bomb_warn/ (one bomb each)
   bad.json (a --compare file that is not JSON), file.txt (a regular file to put paths under)
 """
 
@@ -62,7 +62,17 @@ def _png(path: Path, width: int, height: int) -> None:
 
 
 def build(ws: Path) -> Path:
-    for d in ("ckpt", "onnx", "engine", "img", "dirs/empty", "dirs/textonly", "dirs/one_bad", "dirs/bombs"):
+    for d in (
+        "ckpt",
+        "onnx",
+        "engine",
+        "img",
+        "dirs/empty",
+        "dirs/textonly",
+        "dirs/one_bad",
+        "dirs/bombs",
+        "dirs/bomb_warn",
+    ):
         (ws / d).mkdir(parents=True, exist_ok=True)
     model = tiny_model()
     good = save_checkpoint(ws / "ckpt/good_x2.pth", model)
@@ -150,8 +160,8 @@ def build(ws: Path) -> Path:
 
     (ws / "dirs/textonly/readme.txt").write_text("no images here\n")
     (ws / "dirs/one_bad/broken.png").write_bytes((im / "good.png").read_bytes()[:100])
-    for name in ("bomb.png", "bomb_warn.png"):
-        (ws / "dirs/bombs" / name).write_bytes((im / name).read_bytes())
+    (ws / "dirs/bombs/bomb.png").write_bytes((im / "bomb.png").read_bytes())
+    (ws / "dirs/bomb_warn/bomb_warn.png").write_bytes((im / "bomb_warn.png").read_bytes())
     (ws / "bad.json").write_text("{this is not json")
     (ws / "file.txt").write_text("a regular file\n")
     return ws
