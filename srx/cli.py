@@ -405,6 +405,8 @@ def upscale(
     emit_json(result, json_path)
     if result["failed"]:
         n, total = len(result["failed"]), len(jobs)
+        if n == total:
+            raise BadInput(f"none of the {total} inputs could be upscaled (reasons above): fix or remove them")
         raise BadInput(f"{n} of {total} input(s) could not be upscaled (listed above); the others were written")
 
 

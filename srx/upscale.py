@@ -25,8 +25,9 @@ import numpy as np
 
 from srx.errors import BadInput, SrxError
 from srx.images import FORMATS, IMAGE_SUFFIXES, LoadedImage, image_files, quantize, read_image, write_image
+from srx.resources import check_memory
 from srx.spec import ModelSpec
-from srx.tiling import TilePlan, plan_tiling, tiled_apply
+from srx.tiling import AUTO_TILE, TilePlan, plan_tiling, tiled_apply
 
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -104,6 +105,7 @@ def upscale_image(
     plan = plan_tiling(spec, ph, pw, tile, overlap)
     channels = (1 if img.gray else 3) + (img.alpha is not None)
     dtype = np.uint8 if img.bit_depth == 8 else np.uint16
+    _check_memory(spec, plan, ph, pw, h * w * s * s * channels * np.dtype(dtype).itemsize)
     out = np.empty((h * s, w * s, channels), dtype=dtype)
     color = 1 if img.gray else 3
 
@@ -121,6 +123,20 @@ def upscale_image(
         out[..., color] = quantize(_bicubic(img.alpha, w * s, h * s), img.bit_depth)
     pixels = out[..., 0] if channels == 1 else out
     return pixels, plan, n_tiles
+
+
+def _check_memory(spec: ModelSpec, plan: TilePlan, h: int, w: int, out_bytes: int) -> None:
+    """Refuse, before any work, an image whose tiles or output cannot fit in memory."""
+    s = spec.scale
+    if plan.tile is None:
+        th, tw, band = h, w, 0
+    else:
+        side = plan.tile + 2 * plan.overlap + plan.blend
+        th, tw = min(h, side), min(w, side)
+        band = 4 * 3 * (plan.tile + plan.blend) * s * w * s  # one row of tiles, float32
+    need = spec.forward_bytes(th, tw) + out_bytes + band + 4 * 3 * h * w
+    what = f"upscaling {w}x{h}" + (" in one piece" if plan.tile is None else f" in tiles of {plan.tile}")
+    check_memory(need, what, f"use --tile {AUTO_TILE} or smaller")
 
 
 def _padded(n: int, spec: ModelSpec) -> int:

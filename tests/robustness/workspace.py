@@ -12,7 +12,8 @@ Layout (names are what the case table refers to as {ws}/...):
           other.engine (+ sidecar of an engine built on another GPU)
   img/    good.png, text.png, empty.png, truncated.png, random.jpg, anim.gif,
           bomb.png (above 2x Pillow's pixel limit), bomb_warn.png (between 1x and 2x)
-  dirs/   empty/, textonly/ (a .txt only), one_bad/ (one truncated PNG), bombs/, bomb_warn/ (one bomb each)
+  dirs/   empty/, textonly/ (a .txt only), one_bad/ (one truncated PNG), bombs/, bomb_warn/ (one bomb each),
+          good/ (two good images)
   bad.json (a --compare file that is not JSON), file.txt (a regular file to put paths under)
 """
 
@@ -72,6 +73,7 @@ def build(ws: Path) -> Path:
         "dirs/one_bad",
         "dirs/bombs",
         "dirs/bomb_warn",
+        "dirs/good",
     ):
         (ws / d).mkdir(parents=True, exist_ok=True)
     model = tiny_model()
@@ -160,6 +162,8 @@ def build(ws: Path) -> Path:
 
     (ws / "dirs/textonly/readme.txt").write_text("no images here\n")
     (ws / "dirs/one_bad/broken.png").write_bytes((im / "good.png").read_bytes()[:100])
+    save_image(ws / "dirs/good/a.png", 16, 24, seed=1)
+    save_image(ws / "dirs/good/b.jpg", 20, 16, seed=2)
     (ws / "dirs/bombs/bomb.png").write_bytes((im / "bomb.png").read_bytes())
     (ws / "dirs/bomb_warn/bomb_warn.png").write_bytes((im / "bomb_warn.png").read_bytes())
     (ws / "bad.json").write_text("{this is not json")
