@@ -301,6 +301,11 @@ def bench(
         from srx.bench.plot import plot_result
 
         plot_result(result, plot_path)
+    if all(r["status"] == "skipped" for r in result["results"]):
+        raise BadInput(
+            f"no backend can run {source.origin} on {result['device']['kind']} here (reasons in the table above): "
+            "install what a row asks for, or choose another --model, --backends or --device"
+        )
     failed = [r["backend"] for r in result["results"] if r["status"] == "failed"]
     if failed:
         raise SrxError(f"backend(s) failed: {', '.join(failed)} (reasons in the table above)")
