@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from srx.errors import BadInput, SrxError
+from srx.errors import BadInput, CheckFailed, SrxError
 from srx.images import FORMATS, IMAGE_SUFFIXES, LoadedImage, image_files, quantize, read_image, write_image
 from srx.resources import check_memory
 from srx.spec import ModelSpec
@@ -114,6 +114,12 @@ def upscale_image(
         if y0 >= y1:
             return
         block = rows[: y1 - y0, : w * s]
+        if not np.isfinite(block).all():
+            bad = int(block.size - np.count_nonzero(np.isfinite(block)))
+            raise CheckFailed(
+                f"the model produced {bad} NaN or infinite value(s) in output rows {y0}-{y1}: nothing was written; "
+                "check the model (srx bench shows its accuracy against PyTorch)"
+            )
         if img.gray:
             block = (block @ LUMA)[..., None]
         out[y0:y1, :, :color] = quantize(block, img.bit_depth)

@@ -342,7 +342,7 @@ def _bench_one(
             timer.stop()
             times.append(timer.elapsed_ms())
             if i < n_acc:
-                host = runner.fetch(out)
+                host = runner.check_output(runner.fetch(out), inputs[k].shape)
                 if collect_ref and name == "torch":
                     ref[i] = host
                 if i in ref:

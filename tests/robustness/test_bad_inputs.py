@@ -200,7 +200,6 @@ CASES: dict[str, Case] = {
     "bench-onnx-forged": Case(
         "bench --model {ws}/onnx/forged.onnx --input 16x16 --runs 1",
         "expected (1, 3, 32, 32)",
-        bug="a model with the wrong output shape: internal error (upscale) or 'identical' (bench)",
     ),
     "bench-engine-garbage": Case("bench --model {ws}/engine/garbage.engine --input 16x16", "no srx sidecar"),
     "bench-engine-bad-sidecar": Case("bench --model {ws}/engine/badjson.engine --input 16x16", "no srx sidecar"),
@@ -296,9 +295,9 @@ CASES: dict[str, Case] = {
     "upscale-onnx-not-image-model": Case(f"{UP} --model {{ws}}/onnx/relu.onnx", "not exported by srx"),
     "upscale-onnx-forged": Case(
         f"{UP} --model {{ws}}/onnx/forged.onnx",
-        "expected (1, 3, 56, 48)",
-        bug="a model with the wrong output shape: internal error (upscale) or 'identical' (bench)",
+        "expected (1, 3, 48, 56)",
     ),
+    "upscale-onnx-nan-output": Case(f"{UP} --model {{ws}}/onnx/nan.onnx", "NaN or infinite", code=1),
     "upscale-onnx-scale": Case(f"{UP} --model {{ws}}/onnx/good_x2.onnx --scale 4", "--scale 4 contradicts"),
     "upscale-engine-garbage": Case(f"{UP} --model {{ws}}/engine/garbage.engine", "no srx sidecar"),
     "upscale-engine-other-device": Case(f"{UP} --model {{ws}}/engine/other.engine", "cannot run"),

@@ -7,7 +7,8 @@ Layout (names are what the case table refers to as {ws}/...):
           evil_zip.pth / evil_raw.pth (pickles that would `touch CANARY`), list.pth (not a dict),
           folder.pth/ (a folder), truncated.safetensors, random.safetensors
   onnx/   good_x2.onnx, garbage.onnx, truncated.onnx, empty.onnx, relu.onnx (valid, not an
-          image model), forged.onnx (Identity lr -> sr carrying a real srx.spec)
+          image model), forged.onnx (Identity lr -> sr carrying a real srx.spec), nan.onnx
+          (x2 nearest times NaN, with the same srx.spec)
   engine/ garbage.engine (no sidecar), badjson.engine (+ sidecar that is not JSON),
           other.engine (+ sidecar of an engine built on another GPU)
   img/    good.png, text.png, empty.png, truncated.png, random.jpg, anim.gif,
@@ -135,6 +136,24 @@ def build(ws: Path) -> Path:
     )
     forged.metadata_props.extend(p for p in proto.metadata_props if p.key == "srx.spec")
     onnx.save(forged, str(on / "forged.onnx"))
+    scales = helper.make_tensor("scales", TensorProto.FLOAT, [4], [1.0, 1.0, 2.0, 2.0])
+    nan = helper.make_tensor("nan", TensorProto.FLOAT, [], [float("nan")])
+    poisoned = helper.make_model(
+        helper.make_graph(
+            [
+                helper.make_node("Resize", ["lr", "", "scales"], ["up"], mode="nearest"),
+                helper.make_node("Mul", ["up", "nan"], ["sr"]),
+            ],
+            "nan",
+            [lr],
+            [sr],
+            initializer=[scales, nan],
+        ),
+        opset_imports=[helper.make_opsetid("", 19)],
+        ir_version=9,
+    )
+    poisoned.metadata_props.extend(p for p in proto.metadata_props if p.key == "srx.spec")
+    onnx.save(poisoned, str(on / "nan.onnx"))
 
     en = ws / "engine"
     (en / "garbage.engine").write_bytes(_bytes(4096, 3))
