@@ -354,7 +354,7 @@ def upscale(
     """Upscale PNG / JPEG / WebP files or folders (alpha, 16-bit and EXIF orientation kept)."""
     from srx.runtime.device import has_cuda
     from srx.runtime.registry import get_backend, open_runner
-    from srx.upscale import plan_jobs, upscale_files
+    from srx.upscale import output_folder, plan_jobs, upscale_files
 
     parse_scale(scale)
     if backend != "auto":
@@ -386,7 +386,7 @@ def upscale(
             files.update(1)
             report(path, message)
 
-        with open_runner(name, source, dev) as runner:
+        with output_folder(jobs), open_runner(name, source, dev) as runner:
 
             def forward(x: Any) -> Any:
                 return runner.run(x)

@@ -1,9 +1,11 @@
 """srx upscale: images in, upscaled images out (CLI.md), with any backend and bounded memory.
 
 Output naming: with one input file and an -o that ends in .png/.jpg/.jpeg/.webp (and is
-not an existing folder), -o is the output file (its suffix picks the format). Otherwise -o
-is a folder (created if missing) and every input keeps its file name and format inside it;
-folders given as inputs contribute the images directly inside them (not recursive).
+not an existing folder), -o is the output file (its suffix picks the format); a suffix of
+a format srx does not write (.gif, .tif, ...) is refused. Otherwise -o is a folder (created
+by `output_folder` if missing, and removed again if the run writes nothing into it) and
+every input keeps its file name and format inside it; folders given as inputs contribute
+the images directly inside them (not recursive).
 
 Pixels: 8-bit stays 8-bit, 16-bit PNG stays 16-bit. Grayscale images go through the RGB
 model as three equal channels and come back as gray: the BT.601 luma of the output
@@ -15,8 +17,10 @@ padding is cropped off the output.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +32,9 @@ from srx.images import FORMATS, IMAGE_SUFFIXES, LoadedImage, image_files, quanti
 from srx.resources import check_memory
 from srx.spec import ModelSpec
 from srx.tiling import AUTO_TILE, TilePlan, plan_tiling, tiled_apply
+
+# Image formats Pillow knows but srx does not write: as -o they are a mistake, not a folder name.
+UNWRITABLE_SUFFIXES = (".gif", ".bmp", ".tif", ".tiff", ".avif", ".heic", ".heif", ".jp2", ".jxl", ".ico", ".ppm")
 
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -56,17 +63,21 @@ def plan_jobs(inputs: list[str], out: str) -> list[Job]:
             raise BadInput(f"{p} does not exist: check the path")
     o = Path(out)
     single_file = len(inputs) == 1 and not Path(inputs[0]).is_dir()
-    if single_file and o.suffix.lower() in IMAGE_SUFFIXES and not o.is_dir():
+    suffix = o.suffix.lower()
+    if single_file and suffix in UNWRITABLE_SUFFIXES and not o.is_dir():
+        raise BadInput(f"-o {o}: srx cannot write {suffix[1:].upper()} images; name the output .png, .jpg or .webp")
+    if single_file and suffix in IMAGE_SUFFIXES and not o.is_dir():
         jobs = [Job(files[0], o)]
     else:
         if o.exists() and not o.is_dir():
-            raise BadInput(f"-o {o} is a file, but several images need a folder: give a folder name")
-        if o.suffix.lower() in IMAGE_SUFFIXES and not o.exists():
+            if single_file:
+                raise BadInput(
+                    f"-o {o} exists and is not a folder or an image file name: "
+                    "name the output .png, .jpg or .webp, or give a folder"
+                )
+            raise BadInput(f"-o {o} is a file, but {len(files)} images need a folder: give a folder name")
+        if suffix in IMAGE_SUFFIXES and not o.exists():
             raise BadInput(f"-o {o} looks like a file name, but there are {len(files)} inputs: give a folder")
-        try:
-            o.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise BadInput(f"cannot create output folder {o}: {e.strerror or e}; choose another -o") from e
         jobs = [Job(f, o / f.name) for f in files]
     seen: dict[Path, Path] = {}
     for j in jobs:
@@ -78,11 +89,48 @@ def plan_jobs(inputs: list[str], out: str) -> list[Job]:
         if key == j.src.resolve():
             raise BadInput(f"{j.src}: output would overwrite the input; choose another -o")
         seen[key] = j.src
-    from srx.fileio import check_writable
+    folder = jobs[0].dst.parent
+    if folder == o and not o.is_dir():
+        _check_creatable(folder)  # -o names a folder to create
+    else:
+        from srx.fileio import check_writable
 
-    for j in jobs[:1]:
-        check_writable(j.dst)
+        check_writable(jobs[0].dst)
     return jobs
+
+
+def _check_creatable(folder: Path) -> None:
+    """The output folder does not exist yet: its nearest existing ancestor must be a writable folder."""
+    base = folder
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        raise BadInput(f"cannot create output folder {folder}: {base} is a file, not a folder; choose another -o")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise BadInput(f"cannot create output folder {folder}: no permission to write in {base}; choose another -o")
+
+
+@contextlib.contextmanager
+def output_folder(jobs: list[Job]) -> Iterator[Path]:
+    """Create the jobs' output folder (with missing parents) for the duration of the work; the
+    folders created here are removed again if they are still empty at the end (every image
+    failed, or the work was interrupted), so a failed run leaves nothing behind."""
+    folder = jobs[0].dst.parent
+    created = []
+    p = folder
+    while not p.exists() and p != p.parent:
+        created.append(p)
+        p = p.parent
+    try:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise BadInput(f"cannot create output folder {folder}: {e.strerror or e}; choose another -o") from e
+        yield folder
+    finally:
+        for d in created:  # deepest first; rmdir only removes empty folders
+            with contextlib.suppress(OSError):
+                d.rmdir()
 
 
 def upscale_image(

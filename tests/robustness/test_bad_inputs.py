@@ -247,10 +247,10 @@ CASES: dict[str, Case] = {
         f"upscale {{ws}}/dirs/textonly -o {{out}}/o {GOOD}", "holds no PNG", bug="message names no next step"
     ),
     "upscale-folder-one-bad": Case(
-        f"upscale {{ws}}/dirs/one_bad -o {{out}}/o {GOOD}", "truncated", bug="an empty output folder is left behind"
+        f"upscale {{ws}}/dirs/one_bad -o {{out}}/o {GOOD}", "truncated", bug="message names no next step"
     ),
     "upscale-same-name-twice": Case(
-        f"upscale {IMG} {IMG} -o {{out}}/o {GOOD}", "would both be written", bug="an empty output folder is left behind"
+        f"upscale {IMG} {IMG} -o {{out}}/o {GOOD}", "would both be written", bug="message names no next step"
     ),
     "upscale-overwrite-input": Case(f"upscale {IMG} -o {IMG} {GOOD}", "would overwrite the input"),
     # -- srx upscale: outputs ----------------------------------------------------------------
@@ -261,17 +261,14 @@ CASES: dict[str, Case] = {
     "upscale-out-dev-full": Case(
         f"upscale {IMG} -o /dev/full {GOOD}",
         "not a folder",
-        bug="-o with one input: 'several images need a folder'; -o x.gif makes a folder",
     ),
     "upscale-out-existing-file": Case(
         f"upscale {IMG} -o {{out}}/file.txt {GOOD}",
         "not a folder",
-        bug="-o with one input: 'several images need a folder'; -o x.gif makes a folder",
     ),
     "upscale-out-gif": Case(
         f"upscale {IMG} -o {{out}}/o.gif {GOOD}",
         "cannot write GIF",
-        bug="-o with one input: 'several images need a folder'; -o x.gif makes a folder",
     ),
     "upscale-json-dev-full": Case(f"{UP} {GOOD} --json /dev/full", "not a regular file"),
     # -- srx upscale: models and options -----------------------------------------------------
