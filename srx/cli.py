@@ -274,11 +274,11 @@ def bench(
     if runs is not None and runs < 1:
         raise BadInput(f"--runs {runs}: need at least 1 timed run")
     if warmup is not None and warmup < 0:
-        raise BadInput(f"--warmup {warmup}: cannot be negative")
+        raise BadInput(f"--warmup {warmup}: cannot be negative; use 0 or more")
     if threads is not None and threads < 1:
-        raise BadInput(f"--threads {threads}: need at least 1")
+        raise BadInput(f"--threads {threads}: need at least 1; use 1 or more (default: every CPU)")
     if images is not None and not Path(images).is_dir():
-        raise BadInput(f"--images {images} is not a folder")
+        raise BadInput(f"--images {images} is not a folder: give a folder of images")
     old = load_result(compare_path) if compare_path else None
     for p, option in ((json_path, "--json"), (plot_path, "--plot")):
         if p not in (None, "-"):
@@ -362,7 +362,7 @@ def upscale(
     if tile is not None and tile == 0:
         tile = None
     if tile_overlap is not None and tile_overlap < 0:
-        raise BadInput(f"--tile-overlap {tile_overlap}: cannot be negative")
+        raise BadInput(f"--tile-overlap {tile_overlap}: cannot be negative; use 0 or more (default: the model's reach)")
     _check_json_path(json_path)
     jobs = plan_jobs(list(inputs), out)
     dev = device or ("cuda" if has_cuda() else "cpu")

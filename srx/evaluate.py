@@ -287,7 +287,9 @@ def _read_rgb(path: Path) -> np.ndarray:
                 raise BadInput(f"{path} is a {im.mode} (16-bit or float) image; evaluation is defined on 8-bit images")
             return np.asarray(im.convert("RGB"))
     except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise BadInput(f"cannot read image {path} ({e}): it may be truncated or not an image") from e
+        raise BadInput(
+            f"cannot read image {path} ({e}): it may be truncated or not an image; replace or remove it"
+        ) from e
 
 
 def _check_sizes(pairs: Sequence[Pair], scale: int, min_lr: int) -> None:
@@ -299,7 +301,9 @@ def _check_sizes(pairs: Sequence[Pair], scale: int, min_lr: int) -> None:
             with pixel_limit(pair.hr), Image.open(pair.hr) as im:
                 w, h = im.size
         except (UnidentifiedImageError, OSError) as e:
-            raise BadInput(f"cannot read image {pair.hr} ({e}): it may be truncated or not an image") from e
+            raise BadInput(
+                f"cannot read image {pair.hr} ({e}): it may be truncated or not an image; replace or remove it"
+            ) from e
         lw, lh = w // scale, h // scale
         # SSIM's 11x11 window must fit inside the HR after the border crop.
         need = max(min_lr * scale, 11 + 2 * scale)

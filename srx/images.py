@@ -94,15 +94,15 @@ def read_image(path: str | Path) -> LoadedImage:
     except OSError as e:
         raise BadInput(f"{p}: cannot read it ({e.strerror or e}): check that it exists and its permissions") from e
     if size == 0:
-        raise BadInput(f"{p}: empty file (0 bytes)")
+        raise BadInput(f"{p}: empty file (0 bytes): copy or download it again")
     try:
         with pixel_limit(p):
             return _decode(p)
     except Image.UnidentifiedImageError as e:
-        raise BadInput(f"{p}: not an image srx can read (PNG, JPEG or WebP expected)") from e
+        raise BadInput(f"{p}: not an image srx can read: give a PNG, JPEG or WebP file") from e
     except (OSError, SyntaxError, ValueError, EOFError, zlib.error, struct.error) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-        raise BadInput(f"{p}: damaged or truncated image ({first})") from e
+        raise BadInput(f"{p}: damaged or truncated image ({first}): save or download it again") from e
 
 
 def _decode(p: Path) -> LoadedImage:

@@ -23,7 +23,7 @@ def describe(path: str | Path, *, param_key: str | None = None) -> dict[str, Any
         return describe_onnx(p)
     raise BadInput(
         f"{p}: unknown file type {p.suffix or '(none)'}; srx info reads checkpoints "
-        f"({', '.join(CHECKPOINT_SUFFIXES)}) and ONNX models (.onnx)"
+        f"({', '.join(CHECKPOINT_SUFFIXES)}) and ONNX models (.onnx): give one of those"
     )
 
 

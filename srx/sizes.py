@@ -29,7 +29,7 @@ def parse_size(text: str, *, what: str = "size") -> Size:
         raise BadInput(f"{what} {text!r} is not WIDTHxHEIGHT: write it like 320x180")
     w, h = int(m.group(1)), int(m.group(2))
     if w <= 0 or h <= 0:
-        raise BadInput(f"{what} {text!r} has a zero side: both width and height must be at least 1")
+        raise BadInput(f"{what} {text!r} has a zero side: give a width and height of at least 1, like 320x180")
     if w > MAX_SIDE or h > MAX_SIDE:
         raise BadInput(f"{what} {text!r} is larger than {MAX_SIDE} pixels on a side: use tiling for huge images")
     return Size(w, h)

@@ -55,7 +55,9 @@ def plan_jobs(inputs: list[str], out: str) -> list[Job]:
         if p.is_dir():
             found = image_files(p)
             if not found:
-                raise BadInput(f"{p}: folder holds no PNG, JPEG or WebP images")
+                raise BadInput(
+                    f"{p}: folder holds no PNG, JPEG or WebP images (not searched recursively): give image files"
+                )
             files.extend(found)
         elif p.exists():
             files.append(p)
@@ -84,7 +86,7 @@ def plan_jobs(inputs: list[str], out: str) -> list[Job]:
         key = j.dst.resolve()
         if key in seen:
             raise BadInput(
-                f"{seen[key]} and {j.src} would both be written to {j.dst}: upscale them into different folders"
+                f"{seen[key]} and {j.src} would both be written to {j.dst}: run them with different -o folders"
             )
         if key == j.src.resolve():
             raise BadInput(f"{j.src}: output would overwrite the input; choose another -o")

@@ -78,9 +78,13 @@ def read_srx_onnx(path: str | Path) -> SrxOnnx:
     try:
         proto = onnx.load(str(p), load_external_data=False)
     except Exception as e:
-        raise BadInput(f"{p} is not a readable ONNX file ({_first_line(e)}): it may be truncated or corrupt") from e
+        raise BadInput(
+            f"{p} is not a readable ONNX file ({_first_line(e)}): it may be truncated or corrupt; export it again with srx export"
+        ) from e
     if not proto.HasField("graph") or not proto.opset_import:
-        raise BadInput(f"{p} is not an ONNX model (no graph): it may be truncated or not ONNX at all")
+        raise BadInput(
+            f"{p} is not an ONNX model (no graph): it may be truncated or not ONNX at all; export it again with srx export"
+        )
     try:
         onnx.checker.check_model(proto)
     except Exception as e:

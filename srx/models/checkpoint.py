@@ -70,7 +70,7 @@ def _read_safetensors(p: Path) -> dict[str, Any]:
         return load_file(str(p), device="cpu")
     except (SafetensorError, OSError, ValueError) as e:
         raise BadInput(
-            f"checkpoint {p} is not a readable .safetensors file ({_first_line(e)}): it may be truncated"
+            f"checkpoint {p} is not a readable .safetensors file ({_first_line(e)}): it may be truncated; download or save it again"
         ) from e
 
 
@@ -90,7 +90,7 @@ def _read_pytorch(p: Path, head: bytes) -> Any:
                 "torch.save(model.state_dict(), ...)"
             ) from e
         raise BadInput(
-            f"{p} is not a PyTorch checkpoint srx can read (not a state-dict pickle): it may be truncated or corrupt"
+            f"{p} is not a PyTorch checkpoint srx can read (not a state-dict pickle): it may be truncated or corrupt; download or save it again"
         ) from e
     except (
         RuntimeError,
@@ -104,7 +104,9 @@ def _read_pytorch(p: Path, head: bytes) -> Any:
         IndexError,
     ) as e:
         kind = "a .safetensors file named like a .pth" if _looks_like_safetensors(head) else "a PyTorch checkpoint"
-        raise BadInput(f"{p} is not {kind} srx can read ({_first_line(e)}): it may be truncated or corrupt") from e
+        raise BadInput(
+            f"{p} is not {kind} srx can read ({_first_line(e)}): it may be truncated or corrupt; download or save it again"
+        ) from e
 
 
 def _names_a_global(message: str) -> bool:
@@ -131,7 +133,7 @@ def _select_state_dict(p: Path, obj: Any, fmt: str, param_key: str | None) -> Ch
         return Checkpoint(_strip_prefix(dict(obj)), fmt, None, keys)
     if param_key is not None:
         if param_key not in obj:
-            raise BadInput(f"{p} has no key {param_key!r}; it has: {', '.join(keys)}")
+            raise BadInput(f"{p} has no key {param_key!r}: use --param-key with one of: {', '.join(keys)}")
         chosen = param_key
     else:
         candidates = [k for k in (DEFAULT_PARAM_KEY, *KNOWN_PARAM_KEYS) if k in obj and isinstance(obj[k], Mapping)]

@@ -55,10 +55,8 @@ CASES: dict[str, Case] = {
     # -- srx info: checkpoints ---------------------------------------------------------------
     "info-ckpt-missing": Case("info {ws}/ckpt/missing.pth", "does not exist"),
     "info-ckpt-empty": Case("info {ws}/ckpt/empty.pth", "is empty (0 bytes)"),
-    "info-ckpt-truncated": Case(
-        "info {ws}/ckpt/truncated.pth", "truncated or corrupt", bug="message names no next step"
-    ),
-    "info-ckpt-random": Case("info {ws}/ckpt/random.pth", "truncated or corrupt", bug="message names no next step"),
+    "info-ckpt-truncated": Case("info {ws}/ckpt/truncated.pth", "truncated or corrupt"),
+    "info-ckpt-random": Case("info {ws}/ckpt/random.pth", "truncated or corrupt"),
     "info-ckpt-foreign": Case("info {ws}/ckpt/foreign.pth", "not a SAFMN-family checkpoint"),
     "info-ckpt-partial": Case(
         "info {ws}/ckpt/partial.pth",
@@ -77,29 +75,17 @@ CASES: dict[str, Case] = {
     "info-ckpt-pickle-raw": Case("info {ws}/ckpt/evil_raw.pth", "refused to load"),
     "info-ckpt-list": Case("info {ws}/ckpt/list.pth", "not a state dict"),
     "info-ckpt-folder": Case("info {ws}/ckpt/folder.pth", "is a folder"),
-    "info-safetensors-truncated": Case(
-        "info {ws}/ckpt/truncated.safetensors", "not a readable .safetensors", bug="message names no next step"
-    ),
-    "info-safetensors-random": Case(
-        "info {ws}/ckpt/random.safetensors", "not a readable .safetensors", bug="message names no next step"
-    ),
-    "info-param-key-missing": Case(
-        "info {ws}/ckpt/good_x2.pth --param-key nope", "has no key 'nope'", bug="message names no next step"
-    ),
+    "info-safetensors-truncated": Case("info {ws}/ckpt/truncated.safetensors", "not a readable .safetensors"),
+    "info-safetensors-random": Case("info {ws}/ckpt/random.safetensors", "not a readable .safetensors"),
+    "info-param-key-missing": Case("info {ws}/ckpt/good_x2.pth --param-key nope", "has no key 'nope'"),
     # -- srx info: ONNX, engines, other files, outputs ---------------------------------------
-    "info-onnx-garbage": Case(
-        "info {ws}/onnx/garbage.onnx", "not a readable ONNX file", bug="message names no next step"
-    ),
-    "info-onnx-truncated": Case(
-        "info {ws}/onnx/truncated.onnx", "not a readable ONNX file", bug="message names no next step"
-    ),
-    "info-onnx-empty": Case("info {ws}/onnx/empty.onnx", "not an ONNX model", bug="message names no next step"),
+    "info-onnx-garbage": Case("info {ws}/onnx/garbage.onnx", "not a readable ONNX file"),
+    "info-onnx-truncated": Case("info {ws}/onnx/truncated.onnx", "not a readable ONNX file"),
+    "info-onnx-empty": Case("info {ws}/onnx/empty.onnx", "not an ONNX model"),
     "info-onnx-not-image-model": Case("info {ws}/onnx/relu.onnx", "not an srx image model"),
     "info-onnx-param-key": Case("info {ws}/onnx/good_x2.onnx --param-key params", "drop it"),
-    "info-engine-garbage": Case(
-        "info {ws}/engine/garbage.engine", "unknown file type .engine", bug="message names no next step"
-    ),
-    "info-unknown-type": Case("info {ws}/file.txt", "unknown file type .txt", bug="message names no next step"),
+    "info-engine-garbage": Case("info {ws}/engine/garbage.engine", "unknown file type .engine"),
+    "info-unknown-type": Case("info {ws}/file.txt", "unknown file type .txt"),
     "info-json-dev-full": Case("info {ws}/ckpt/good_x2.pth --json /dev/full", "not a regular file"),
     "info-json-under-file": Case(
         "info {ws}/ckpt/good_x2.pth --json {out}/file.txt/i.json",
@@ -108,13 +94,10 @@ CASES: dict[str, Case] = {
     # -- srx export --------------------------------------------------------------------------
     "export-ckpt-missing": Case("export --weights {ws}/ckpt/missing.pth -o {out}/m.onnx", "does not exist"),
     "export-ckpt-empty": Case("export --weights {ws}/ckpt/empty.pth -o {out}/m.onnx", "is empty"),
-    "export-ckpt-truncated": Case(
-        "export --weights {ws}/ckpt/truncated.pth -o {out}/m.onnx", "truncated", bug="message names no next step"
-    ),
+    "export-ckpt-truncated": Case("export --weights {ws}/ckpt/truncated.pth -o {out}/m.onnx", "truncated"),
     "export-ckpt-random": Case(
         "export --weights {ws}/ckpt/random.pth -o {out}/m.onnx",
         "truncated or corrupt",
-        bug="message names no next step",
     ),
     "export-ckpt-foreign": Case("export --weights {ws}/ckpt/foreign.pth -o {out}/m.onnx", "not a SAFMN-family"),
     "export-ckpt-partial": Case(
@@ -136,9 +119,7 @@ CASES: dict[str, Case] = {
     "export-scale-negative": Case("export --scale -2 -o {out}/m.onnx", "--scale -2 is not supported"),
     "export-scale-word": Case("export --scale two -o {out}/m.onnx", "'two' is not a valid integer"),
     "export-scale-contradicts": Case(f"export {GOOD} --scale 3 -o {{out}}/m.onnx", "--scale 3 contradicts"),
-    "export-size-zero": Case(
-        "export --input 0x180 -o {out}/m.onnx", "has a zero side", bug="message names no next step"
-    ),
+    "export-size-zero": Case("export --input 0x180 -o {out}/m.onnx", "has a zero side"),
     "export-size-negative": Case("export --input -5x10 -o {out}/m.onnx", "is not WIDTHxHEIGHT"),
     "export-size-unparsable": Case("export --input 1e3x5 -o {out}/m.onnx", "is not WIDTHxHEIGHT"),
     "export-size-half": Case("export --input 320x -o {out}/m.onnx", "is not WIDTHxHEIGHT"),
@@ -162,13 +143,11 @@ CASES: dict[str, Case] = {
     "eval-dataset-file": Case("eval --dataset {ws}/file.txt", "is not a folder"),
     "eval-dataset-empty": Case("eval --dataset {ws}/dirs/empty", "is empty"),
     "eval-dataset-no-images": Case("eval --dataset {ws}/dirs/textonly", "has no images"),
-    "eval-image-truncated": Case("eval --dataset {ws}/dirs/one_bad", "truncated", bug="message names no next step"),
+    "eval-image-truncated": Case("eval --dataset {ws}/dirs/one_bad", "truncated"),
     "eval-image-bomb": Case("eval --dataset {ws}/dirs/bombs", "decompression-bomb"),
     "eval-image-bomb-warning": Case("eval --dataset {ws}/dirs/bomb_warn", "decompression-bomb"),
     "eval-ckpt-pickle": Case("eval --dataset {ws}/dirs/one_bad --model {ws}/ckpt/evil_raw.pth", "refused to load"),
-    "eval-ckpt-random": Case(
-        "eval --dataset {ws}/dirs/one_bad --weights {ws}/ckpt/random.pth", "corrupt", bug="message names no next step"
-    ),
+    "eval-ckpt-random": Case("eval --dataset {ws}/dirs/one_bad --weights {ws}/ckpt/random.pth", "corrupt"),
     "eval-ckpt-foreign": Case("eval --dataset {ws}/img --model {ws}/ckpt/foreign.pth", "not a SAFMN-family"),
     "eval-scale": Case("eval --dataset {ws}/img --scale 5", "--scale 5 is not supported"),
     "eval-json-dev-full": Case(
@@ -176,26 +155,22 @@ CASES: dict[str, Case] = {
         "not a regular file",
     ),
     # -- srx bench ---------------------------------------------------------------------------
-    "bench-size-zero": Case("bench --input 0x0", "has a zero side", bug="message names no next step"),
+    "bench-size-zero": Case("bench --input 0x0", "has a zero side"),
     "bench-size-unparsable": Case("bench --input axb", "is not WIDTHxHEIGHT"),
     "bench-size-below-minimum": Case(f"bench {GOOD} --input 4x4", "minimum of 8x8"),
     "bench-size-absurd": Case("bench --input 16385x16385", "larger than 16384"),
     "bench-size-out-of-memory": Case("bench --input 16384x16384", "of memory"),
     "bench-runs": Case("bench --runs 0", "need at least 1"),
-    "bench-warmup": Case("bench --warmup -1", "cannot be negative", bug="message names no next step"),
-    "bench-threads": Case("bench --threads 0", "need at least 1", bug="message names no next step"),
+    "bench-warmup": Case("bench --warmup -1", "cannot be negative"),
+    "bench-threads": Case("bench --threads 0", "need at least 1"),
     "bench-backend-unknown": Case("bench --backends torch,nope", "unknown backend 'nope'"),
     "bench-ckpt-partial": Case(
         "bench --weights {ws}/ckpt/partial.pth",
         "incomplete or modified",
     ),
     "bench-ckpt-pickle": Case("bench --weights {ws}/ckpt/evil_zip.pth", "refused to load"),
-    "bench-onnx-garbage": Case(
-        "bench --model {ws}/onnx/garbage.onnx --input 16x16", "not a readable ONNX", bug="message names no next step"
-    ),
-    "bench-onnx-truncated": Case(
-        "bench --model {ws}/onnx/truncated.onnx --input 16x16", "not a readable ONNX", bug="message names no next step"
-    ),
+    "bench-onnx-garbage": Case("bench --model {ws}/onnx/garbage.onnx --input 16x16", "not a readable ONNX"),
+    "bench-onnx-truncated": Case("bench --model {ws}/onnx/truncated.onnx --input 16x16", "not a readable ONNX"),
     "bench-onnx-not-image-model": Case("bench --model {ws}/onnx/relu.onnx --input 16x16", "not exported by srx"),
     "bench-onnx-forged": Case(
         "bench --model {ws}/onnx/forged.onnx --input 16x16 --runs 1",
@@ -204,54 +179,30 @@ CASES: dict[str, Case] = {
     "bench-engine-garbage": Case("bench --model {ws}/engine/garbage.engine --input 16x16", "no srx sidecar"),
     "bench-engine-bad-sidecar": Case("bench --model {ws}/engine/badjson.engine --input 16x16", "no srx sidecar"),
     "bench-engine-other-device": Case("bench --model {ws}/engine/other.engine --input 16x16", "no backend can run"),
-    "bench-images-empty": Case(
-        "bench --images {ws}/dirs/empty --input 16x16", "no PNG, JPEG or WebP", bug="message names no next step"
-    ),
-    "bench-images-file": Case(
-        "bench --images {ws}/file.txt --input 16x16", "is not a folder", bug="message names no next step"
-    ),
-    "bench-images-truncated": Case(
-        f"bench {GOOD} --images {{ws}}/dirs/one_bad --input 16x16", "truncated", bug="message names no next step"
-    ),
+    "bench-images-empty": Case("bench --images {ws}/dirs/empty --input 16x16", "no PNG, JPEG or WebP"),
+    "bench-images-file": Case("bench --images {ws}/file.txt --input 16x16", "is not a folder"),
+    "bench-images-truncated": Case(f"bench {GOOD} --images {{ws}}/dirs/one_bad --input 16x16", "truncated"),
     "bench-json-dev-full": Case("bench --json /dev/full", "not a regular file"),
     "bench-plot-under-file": Case(
         "bench --plot {out}/file.txt/p.png",
         "is a file",
     ),
     "bench-compare-not-json": Case("bench --compare {ws}/bad.json", "not a JSON file written by srx bench"),
-    "bench-compare-missing": Case(
-        "bench --compare {ws}/missing.json", "does not exist", bug="message names no next step"
-    ),
+    "bench-compare-missing": Case("bench --compare {ws}/missing.json", "does not exist"),
     "bench-device-cuda": Case("bench --device cuda --input 16x16", "use --device cpu"),
     # -- srx upscale: images and folders -----------------------------------------------------
-    "upscale-image-text": Case(
-        f"upscale {{ws}}/img/text.png -o {{out}}/o.png {GOOD}", "not an image", bug="message names no next step"
-    ),
-    "upscale-image-empty": Case(
-        f"upscale {{ws}}/img/empty.png -o {{out}}/o.png {GOOD}", "empty file", bug="message names no next step"
-    ),
-    "upscale-image-truncated": Case(
-        f"upscale {{ws}}/img/truncated.png -o {{out}}/o.png {GOOD}", "truncated", bug="message names no next step"
-    ),
-    "upscale-image-random": Case(
-        f"upscale {{ws}}/img/random.jpg -o {{out}}/o.png {GOOD}", "not an image", bug="message names no next step"
-    ),
+    "upscale-image-text": Case(f"upscale {{ws}}/img/text.png -o {{out}}/o.png {GOOD}", "not an image"),
+    "upscale-image-empty": Case(f"upscale {{ws}}/img/empty.png -o {{out}}/o.png {GOOD}", "empty file"),
+    "upscale-image-truncated": Case(f"upscale {{ws}}/img/truncated.png -o {{out}}/o.png {GOOD}", "truncated"),
+    "upscale-image-random": Case(f"upscale {{ws}}/img/random.jpg -o {{out}}/o.png {GOOD}", "not an image"),
     "upscale-image-gif": Case(f"upscale {{ws}}/img/anim.gif -o {{out}}/o.png {GOOD}", "GIF images are not supported"),
     "upscale-image-bomb": Case(f"upscale {{ws}}/img/bomb.png -o {{out}}/o.png {GOOD}", "decompression-bomb"),
     "upscale-image-bomb-warning": Case(f"upscale {{ws}}/img/bomb_warn.png -o {{out}}/o.png {GOOD}", "decompression"),
     "upscale-image-missing": Case(f"upscale {{ws}}/img/missing.png -o {{out}}/o.png {GOOD}", "does not exist"),
-    "upscale-folder-empty": Case(
-        f"upscale {{ws}}/dirs/empty -o {{out}}/o {GOOD}", "holds no PNG", bug="message names no next step"
-    ),
-    "upscale-folder-no-images": Case(
-        f"upscale {{ws}}/dirs/textonly -o {{out}}/o {GOOD}", "holds no PNG", bug="message names no next step"
-    ),
-    "upscale-folder-one-bad": Case(
-        f"upscale {{ws}}/dirs/one_bad -o {{out}}/o {GOOD}", "truncated", bug="message names no next step"
-    ),
-    "upscale-same-name-twice": Case(
-        f"upscale {IMG} {IMG} -o {{out}}/o {GOOD}", "would both be written", bug="message names no next step"
-    ),
+    "upscale-folder-empty": Case(f"upscale {{ws}}/dirs/empty -o {{out}}/o {GOOD}", "holds no PNG"),
+    "upscale-folder-no-images": Case(f"upscale {{ws}}/dirs/textonly -o {{out}}/o {GOOD}", "holds no PNG"),
+    "upscale-folder-one-bad": Case(f"upscale {{ws}}/dirs/one_bad -o {{out}}/o {GOOD}", "truncated"),
+    "upscale-same-name-twice": Case(f"upscale {IMG} {IMG} -o {{out}}/o {GOOD}", "would both be written"),
     "upscale-overwrite-input": Case(f"upscale {IMG} -o {IMG} {GOOD}", "would overwrite the input"),
     # -- srx upscale: outputs ----------------------------------------------------------------
     "upscale-out-under-file": Case(
@@ -272,9 +223,7 @@ CASES: dict[str, Case] = {
     ),
     "upscale-json-dev-full": Case(f"{UP} {GOOD} --json /dev/full", "not a regular file"),
     # -- srx upscale: models and options -----------------------------------------------------
-    "upscale-ckpt-truncated": Case(
-        f"{UP} --weights {{ws}}/ckpt/truncated.pth", "truncated or corrupt", bug="message names no next step"
-    ),
+    "upscale-ckpt-truncated": Case(f"{UP} --weights {{ws}}/ckpt/truncated.pth", "truncated or corrupt"),
     "upscale-ckpt-partial": Case(
         f"{UP} --weights {{ws}}/ckpt/partial.pth",
         "incomplete or modified",
@@ -285,9 +234,7 @@ CASES: dict[str, Case] = {
     ),
     "upscale-ckpt-pickle-zip": Case(f"{UP} --weights {{ws}}/ckpt/evil_zip.pth", "refused to load"),
     "upscale-ckpt-pickle-raw": Case(f"{UP} --weights {{ws}}/ckpt/evil_raw.pth", "refused to load"),
-    "upscale-onnx-garbage": Case(
-        f"{UP} --model {{ws}}/onnx/garbage.onnx", "not a readable ONNX", bug="message names no next step"
-    ),
+    "upscale-onnx-garbage": Case(f"{UP} --model {{ws}}/onnx/garbage.onnx", "not a readable ONNX"),
     "upscale-onnx-empty": Case(f"{UP} --model {{ws}}/onnx/empty.onnx", "not exported by srx"),
     "upscale-onnx-not-image-model": Case(f"{UP} --model {{ws}}/onnx/relu.onnx", "not exported by srx"),
     "upscale-onnx-forged": Case(
@@ -301,9 +248,7 @@ CASES: dict[str, Case] = {
     "upscale-scale": Case(f"{UP} --scale 7", "--scale 7 is not supported"),
     "upscale-tile-below-minimum": Case(f"{UP} {GOOD} --tile 4", "smaller than this model's minimum"),
     "upscale-tile-negative": Case(f"{UP} {GOOD} --tile -5", "smaller than this model's minimum"),
-    "upscale-overlap-negative": Case(
-        f"{UP} {GOOD} --tile-overlap -1", "cannot be negative", bug="message names no next step"
-    ),
+    "upscale-overlap-negative": Case(f"{UP} {GOOD} --tile-overlap -1", "cannot be negative"),
     "upscale-backend-unknown": Case(f"{UP} {GOOD} --backend tensort", "unknown backend"),
     "upscale-device-cuda": Case(f"{UP} {GOOD} --device cuda", "cannot run"),
 }
