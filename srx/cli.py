@@ -7,6 +7,8 @@ commands so `srx --help` needs none of torch, onnx, TensorRT or Triton.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import signal
@@ -44,18 +46,51 @@ def _debug_requested(argv: list[str]) -> bool:
 
 
 def _fail(message: str, code: int) -> None:
-    click.echo(f"srx: error: {message}", err=True)
+    one_line = " ".join(message.split())  # a message that quotes a library's text may hold newlines
+    click.echo(f"srx: error: {one_line}", err=True)
     sys.exit(code)
+
+
+# errno values that mean the disk (or a quota, or a file-size limit) is full, not that srx failed.
+FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's flush at exit cannot fail a second time
+    (it would print 'Exception ignored ... OSError' and exit 120)."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _unexpected(e: Exception, debug: bool) -> None:
+    """Last line of defence: a failure no srx check anticipated, still as one line."""
+    if debug:
+        traceback.print_exc()
+    first = (str(e).strip().splitlines() or [""])[0][:200]
+    if isinstance(e, OSError) and e.errno in FULL:
+        _drop_stdout()
+        where = e.filename or "the output (standard output?)"
+        _fail(f"cannot write {where}: {e.strerror}; free some space or write elsewhere", 2)
+    if isinstance(e, MemoryError) or "out of memory" in first.lower() or "can't allocate memory" in first:
+        _fail(
+            f"ran out of memory ({type(e).__name__}: {first}): use a smaller --input or --tile, "
+            "or close other programs",
+            1,
+        )
+    _fail(f"internal error: {type(e).__name__}: {first} (run again with --debug for the traceback)", 1)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the click group and turn every failure into one line."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = _debug_requested(args)
+    # --debug works anywhere on the line (`srx upscale ... --debug`), not only before the command.
+    args = [a for a in args if a != "--debug"]
     signal.signal(signal.SIGTERM, _raise_interrupted)
     signal.signal(signal.SIGINT, _raise_interrupted)
     try:
         cli.main(args=args, prog_name="srx", standalone_mode=False)
+        sys.stdout.flush()  # a full disk or a closed pipe on stdout shows here, not at exit
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except click.exceptions.Abort:
@@ -76,6 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         _fail("interrupted; no partial output was left", 130)
     except BrokenPipeError:
+        _drop_stdout()
         sys.exit(1)
     except PermissionError as e:
         # A file or folder the user pointed at (or its parent) that srx may not read or
@@ -84,10 +120,7 @@ def main(argv: list[str] | None = None) -> None:
             traceback.print_exc()
         _fail(f"cannot access {e.filename or 'a file'} ({e.strerror or e}): check its permissions", 2)
     except Exception as e:
-        if debug:
-            traceback.print_exc()
-        first = (str(e).strip().splitlines() or [""])[0][:200]
-        _fail(f"internal error: {type(e).__name__}: {first} (run again with --debug for the traceback)", 1)
+        _unexpected(e, debug)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
