@@ -102,7 +102,7 @@ class ModelSource:
         if self._module is None:
             return f"needs an ONNX model; {self.origin} is an engine"
         try:
-            from srx.export import onnx_from_model  # noqa: F401
+            from srx.export.model import onnx_from_model  # noqa: F401
         except ImportError:
             return "needs srx's ONNX exporter (srx.export), which is not in this build"
         return ""
@@ -114,7 +114,7 @@ class ModelSource:
         reason = self.onnx_unavailable_reason()
         if reason:
             raise BadInput(reason)
-        from srx.export import onnx_from_model
+        from srx.export.model import onnx_from_model
 
         out = self.workdir() / "model.onnx"
         result = onnx_from_model(self._module, dynamic=True)
