@@ -89,12 +89,17 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _raise_interrupted)
     signal.signal(signal.SIGINT, _raise_interrupted)
     try:
-        cli.main(args=args, prog_name="srx", standalone_mode=False)
+        # Not cli.main(): it turns KeyboardInterrupt (so also our SIGTERM) into click's Abort,
+        # which loses the signal, prints a blank line and bypasses the handlers below.
+        with cli.make_context("srx", args) as ctx:
+            cli.invoke(ctx)
         sys.stdout.flush()  # a full disk or a closed pipe on stdout shows here, not at exit
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except click.exceptions.Abort:
         _fail("interrupted", 130)
+    except click.exceptions.NoArgsIsHelpError:
+        _fail(f"no command given: choose one of {', '.join(sorted(cli.commands))} (see 'srx --help')", 2)
     except click.UsageError as e:
         if debug:
             traceback.print_exc()

@@ -76,3 +76,8 @@ def test_debug_after_the_command_shows_the_traceback(ws):
     assert proc.returncode == 2 and "Traceback" in proc.stderr and "BadInput" in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("srx: error: ")
     assert "Traceback" not in run_srx("info", missing).stderr
+
+
+def test_no_command_is_one_line():
+    line = assert_one_line_error(run_inprocess(), 2)
+    assert "no command given: choose one of bench, eval, export, info, upscale" in line
