@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from srx.spec import ModelSpec
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+DECODERS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP")  # the only Pillow decoders that see dataset files
 ONNX_SUFFIXES = (".onnx",)
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
@@ -282,7 +283,7 @@ def _read_rgb(path: Path) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with pixel_limit(path), Image.open(path) as im:
+        with pixel_limit(path), Image.open(path, formats=DECODERS) as im:
             if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
                 raise BadInput(f"{path} is a {im.mode} (16-bit or float) image; evaluation is defined on 8-bit images")
             return np.asarray(im.convert("RGB"))
@@ -298,7 +299,7 @@ def _check_sizes(pairs: Sequence[Pair], scale: int, min_lr: int) -> None:
 
     for pair in pairs:
         try:
-            with pixel_limit(pair.hr), Image.open(pair.hr) as im:
+            with pixel_limit(pair.hr), Image.open(pair.hr, formats=DECODERS) as im:
                 w, h = im.size
         except (UnidentifiedImageError, OSError) as e:
             raise BadInput(

@@ -31,6 +31,15 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EXIF_ORIENTATION = 0x0112
+DECODERS = ("PNG", "JPEG", "WEBP")  # JPEG includes MPO (multi-picture JPEG from cameras)
+OTHER_FORMATS = (
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"BM", "BMP"),
+    (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
+)
 
 
 @dataclass
@@ -108,10 +117,15 @@ def read_image(path: str | Path) -> LoadedImage:
 def _decode(p: Path) -> LoadedImage:
     from PIL import Image, ImageOps
 
-    head = p.open("rb").read(33)
+    with p.open("rb") as f:
+        head = f.read(33)
     if head[:8] == PNG_SIGNATURE and head[12:16] == b"IHDR" and head[24] == 16 and head[25] in (2, 4, 6):
         return _read_png16(p, head[25])
-    with Image.open(p) as im:
+    other = next((name for magic, name in OTHER_FORMATS if head.startswith(magic)), None)
+    if other is not None:
+        raise BadInput(f"{p}: {other} images are not supported; use PNG, JPEG or WebP")
+    # Only these decoders see the file: Pillow would otherwise try every format it knows.
+    with Image.open(p, formats=DECODERS) as im:
         fmt = (im.format or "").upper()
         if fmt not in ("PNG", "JPEG", "WEBP", "MPO"):
             raise BadInput(f"{p}: {im.format or 'unknown'} images are not supported; use PNG, JPEG or WebP")

@@ -22,6 +22,8 @@ from srx.errors import BadInput
 DEFAULT_PARAM_KEY = "params"
 KNOWN_PARAM_KEYS = ("params", "params_ema", "state_dict", "model")
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
+# Checked before reading, so a huge file is not loaded into memory to find out.
+MAX_CHECKPOINT_BYTES = 2**31
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,11 @@ def read_checkpoint(path: str | Path, param_key: str | None = None) -> Checkpoin
         raise BadInput(f"cannot read checkpoint {p} ({e.strerror or e}): check its permissions") from e
     if size == 0:
         raise BadInput(f"checkpoint {p} is empty (0 bytes): download or save it again")
+    if size > MAX_CHECKPOINT_BYTES:
+        raise BadInput(
+            f"checkpoint {p} is {size / 1e9:.1f} GB; SAFMN-family weights are at most tens of MB, so this is "
+            "not one (a training state with optimizer?): give the network's .pth or .safetensors"
+        )
     if p.suffix.lower() in (".onnx", ".engine", ".plan", ".trt"):
         kind = "an ONNX model" if p.suffix.lower() == ".onnx" else "a TensorRT engine"
         raise BadInput(

@@ -167,6 +167,9 @@ def spec_from_onnx(path: Path) -> ModelSpec:
         from srx.errors import MissingDependency
 
         raise MissingDependency("onnx", "cpu", "reading an ONNX model") from e
+    from srx.export.metadata import check_onnx_size, check_self_contained
+
+    check_onnx_size(path)
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # onnx raises DecodeError, ValueError, OSError...
@@ -174,6 +177,7 @@ def spec_from_onnx(path: Path) -> ModelSpec:
         raise BadInput(
             f"{path} is not a readable ONNX model ({first}): it may be truncated or corrupt; export it again with srx export"
         ) from e
+    check_self_contained(model, path)
     meta = {p.key: p.value for p in model.metadata_props}
     if SPEC_METADATA_KEY not in meta:
         raise BadInput(

@@ -4,14 +4,18 @@ Layout (names are what the case table refers to as {ws}/...):
   ckpt/   good_x2.pth, empty.pth, truncated.pth, random.pth, foreign.pth (a ResNet stem),
           partial.pth (half of a SAFMN state dict), reshaped.pth (SAFMN keys, a wrong shape),
           nan.pth (a complete SAFMN state dict with a NaN weight), scalar.pth (a layer is a scalar),
+          huge.pth (3 GB, sparse),
           evil_zip.pth / evil_raw.pth (pickles that would `touch CANARY`), list.pth (not a dict),
           folder.pth/ (a folder), truncated.safetensors, random.safetensors
   onnx/   good_x2.onnx, garbage.onnx, truncated.onnx, empty.onnx, relu.onnx (valid, not an
           image model), forged.onnx (Identity lr -> sr carrying a real srx.spec), nan.onnx
-          (x2 nearest times NaN, with the same srx.spec)
+          (x2 nearest times NaN, with the same srx.spec), external.onnx (+ external.bin: weights
+          in an external data file), traversal.onnx (external data at ../../../../etc/hostname),
+          huge.onnx (3 GB, sparse)
   engine/ garbage.engine (no sidecar), badjson.engine (+ sidecar that is not JSON),
           other.engine (+ sidecar of an engine built on another GPU)
-  img/    good.png, text.png, empty.png, truncated.png, random.jpg, anim.gif,
+  img/    good.png, text.png, empty.png, truncated.png, random.jpg, anim.gif, scan.tif,
+          bitmap.png (a BMP),
           bomb.png (above 2x Pillow's pixel limit), bomb_warn.png (between 1x and 2x)
   dirs/   empty/, textonly/ (a .txt only), one_bad/ (one truncated PNG), bombs/, bomb_warn/ (one bomb each),
           good/ (two good images)
@@ -155,6 +159,19 @@ def build(ws: Path) -> Path:
     poisoned.metadata_props.extend(p for p in proto.metadata_props if p.key == "srx.spec")
     onnx.save(poisoned, str(on / "nan.onnx"))
 
+    external = onnx.load(str(on / "good_x2.onnx"))
+    onnx.save(
+        external, str(on / "external.onnx"), save_as_external_data=True, location="external.bin", size_threshold=0
+    )
+    for t in external.graph.initializer:  # the same model, its weights "in" a file outside its folder
+        for entry in t.external_data:
+            if entry.key == "location":
+                entry.value = "../../../../etc/hostname"
+    onnx.save(external, str(on / "traversal.onnx"))
+    for name in ("ckpt/huge.pth", "onnx/huge.onnx"):
+        with open(ws / name, "wb") as f:  # sparse: 3 GB long, no disk used
+            f.truncate(3 * 2**30)
+
     en = ws / "engine"
     (en / "garbage.engine").write_bytes(_bytes(4096, 3))
     (en / "badjson.engine").write_bytes(_bytes(4096, 4))
@@ -176,6 +193,8 @@ def build(ws: Path) -> Path:
     (im / "truncated.png").write_bytes((im / "good.png").read_bytes()[:100])
     (im / "random.jpg").write_bytes(_bytes(3000, 6))
     save_image(im / "anim.gif", 24, 24, format="GIF")
+    save_image(im / "scan.tif", 24, 24, format="TIFF")
+    save_image(im / "bitmap.png", 24, 24, format="BMP")  # a BMP named .png
     _png(im / "bomb.png", 20_000, 10_000)  # 200 M pixels > 2 x 89.5 M: Pillow raises
     _png(im / "bomb_warn.png", 12_000, 10_000)  # 120 M pixels: Pillow only warns; srx refuses
 
