@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import workspace
-from conftest import assert_one_line_error, run_srx
+from conftest import REPO, assert_one_line_error, run_srx
 from robust import Result, files_under, permissions_are_enforced, run_inprocess, run_restricted, save_image
 
 # A next step for the user: the line must contain one of these verbs (what to do), not only what is wrong.
@@ -328,15 +328,14 @@ def test_subprocess_agrees(case: Case, ws: Path, out: Path) -> None:
     assert (again.returncode, again.stderr.strip()) == (proc.returncode, line)
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        f"export {GOOD} -o {{out}}/m.onnx",
-        f"bench {GOOD} --input 16x16 --runs 1",
-        f"{UP} {GOOD} --tile -1 --backend torch",
-    ],
-    ids=["export", "bench", "upscale"],
-)
+MEMORY = {
+    "export-out-of-memory": f"export {GOOD} -o {{out}}/m.onnx",
+    "bench-out-of-memory": f"bench {GOOD} --input 16x16 --runs 1",
+    "upscale-out-of-memory": f"{UP} {GOOD} --tile -1 --backend torch",
+}
+
+
+@pytest.mark.parametrize("args", list(MEMORY.values()), ids=list(MEMORY))
 def test_memory_guard(args: str, ws: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Work that cannot fit is refused before it starts (here: a machine with 100 kB free)."""
     import srx.resources
@@ -446,3 +445,12 @@ def test_restricted(spec: Restricted, ws: Path, out: Path) -> None:
     left = files_under(out) - kept
     assert not left, f"left behind in the output folder: {sorted(left)}"
     assert files_under(ws) == before
+
+
+def test_readme_states_the_case_count() -> None:
+    """README's Security section quotes how many bad inputs this suite covers; keep it true."""
+    count = len(CASES) + len(RESTRICTED) + len(MEMORY)
+    readme = (REPO / "README.md").read_text()
+    stated = re.search(r"\*\*(\d+) bad inputs\*\*", readme)
+    assert stated is not None, "README.md: no '**N bad inputs**' in the Security section"
+    assert int(stated.group(1)) == count, f"README says {stated.group(1)} bad inputs, the suite has {count}"
