@@ -573,3 +573,172 @@ def _format_export(report: ExportReport) -> str:
     total = sum(report.seconds.values())
     lines.append(f"  time       {total:.1f} s (verify {report.seconds.get('verify', 0):.1f} s)")
     return "\n".join(lines)
+
+
+# -- precision and engines (issue 4) ---------------------------------------------------------
+
+
+@cli.command()
+@click.argument("model", type=str)
+@click.option("--calib-dir", required=True, metavar="DIR", help="Training images to calibrate on (never Set5/Set14).")
+@click.option("-o", "--output", default=None, help="Output ONNX (default: MODEL with .int8.onnx).")
+@click.option(
+    "--max-psnr-drop", type=float, default=None, metavar="DB", help="Fail (exit 1) if held-out Y-PSNR drops more."
+)
+@click.option(
+    "--target-drop",
+    type=float,
+    default=0.03,
+    show_default=True,
+    metavar="DB",
+    help="Keep the most sensitive layers out of INT8 until the drop on calibration crops is below this.",
+)
+@click.option(
+    "--high-precision",
+    type=click.Choice(["fp16", "fp32"]),
+    default="fp16",
+    show_default=True,
+    help="Precision of the non-INT8 layers (fp32 for TensorRT 8.6).",
+)
+@click.option(
+    "--calib-images", type=int, default=64, show_default=True, help="Images (one random crop each) to calibrate on."
+)
+@click.option("--held-out", type=int, default=8, show_default=True, help="Images held back to report accuracy.")
+@click.option("--crop", type=int, default=96, show_default=True, help="LR side of the calibration crops.")
+@click.option(
+    "--sensitivity-crops", type=int, default=16, show_default=True, help="Crops for the per-layer sensitivity."
+)
+@click.option(
+    "--method",
+    type=click.Choice(["mse", "percentile", "max"]),
+    default="mse",
+    show_default=True,
+    help="How activation ranges are chosen.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split and the crops.")
+@json_option
+def quantize(
+    model: str,
+    calib_dir: str,
+    output: str | None,
+    max_psnr_drop: float | None,
+    target_drop: float,
+    high_precision: str,
+    calib_images: int,
+    held_out: int,
+    crop: int,
+    sensitivity_crops: int,
+    method: str,
+    seed: int,
+    json_path: str | None,
+) -> None:
+    """Explicit INT8 Q/DQ ONNX for TensorRT, calibrated on a folder of images."""
+    from srx.precision.int8 import QuantSettings, quantize_file
+
+    settings = QuantSettings(
+        calibration_images=calib_images,
+        held_out_images=held_out,
+        crop=crop,
+        sensitivity_crops=sensitivity_crops,
+        target_drop_db=target_drop,
+        high_precision=high_precision,
+        method=method,
+        seed=seed,
+    )
+    r = quantize_file(
+        model,
+        calib_dir,
+        output,
+        settings=settings,
+        max_psnr_drop=max_psnr_drop,
+        progress=lambda m: click.echo(m, err=True),
+    )
+    human(
+        "\n".join(
+            [
+                f"wrote {r['onnx']}",
+                f"  INT8 layers   {len(r['int8_layers'])} of {len(r['int8_layers']) + len(r['kept_layers'])}"
+                + (f" (kept in {high_precision.upper()}: {', '.join(r['kept_layers'])})" if r["kept_layers"] else ""),
+                f"  calibration   {r['calibration_images']} crops; {r['held_out_images']} images held back",
+                f"  held-out      Y-PSNR {r['psnr_fp32_db']:.3f} dB FP32 -> {r['psnr_int8_db']:.3f} dB INT8 "
+                f"(drop {r['psnr_drop_db']:.3f} dB); INT8 vs FP32 {r['psnr_vs_fp32']:.2f} dB",
+            ]
+        ),
+        json_path,
+    )
+    emit_json(r, json_path)
+
+
+@cli.command("build-engine")
+@click.argument("model", type=str)
+@click.option("--fp32", "fp32", is_flag=True, help="FP32 engine (TF32 off).")
+@click.option("--fp16", "fp16", is_flag=True, help="FP16 with FP32 normalisation islands (writes the FP16 ONNX too).")
+@click.option("--int8", "int8", is_flag=True, help="INT8 Q/DQ, calibrated on --calib-dir (writes the Q/DQ ONNX too).")
+@click.option("--calib-dir", default=None, metavar="DIR", help="Training images for --int8 (never Set5/Set14).")
+@click.option("--backend", type=click.Choice(["auto", "tensorrt", "tensorrt-rtx"]), default="auto", show_default=True)
+@click.option("--min", "min_size", default=None, metavar="WxH", help="Smallest input (default 64x64).")
+@click.option("--opt", "opt_size", default=None, metavar="WxH", help="Input to tune for (default 640x360).")
+@click.option("--max", "max_size", default=None, metavar="WxH", help="Largest input (default 1920x1080).")
+@click.option(
+    "--batch", default=None, metavar="N|MIN:OPT:MAX", help="Batch size, or a dynamic batch range (default 1)."
+)
+@click.option("--workspace", type=int, default=None, metavar="MiB", help="Builder workspace cap (Jetson default 1024).")
+@click.option("--target", type=click.Choice(["gpu", "jetson"]), default="gpu", show_default=True)
+@click.option("--dla-core", type=int, default=None, metavar="N", help="Jetson DLA core (static shapes, GPU fallback).")
+@click.option("--timing-cache", default=None, metavar="FILE", help="TensorRT timing cache to read and update.")
+@click.option("--rtx-targets", default=None, metavar="CC,...", help="TensorRT-RTX compute capabilities, e.g. 8.6,8.9.")
+@click.option("-o", "--output", default=None, help="Engine file (default: MODEL.<precision>.engine).")
+@json_option
+def build_engine(
+    model: str,
+    fp32: bool,
+    fp16: bool,
+    int8: bool,
+    calib_dir: str | None,
+    backend: str,
+    min_size: str | None,
+    opt_size: str | None,
+    max_size: str | None,
+    batch: str | None,
+    workspace: int | None,
+    target: str,
+    dla_core: int | None,
+    timing_cache: str | None,
+    rtx_targets: str | None,
+    output: str | None,
+    json_path: str | None,
+) -> None:
+    """TensorRT / TensorRT-RTX engine + sidecar from an srx ONNX."""
+    from srx.runtime.engine import engine_from_onnx
+
+    chosen = [name for name, on in (("fp32", fp32), ("fp16", fp16), ("int8", int8)) if on]
+    if len(chosen) > 1:
+        raise BadInput(f"give one precision, not {' and '.join('--' + c for c in chosen)}")
+    r = engine_from_onnx(
+        model,
+        output,
+        precision=chosen[0] if chosen else None,
+        calib_dir=calib_dir,
+        backend=backend,
+        min_size=min_size,
+        opt_size=opt_size,
+        max_size=max_size,
+        batch=batch,
+        workspace_mib=workspace,
+        target=target,
+        dla_core=dla_core,
+        timing_cache=timing_cache,
+        rtx_targets=[t.strip() for t in rtx_targets.split(",") if t.strip()] if rtx_targets else None,
+        progress=lambda m: click.echo(m, err=True),
+        warn=lambda m: click.echo(f"srx: warning: {m}", err=True),
+    )
+    p = r["profile"]
+    lines = [
+        f"wrote {r['engine']} ({r['engine_bytes'] / 2**20:.1f} MiB) and {r['sidecar']}",
+        f"  backend     {r['backend']} {r['backend_version']}, {r['network']}",
+        f"  precision   {r['precision']}" + (f" (built from {r['precision_onnx']})" if r["precision_onnx"] else ""),
+        f"  profile     {p['min']} .. {p['max']}, opt {p['opt']}, batch {p['batch']}",
+        f"  built in    {r['build_seconds']:.1f} s",
+    ]
+    human("\n".join(lines), json_path)
+    emit_json(r, json_path)

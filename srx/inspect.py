@@ -9,6 +9,7 @@ from srx.errors import BadInput
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors", ".sft")
 ONNX_SUFFIXES = (".onnx",)
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
 def describe(path: str | Path, *, param_key: str | None = None) -> dict[str, Any]:
@@ -21,9 +22,14 @@ def describe(path: str | Path, *, param_key: str | None = None) -> dict[str, Any
         if param_key is not None:
             raise BadInput("--param-key applies to checkpoints, not to ONNX files: drop it")
         return describe_onnx(p)
+    if p.suffix.lower() in ENGINE_SUFFIXES:
+        from srx.runtime.sidecar import describe_engine
+
+        return describe_engine(p)
     raise BadInput(
         f"{p}: unknown file type {p.suffix or '(none)'}; srx info reads checkpoints "
-        f"({', '.join(CHECKPOINT_SUFFIXES)}) and ONNX models (.onnx): give one of those"
+        f"({', '.join(CHECKPOINT_SUFFIXES)}), ONNX models (.onnx) and engines ({', '.join(ENGINE_SUFFIXES)}): "
+        "give one of those"
     )
 
 
@@ -56,7 +62,7 @@ def describe_onnx(p: Path) -> dict[str, Any]:
     info = read_srx_onnx(p)
     meta = info.metadata
     dims = [d for d in info.input_dims if isinstance(d, str)]
-    return {
+    out = {
         "file": str(p),
         "kind": "onnx",
         "format": f"ONNX opset {info.opset}, IR version {info.ir_version}",
@@ -86,6 +92,10 @@ def describe_onnx(p: Path) -> dict[str, Any]:
             "weights": f"sha256 {meta.get(META_WEIGHTS_SHA256) or '-'}",
         },
     }
+    from srx.precision.graph import precision_details
+
+    out["details"].update(precision_details(meta))
+    return out
 
 
 def _dims(dims: list[Any]) -> str:

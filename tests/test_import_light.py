@@ -45,7 +45,7 @@ def test_help_without_optional_packages():
     proc = _run("import sys; sys.argv = ['srx', '--help']; from srx.cli import main; main()")
     assert proc.returncode == 0, proc.stderr
     assert "Commands:" in proc.stdout
-    for command in ("info", "export", "eval", "bench", "upscale"):
+    for command in ("info", "export", "eval", "bench", "upscale", "quantize", "build-engine"):
         assert command in proc.stdout
         sub = _run(f"import sys; sys.argv = ['srx', '{command}', '--help']; from srx.cli import main; main()")
         assert sub.returncode == 0, sub.stderr
@@ -68,3 +68,34 @@ def test_runtime_registry_is_torch_free():
     lines = dict(line.split(" ", 1) for line in proc.stdout.strip().splitlines())
     assert lines["torch"].startswith("False Python package 'torch' is not installed")
     assert len(lines) == 8
+
+
+def test_tensorrt_runtime_path_needs_no_torch(tmp_path):
+    """Engine sidecar, guard, session and the tensorrt runners run with numpy + TensorRT + cuda-python
+    only (as on a Jetson without torch): stand-in TensorRT / CUDA modules, torch and onnx hidden."""
+    code = f"""
+import sys, json
+sys.path.insert(0, {str(REPO / "tests")!r})
+import numpy as np
+from trt_fakes import ENGINE_MAGIC, FakeCudart, make_trt
+import srx.runtime.tensorrt_runner, srx.runtime.trt_session, srx.runtime.sidecar, srx.runtime.cudart
+from srx.runtime.cudart import Cuda
+from srx.runtime.sidecar import write_engine_pair
+from srx.runtime.trt_session import EngineSession
+import hashlib
+data = ENGINE_MAGIC + b":x"
+side = {{"format": "srx-engine", "format_version": 1, "engine_sha256": hashlib.sha256(data).hexdigest(),
+        "backend": "tensorrt", "backend_version": "10.3.0.30", "precision": "fp16",
+        "spec": {{"arch": "safmn", "scale": 4, "dim": 36, "n_blocks": 8, "ffn_scale": 2.0, "params": 1, "min_size": 8}},
+        "profile": {{"min": "8x8", "opt": "32x32", "max": "64x64", "batch": [1, 1, 1]}},
+        "device": {{"name": "NVIDIA Fake GPU", "compute_capability": "8.9"}}}}
+write_engine_pair({str(tmp_path / "m.engine")!r}, data, side)
+with EngineSession({str(tmp_path / "m.engine")!r}, trt_module=make_trt("10.3.0.30"), cuda=Cuda(FakeCudart())) as s:
+    y = s.run(np.ones((1, 3, 9, 11), np.float32))
+print(y.shape, "torch" in sys.modules, "onnx" in sys.modules)
+"""
+    hide = HIDE.replace(repr(BLOCKED), repr(["torch", "onnx", "onnxruntime", "triton", "matplotlib"]))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", hide + code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "(1, 3, 36, 44) False False"

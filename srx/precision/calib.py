@@ -1,0 +1,132 @@
+"""Calibration data: LR/HR pairs cut from a folder of images (never from evaluation sets).
+
+Each image gives one random crop; the LR crop is the HR crop downscaled by the model's
+scale with srx.imresize (MATLAB-exact bicubic, uint8), the same LR that `srx eval` makes,
+so calibration sees the input distribution the model is scored on. A deterministic,
+seeded share of the images is held back from calibration and tuning and only used to
+report the accuracy of the result.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from srx.errors import BadInput
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One LR/HR example: lr (3, h, w) and hr (3, s*h, s*w), float32 RGB in [0, 1]."""
+
+    name: str
+    lr: np.ndarray
+    hr: np.ndarray
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files under `folder` (recursively), sorted; BadInput if there are none."""
+    d = Path(folder)
+    if not d.exists():
+        raise BadInput(f"calibration folder {d} does not exist: give a folder of training images (--calib-dir)")
+    if not d.is_dir():
+        raise BadInput(f"--calib-dir {d} is a file, not a folder: give a folder of training images")
+    files = sorted(p for p in d.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise BadInput(
+            f"calibration folder {d} holds no images ({', '.join(IMAGE_SUFFIXES)}): "
+            "point --calib-dir at training images such as T91 or BSD200, never at an evaluation set"
+        )
+    return files
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """An image as (H, W, 3) uint8 RGB; alpha dropped, gray expanded, 16-bit reduced to 8-bit."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.asarray(im, dtype=np.float64)
+                scale = 257.0 if arr.max() > 255 else 1.0
+                gray = np.clip(np.round(arr / scale), 0, 255).astype(np.uint8)
+                return np.repeat(gray[..., None], 3, axis=2)
+            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise BadInput(f"cannot read {path} as an image ({e}); remove it from the calibration folder") from e
+
+
+def bicubic_down(hr: np.ndarray, scale: int) -> np.ndarray:
+    """(H, W, 3) uint8 -> (H/s, W/s, 3) uint8, MATLAB imresize bicubic (H, W multiples of s)."""
+    from srx.imresize import imresize
+
+    return imresize(hr, 1 / scale)
+
+
+def to_chw(img: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32) / 255.0
+
+
+@dataclass
+class CalibrationSplit:
+    calibration: list[Path]
+    held_out: list[Path]
+
+
+def split_images(files: list[Path], *, held_out: int, calibration: int, seed: int = 0) -> CalibrationSplit:
+    """A seeded split: `held_out` images for reporting, up to `calibration` others for calibration."""
+    if len(files) < 2:
+        raise BadInput(
+            f"calibration needs at least 2 images (one to calibrate on, one held back to measure accuracy); found {len(files)}"
+        )
+    order = list(files)
+    random.Random(seed).shuffle(order)
+    n_held = max(1, min(held_out, len(order) // 4 or 1))
+    return CalibrationSplit(calibration=sorted(order[n_held : n_held + calibration]), held_out=sorted(order[:n_held]))
+
+
+def random_crop_pair(path: Path, *, scale: int, lr_size: int, min_lr: int, rng: random.Random) -> Pair | None:
+    """A random HR crop of (scale*lr_size)^2 (smaller if the image is) and its bicubic LR.
+
+    None if the image is too small for the model's minimum LR size.
+    """
+    img = read_rgb(path)
+    h, w = img.shape[:2]
+    ch = min(lr_size, h // scale) * scale
+    cw = min(lr_size, w // scale) * scale
+    if ch // scale < min_lr or cw // scale < min_lr:
+        return None
+    y = rng.randrange(0, h - ch + 1)
+    x = rng.randrange(0, w - cw + 1)
+    hr = img[y : y + ch, x : x + cw]
+    return Pair(path.name, to_chw(bicubic_down(hr, scale)), to_chw(hr))
+
+
+def center_pair(path: Path, *, scale: int, max_lr: int, min_lr: int) -> Pair | None:
+    """The image (centre-cropped to at most max_lr LR pixels a side, mod scale) and its bicubic LR."""
+    img = read_rgb(path)
+    h, w = img.shape[:2]
+    ch = min(max_lr, h // scale) * scale
+    cw = min(max_lr, w // scale) * scale
+    if ch // scale < min_lr or cw // scale < min_lr:
+        return None
+    y, x = (h - ch) // 2, (w - cw) // 2
+    hr = img[y : y + ch, x : x + cw]
+    return Pair(path.name, to_chw(bicubic_down(hr, scale)), to_chw(hr))
+
+
+def batches_by_size(pairs: list[Pair], max_batch: int) -> list[list[Pair]]:
+    """Group equally sized pairs so they run as one batch."""
+    groups: dict[tuple[int, ...], list[Pair]] = {}
+    for p in pairs:
+        groups.setdefault(p.lr.shape, []).append(p)
+    out: list[list[Pair]] = []
+    for group in groups.values():
+        out += [group[i : i + max_batch] for i in range(0, len(group), max_batch)]
+    return out

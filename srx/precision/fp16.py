@@ -1,0 +1,343 @@
+"""FP32 ONNX -> strongly typed FP16 ONNX with FP32 islands (`fp16_from_onnx`).
+
+Convolutions and element-wise work run in FP16; the numerically fragile parts stay
+FP32, with explicit Casts where the two meet:
+
+* normalisation modules, found by node name (`feats.N.norm1|norm2`: the paper model's
+  channel LayerNorm, y = w * (x - mean_c x) / sqrt(mean_c (x - mean_c x)^2 + 1e-6) + b, whose
+  squared deviations can overflow FP16 (max 65504) and whose eps 1e-6 is below FP16's
+  smallest normal 6.1e-5; `norm`: team15's GRN, g_c = ||x_c||_2 over the whole image, a
+  sum of H*W squares that overflows FP16 on large inputs);
+* any reduction or power wherever it appears (ReduceMean/Sum/L2/SumSquare/..., Pow,
+  Sqrt, Reciprocal, Exp, Log, Softmax, *Normalization): a sum of squares can overflow;
+* float arithmetic that does not carry image data (index computations derived from
+  Shape, e.g. the exact nearest-resize indices) keeps FP32, because FP16 would pick
+  wrong rows on large images.
+
+The graph input `lr` and output `sr` stay FP32 (Casts right after the input and before
+the output): callers, runners and engines keep one I/O contract for every precision, and
+the cost is two cheap casts. The same file serves TensorRT 10.x (STRONGLY_TYPED network
+flag), TensorRT 11.x (always strongly typed) and TensorRT-RTX; TensorRT < 9.1 uses the
+FP32 file with the FP16 builder flag and the same islands pinned by layer name
+(`fp32_layer`, see srx.runtime.engine).
+
+Why an own pass rather than ModelOpt AutoCast: the graphs come from srx's own exporter,
+so the fragile nodes are known by name and an exact, reviewable rule is short; AutoCast
+would add nvidia-modelopt[onnx] (which pins onnx~=1.21 and pulls onnxruntime-gpu over
+onnxruntime) to decide by activation magnitudes seen on sample data.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from srx.errors import BadInput
+from srx.precision.graph import (
+    INPUT_NAME,
+    META_PRECISION,
+    OUTPUT_NAME,
+    SrxOnnx,
+    fold_constants_to_initializers,
+    import_onnx,
+    in_norm_module,
+    module_path,
+    opset_of,
+    set_metadata,
+    srx_onnx_from_model,
+    tensor_types,
+)
+
+if TYPE_CHECKING:
+    import onnx
+
+META_FP16 = "srx.fp16"
+
+# Ops that sum many values, square or exponentiate: FP32 wherever they appear.
+FRAGILE_OPS = frozenset(
+    {
+        "ReduceMean",
+        "ReduceSum",
+        "ReduceL1",
+        "ReduceL2",
+        "ReduceSumSquare",
+        "ReduceLogSum",
+        "ReduceLogSumExp",
+        "ReduceProd",
+        "Pow",
+        "Sqrt",
+        "Reciprocal",
+        "Exp",
+        "Log",
+        "Softmax",
+        "LogSoftmax",
+        "LayerNormalization",
+        "InstanceNormalization",
+        "GroupNormalization",
+        "BatchNormalization",
+        "LpNormalization",
+        "MeanVarianceNormalization",
+    }
+)
+
+FP16_MAX = 65504.0
+
+# Ops whose output describes a tensor's size, not its values.
+SHAPE_OPS = frozenset({"Shape", "Size"})
+
+
+def fp32_layer(name: str, op_type: str = "") -> bool:
+    """The rule, by name and op type: True where FP32 must be kept (also used to pin TensorRT layers)."""
+    return in_norm_module(name) or op_type in FRAGILE_OPS
+
+
+@dataclass
+class Fp16Report:
+    """What the pass did: counts and the FP32 islands by module path."""
+
+    fp16_nodes: int = 0
+    fp32_nodes: int = 0
+    casts: int = 0
+    fp32_modules: list[str] = field(default_factory=list)
+    fp32_ops: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "fp16_nodes": self.fp16_nodes,
+            "fp32_nodes": self.fp32_nodes,
+            "casts": self.casts,
+            "fp32_modules": self.fp32_modules,
+            "fp32_ops": self.fp32_ops,
+            "io": "float32",
+        }
+
+
+def fp16_from_onnx(
+    src: SrxOnnx, *, keep_fp32: Callable[[onnx.NodeProto], bool] | None = None
+) -> tuple[SrxOnnx, Fp16Report]:
+    """A strongly typed FP16 copy of an FP32 or FP32-based Q/DQ srx model (see module docstring).
+
+    `keep_fp32(node)` may force more nodes to FP32 (in addition to `fp32_layer`).
+    """
+    onnx = import_onnx()
+    if src.precision == "fp16":
+        raise BadInput("the model is already FP16; give the FP32 ONNX from 'srx export'")
+    model = onnx.ModelProto()
+    model.CopyFrom(src.model)
+    report = _convert(model, keep_fp32)
+    set_metadata(model, META_PRECISION, "fp16" if src.precision == "fp32" else src.precision)
+    set_metadata(model, META_FP16, json.dumps(report.to_dict(), sort_keys=True))
+    _check(model)
+    return srx_onnx_from_model(model, origin="FP16 model"), report
+
+
+# -- the pass ---------------------------------------------------------------------------------
+
+
+def _convert(model: onnx.ModelProto, keep_fp32: Callable[[onnx.NodeProto], bool] | None) -> Fp16Report:
+    import_onnx()
+    from onnx import TensorProto, helper, numpy_helper
+
+    FLOAT, HALF = TensorProto.FLOAT, TensorProto.FLOAT16
+    g = model.graph
+    fold_constants_to_initializers(model)
+    types = tensor_types(model)
+    opset = opset_of(model)
+    inits = {i.name: i for i in g.initializer}
+
+    # 1. Which nodes carry image data: everything computed from `lr` except through
+    # Shape/Size (index arithmetic derived from the input's size stays FP32).
+    data = {INPUT_NAME}
+    data_nodes: set[int] = set()
+    for k, node in enumerate(g.node):
+        if node.op_type not in SHAPE_OPS and any(i in data for i in node.input if i):
+            data_nodes.add(k)
+            data.update(node.output)
+
+    # 2. Decide a compute type per node.
+    half_nodes: set[int] = set()
+    report = Fp16Report()
+    fp32_modules: dict[str, None] = {}
+    for k, node in enumerate(g.node):
+        if k not in data_nodes:
+            continue  # weights, shape / index arithmetic: untouched
+        follow_in, follow_out = _follow(node, opset, types)
+        if follow_out is None:
+            keep = True  # op with a fixed float type or unknown schema
+        else:
+            keep = fp32_layer(node.name, node.op_type) or bool(keep_fp32 and keep_fp32(node))
+            keep = keep or any(_overflows(inits.get(node.input[i])) for i in follow_in if i < len(node.input))
+        if keep:
+            report.fp32_nodes += 1
+            report.fp32_ops[node.op_type] = report.fp32_ops.get(node.op_type, 0) + 1
+            fp32_modules[module_path(node.name) or node.name] = None
+        else:
+            half_nodes.add(k)
+            report.fp16_nodes += 1
+    report.fp32_modules = list(fp32_modules)
+
+    # Weight DequantizeLinear nodes (Q/DQ models) take the type of the layers they feed,
+    # so TensorRT sees DQ -> Conv with no Cast between and can fuse them.
+    consumers: dict[str, list[int]] = {}
+    for k, node in enumerate(g.node):
+        for i in node.input:
+            consumers.setdefault(i, []).append(k)
+    typed_nodes = set(data_nodes)
+    for k, node in enumerate(g.node):
+        if k in data_nodes or node.op_type != "DequantizeLinear":
+            continue
+        users = consumers.get(node.output[0], [])
+        typed_nodes.add(k)
+        if users and all(u in half_nodes for u in users):
+            half_nodes.add(k)
+
+    # 3. Rewrite: retype initializers, insert Casts at island borders, retype outputs.
+    dtype: dict[str, int] = {n: t for n, t in types.items() if t in (FLOAT, HALF)}
+    new_nodes: list[onnx.NodeProto] = []
+    cast_cache: dict[tuple[str, int], str] = {}
+    half_inits: dict[str, str] = {}
+    used_names = {n.name for n in g.node} | set(types)
+
+    def unique(base: str) -> str:
+        name, i = base, 1
+        while name in used_names:
+            name, i = f"{base}_{i}", i + 1
+        used_names.add(name)
+        return name
+
+    def as_type(tensor: str, want: int, consumer: onnx.NodeProto, index: int) -> str:
+        have = dtype.get(tensor)
+        if have is None or have == want:
+            return tensor
+        if tensor in inits and want == HALF:
+            if tensor not in half_inits:
+                arr = numpy_helper.to_array(inits[tensor]).astype("float16")
+                t = numpy_helper.from_array(arr, unique(f"{tensor}__fp16"))
+                g.initializer.append(t)
+                dtype[t.name] = HALF
+                half_inits[tensor] = t.name
+            return half_inits[tensor]
+        key = (tensor, want)
+        if key not in cast_cache:
+            out = unique(f"{tensor}__{'fp16' if want == HALF else 'fp32'}")
+            where = module_path(consumer.name)
+            name = unique(f"{where}/Cast_to_{'fp16' if want == HALF else 'fp32'}" if where else f"Cast_{out}")
+            new_nodes.append(helper.make_node("Cast", [tensor], [out], name=name, to=want))
+            dtype[out] = want
+            cast_cache[key] = out
+            report.casts += 1
+        return cast_cache[key]
+
+    for k, node in enumerate(g.node):
+        if k not in typed_nodes:
+            new_nodes.append(node)
+            continue
+        want = HALF if k in half_nodes else FLOAT
+        follow_in, follow_out = _follow(node, opset, types)
+        for i in follow_in or ():
+            if i < len(node.input) and node.input[i]:
+                node.input[i] = as_type(node.input[i], want, node, i)
+        if node.op_type == "Cast" and want == HALF:
+            for a in node.attribute:
+                if a.name == "to" and a.i == FLOAT:
+                    a.i = HALF
+        for i in follow_out or ():
+            if i < len(node.output) and node.output[i] in dtype:
+                dtype[node.output[i]] = want
+        if node.op_type == "Cast":
+            to = next(a.i for a in node.attribute if a.name == "to")
+            dtype[node.output[0]] = to
+        new_nodes.append(node)
+
+    # 4. The graph output stays FP32.
+    if dtype.get(OUTPUT_NAME) == HALF:
+        inner = unique(f"{OUTPUT_NAME}__fp16")
+        for node in new_nodes:
+            node.output[:] = [inner if o == OUTPUT_NAME else o for o in node.output]
+            node.input[:] = [inner if i == OUTPUT_NAME else i for i in node.input]
+        new_nodes.append(helper.make_node("Cast", [inner], [OUTPUT_NAME], name="output/Cast_to_fp32", to=FLOAT))
+        report.casts += 1
+
+    del g.node[:]
+    g.node.extend(new_nodes)
+    _drop_unused_initializers(g)
+    # Old value_info entries carry stale element types; inference recomputes them.
+    del g.value_info[:]
+    return report
+
+
+def _follow(node: onnx.NodeProto, opset: int, types: dict[str, int]) -> tuple[list[int] | None, list[int] | None]:
+    """Indices of the inputs and outputs that share the node's float type variable.
+
+    From the op schema: the type variable of output 0 when that output is float (e.g. 'T'
+    for Conv, 'T2' for DequantizeLinear), else of input 0 ('T1' for QuantizeLinear).
+    (None, None) when the node has no such variable (unknown op, fixed float type).
+    """
+    onnx = import_onnx()
+    from onnx import TensorProto
+
+    try:
+        schema = onnx.defs.get_schema(node.op_type, opset, node.domain or "")
+    except Exception:
+        return None, None
+
+    def formal(params: list[Any], i: int) -> str | None:
+        if i < len(params):
+            return params[i].type_str
+        if params and params[-1].option == onnx.defs.OpSchema.FormalParameterOption.Variadic:
+            return params[-1].type_str
+        return None
+
+    out0 = node.output[0] if node.output else ""
+    if types.get(out0) in (TensorProto.FLOAT, TensorProto.FLOAT16):
+        var = formal(list(schema.outputs), 0)
+    else:
+        var = formal(list(schema.inputs), 0)
+    if var is None or var.startswith("tensor("):
+        return None, None
+    ins = [i for i in range(len(node.input)) if formal(list(schema.inputs), i) == var]
+    outs = [i for i in range(len(node.output)) if formal(list(schema.outputs), i) == var]
+    if node.op_type == "Cast":
+        outs = []  # handled through the `to` attribute
+    return ins, outs
+
+
+def _overflows(init: onnx.TensorProto | None) -> bool:
+    if init is None:
+        return False
+    from onnx import TensorProto, numpy_helper
+
+    if init.data_type != TensorProto.FLOAT:
+        return False
+    arr = numpy_helper.to_array(init)
+    return bool(arr.size) and float(abs(arr).max()) > FP16_MAX
+
+
+def _drop_unused_initializers(g: onnx.GraphProto) -> None:
+    used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+    keep = [t for t in g.initializer if t.name in used]
+    del g.initializer[:]
+    g.initializer.extend(keep)
+
+
+def _check(model: onnx.ModelProto) -> None:
+    onnx = import_onnx()
+    try:
+        onnx.checker.check_model(model)
+        onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    except Exception as e:
+        raise RuntimeError(f"the FP16 pass produced an invalid graph: {e}") from e
+
+
+def half_tensors(model: onnx.ModelProto) -> set[str]:
+    """Names of FP16 tensors in a model (after type inference), for tests and `srx info`."""
+    from onnx import TensorProto
+
+    return {n for n, t in tensor_types(model).items() if t == TensorProto.FLOAT16}
+
+
+def nodes_by_module(model: onnx.ModelProto, prefixes: Iterable[str]) -> list[onnx.NodeProto]:
+    pre = tuple(prefixes)
+    return [n for n in model.graph.node if module_path(n.name).startswith(pre)]

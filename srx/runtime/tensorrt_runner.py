@@ -1,0 +1,102 @@
+"""The `tensorrt` and `tensorrt-rtx` runners: srx engines through numpy + TensorRT + cuda-python.
+
+No torch anywhere on this path (a Jetson runs it with JetPack's TensorRT). The engine's
+sidecar is checked against this TensorRT version and GPU before the engine is
+deserialised (srx.runtime.sidecar); pass the option check_engine=False to load an engine
+without a sidecar or across versions at your own risk (engines are untrusted binaries).
+Timing uses CUDA events on the runner's stream, so `srx bench` measures GPU time.
+
+Options: check_engine (default True), device_index (default 0).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from srx.runtime.base import Runner, Timer
+from srx.runtime.trt_session import EngineSession
+
+
+class CudaEventTimer(Timer):
+    """cudaEventRecord on the runner's stream around the timed work; elapsed by cudaEventElapsedTime."""
+
+    def __init__(self, session: EngineSession) -> None:
+        super().__init__()
+        self._s = session
+        self._cuda = session._cuda
+        self._start = self._cuda.event()
+        self._stop = self._cuda.event()
+
+    def start(self) -> None:
+        self._cuda.record(self._start, self._s._stream)
+
+    def stop(self) -> None:
+        self._cuda.record(self._stop, self._s._stream)
+
+    def elapsed_ms(self) -> float:
+        try:
+            return self._cuda.elapsed_ms(self._start, self._stop)
+        finally:
+            self._cuda.destroy_event(self._start)
+            self._cuda.destroy_event(self._stop)
+
+
+class TensorRTRunner(Runner):
+    """A prebuilt engine (`srx build-engine`), enterprise TensorRT 8.6 / 10.x / 11.x."""
+
+    name = "tensorrt"
+    precision = "engine"
+    backend = "tensorrt"
+
+    def _activate(self) -> None:
+        self._session = EngineSession(
+            self.source.engine_path(),
+            backend=self.backend,
+            device_index=int(self.options.get("device_index", 0)),
+            check=bool(self.options.get("check_engine", True)),
+        )
+        self._session.open()
+        # The engine's precision is a property of the file (its sidecar), not of the backend.
+        self.precision = str(self._session.sidecar.get("precision", "engine"))  # type: ignore[misc]
+
+    def _deactivate(self) -> None:
+        self._session.close()
+
+    def stage(self, lr: np.ndarray) -> Any:
+        self._session.stage(lr)
+        return lr.shape
+
+    def execute(self, staged: Any) -> Any:
+        self._session.execute()
+        return staged
+
+    def fetch(self, out: Any) -> np.ndarray:
+        return self._session.fetch()
+
+    def synchronize(self) -> None:
+        self._session.synchronize()
+
+    def timer(self) -> Timer:
+        return CudaEventTimer(self._session)
+
+    def describe(self) -> dict[str, Any]:
+        s = self._session
+        side = s.sidecar
+        return {
+            "engine": str(s.path),
+            "engine_precision": side.get("precision"),
+            "backend_version": str(getattr(s._trt, "__version__", "")),
+            "built_with": side.get("backend_version"),
+            "profile": side.get("profile"),
+            "device": s.device.to_dict() if s.device is not None else None,
+            "engine_checked": s.check,
+        }
+
+
+class TensorRTRTXRunner(TensorRTRunner):
+    """A TensorRT-RTX engine (RTX GPUs; specialised for the GPU on first run)."""
+
+    name = "tensorrt-rtx"
+    backend = "tensorrt-rtx"
