@@ -22,23 +22,12 @@ import click
 from srx import __version__
 from srx.errors import BadInput, SrxError
 from srx.export import DEFAULT_OPSET, DEFAULT_VERIFY_INPUT, MAX_OPSET, MIN_OPSET
+from srx.interrupt import Interrupted, raise_interrupted
 from srx.spec import ARCHS
 
 if TYPE_CHECKING:
     from srx.export.model import ExportReport
     from srx.sizes import Size
-
-
-class Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM: unwinds like Ctrl-C so atomic writers remove their temp files."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def _raise_interrupted(signum: int, _frame: Any) -> None:
-    raise Interrupted(signum)
 
 
 def _debug_requested(argv: list[str]) -> bool:
@@ -86,8 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     debug = _debug_requested(args)
     # --debug works anywhere on the line (`srx upscale ... --debug`), not only before the command.
     args = [a for a in args if a != "--debug"]
-    signal.signal(signal.SIGTERM, _raise_interrupted)
-    signal.signal(signal.SIGINT, _raise_interrupted)
+    signal.signal(signal.SIGTERM, raise_interrupted)
+    signal.signal(signal.SIGINT, raise_interrupted)
     try:
         # Not cli.main(): it turns KeyboardInterrupt (so also our SIGTERM) into click's Abort,
         # which loses the signal, prints a blank line and bypasses the handlers below.
@@ -163,6 +152,14 @@ def emit_json(result: dict[str, Any], json_path: str | None) -> None:
     from srx.fileio import write_json_atomic
 
     write_json_atomic(json_path, result)
+
+
+def _progress_lines() -> Callable[[str], None] | None:
+    """Progress messages on stderr for a person at a terminal; none in pipes and logs, where
+    stderr must hold only the one error line (as the tqdm bars of the other commands)."""
+    if not sys.stderr.isatty():
+        return None
+    return lambda message: click.echo(message, err=True)
 
 
 def _check_json_path(json_path: str | None) -> None:
@@ -635,6 +632,7 @@ def quantize(
     """Explicit INT8 Q/DQ ONNX for TensorRT, calibrated on a folder of images."""
     from srx.precision.int8 import QuantSettings, quantize_file
 
+    _check_json_path(json_path)
     settings = QuantSettings(
         calibration_images=calib_images,
         held_out_images=held_out,
@@ -651,7 +649,7 @@ def quantize(
         output,
         settings=settings,
         max_psnr_drop=max_psnr_drop,
-        progress=lambda m: click.echo(m, err=True),
+        progress=_progress_lines(),
     )
     human(
         "\n".join(
@@ -711,6 +709,7 @@ def build_engine(
     """TensorRT / TensorRT-RTX engine + sidecar from an srx ONNX."""
     from srx.runtime.engine import engine_from_onnx
 
+    _check_json_path(json_path)
     chosen = [name for name, on in (("fp32", fp32), ("fp16", fp16), ("int8", int8)) if on]
     if len(chosen) > 1:
         raise BadInput(f"give one precision, not {' and '.join('--' + c for c in chosen)}")
@@ -729,7 +728,7 @@ def build_engine(
         dla_core=dla_core,
         timing_cache=timing_cache,
         rtx_targets=[t.strip() for t in rtx_targets.split(",") if t.strip()] if rtx_targets else None,
-        progress=lambda m: click.echo(m, err=True),
+        progress=_progress_lines(),
         warn=lambda m: click.echo(f"srx: warning: {m}", err=True),
     )
     p = r["profile"]

@@ -28,7 +28,7 @@ from robust import Result, files_under, permissions_are_enforced, run_inprocess,
 # A next step for the user: the line must contain one of these verbs (what to do), not only what is wrong.
 ADVICE = re.compile(
     r"\b(use|give|check|choose|pass|drop|export|build|re-save|save|download|free|create|write|split|shrink|"
-    r"pad|crop|install|evaluate|name|request|add|re-export|remove|convert|ask|retry|run)\b",
+    r"pad|crop|install|evaluate|name|request|add|re-export|remove|convert|ask|retry|run|point|see)\b",
     re.IGNORECASE,
 )
 
@@ -50,6 +50,8 @@ class Case:
 GOOD = "--weights {ws}/ckpt/good_x2.pth"
 IMG = "{ws}/img/good.png"
 UP = f"upscale {IMG} -o {{out}}/o.png"
+Q = "quantize {ws}/onnx/good_x2.onnx --calib-dir {ws}/dirs/good -o {out}/q.onnx"
+B = "build-engine {ws}/onnx/good_x2.onnx --fp16 --backend tensorrt-rtx -o {out}/e.engine"
 
 CASES: dict[str, Case] = {
     # -- srx info: checkpoints ---------------------------------------------------------------
@@ -88,7 +90,7 @@ CASES: dict[str, Case] = {
     "info-onnx-path-traversal": Case("info {ws}/onnx/traversal.onnx", "external data files"),
     "info-onnx-huge": Case("info {ws}/onnx/huge.onnx", "larger than any single-file ONNX"),
     "info-onnx-param-key": Case("info {ws}/onnx/good_x2.onnx --param-key params", "drop it"),
-    "info-engine-garbage": Case("info {ws}/engine/garbage.engine", "unknown file type .engine"),
+    "info-engine-missing": Case("info {ws}/engine/missing.engine", "does not exist"),
     "info-unknown-type": Case("info {ws}/file.txt", "unknown file type .txt"),
     "info-json-dev-full": Case("info {ws}/ckpt/good_x2.pth --json /dev/full", "not a regular file"),
     "info-json-under-file": Case(
@@ -261,6 +263,72 @@ CASES: dict[str, Case] = {
     "upscale-overlap-negative": Case(f"{UP} {GOOD} --tile-overlap -1", "cannot be negative"),
     "upscale-backend-unknown": Case(f"{UP} {GOOD} --backend tensort", "unknown backend"),
     "upscale-device-cuda": Case(f"{UP} {GOOD} --device cuda", "cannot run"),
+    # -- srx quantize ------------------------------------------------------------------------
+    "quantize-onnx-missing": Case(Q.replace("good_x2", "missing"), "does not exist"),
+    "quantize-onnx-garbage": Case(Q.replace("good_x2", "garbage"), "not a readable ONNX model"),
+    "quantize-onnx-truncated": Case(Q.replace("good_x2", "truncated"), "not a readable ONNX model"),
+    "quantize-onnx-empty": Case(Q.replace("good_x2", "empty"), "not an srx image model"),
+    "quantize-onnx-not-image-model": Case(Q.replace("good_x2", "relu"), "not an srx image model"),
+    "quantize-onnx-external-data": Case(Q.replace("good_x2", "external"), "external data files"),
+    "quantize-onnx-path-traversal": Case(Q.replace("good_x2", "traversal"), "external data files"),
+    "quantize-onnx-huge": Case(Q.replace("good_x2", "huge"), "larger than any single-file ONNX"),
+    "quantize-onnx-forged": Case(Q.replace("good_x2", "forged"), "no convolutions to quantize"),
+    "quantize-ckpt-given": Case(Q.replace("onnx/good_x2.onnx", "ckpt/good_x2.pth"), "not a readable ONNX model"),
+    "quantize-calib-missing": Case(Q.replace("dirs/good", "dirs/missing"), "does not exist"),
+    "quantize-calib-file": Case(Q.replace("dirs/good", "file.txt"), "not a folder"),
+    "quantize-calib-empty": Case(Q.replace("dirs/good", "dirs/empty"), "holds no images"),
+    "quantize-calib-no-images": Case(Q.replace("dirs/good", "dirs/textonly"), "holds no images"),
+    "quantize-calib-one-image": Case(Q.replace("dirs/good", "dirs/one_bad"), "needs at least 2"),
+    "quantize-calib-bomb": Case(Q.replace("dirs/good", "dirs/calib_bomb"), "decompression-bomb"),
+    "quantize-calib-truncated": Case(Q.replace("dirs/good", "dirs/calib_bad"), "cannot read"),
+    "quantize-calib-images-zero": Case(f"{Q} --calib-images 0", "--calib-images 0: must be at least 1"),
+    "quantize-held-out-zero": Case(f"{Q} --held-out 0", "--held-out 0: must be at least 1"),
+    "quantize-crop-too-small": Case(f"{Q} --crop 4", "--crop 4: must be at least 8"),
+    "quantize-sensitivity-crops-zero": Case(f"{Q} --sensitivity-crops 0", "must be at least 1"),
+    "quantize-target-drop-negative": Case(f"{Q} --target-drop -1", "must be >= 0 dB"),
+    "quantize-max-drop-nan": Case(f"{Q} --max-psnr-drop nan", "must be >= 0 dB"),
+    "quantize-method-unknown": Case(f"{Q} --method best", "Invalid value for '--method'"),
+    "quantize-out-under-file": Case(Q.replace("{out}/q.onnx", "{out}/file.txt/q.onnx"), "is a file"),
+    "quantize-out-dev-full": Case(Q.replace("{out}/q.onnx", "/dev/full"), "not a regular file"),
+    "quantize-out-directory": Case(Q.replace("{out}/q.onnx", "{out}"), "is a directory"),
+    "quantize-out-is-input": Case(Q.replace("{out}/q.onnx", "{ws}/onnx/good_x2.onnx"), "is the input model"),
+    "quantize-json-dev-full": Case(f"{Q} --json /dev/full", "not a regular file"),
+    # -- srx build-engine --------------------------------------------------------------------
+    "build-onnx-missing": Case(B.replace("good_x2", "missing"), "does not exist"),
+    "build-onnx-garbage": Case(B.replace("good_x2", "garbage"), "not a readable ONNX model"),
+    "build-onnx-truncated": Case(B.replace("good_x2", "truncated"), "not a readable ONNX model"),
+    "build-onnx-not-image-model": Case(B.replace("good_x2", "relu"), "not an srx image model"),
+    "build-onnx-external-data": Case(B.replace("good_x2", "external"), "external data files"),
+    "build-onnx-huge": Case(B.replace("good_x2", "huge"), "larger than any single-file ONNX"),
+    "build-ckpt-given": Case(B.replace("onnx/good_x2.onnx", "ckpt/good_x2.pth"), "not a readable ONNX model"),
+    "build-engine-given": Case(B.replace("onnx/good_x2.onnx", "engine/garbage.engine"), "not a readable ONNX"),
+    "build-backend-not-installed": Case(B.replace("tensorrt-rtx", "tensorrt"), "which is not installed"),
+    "build-two-precisions": Case(f"{B} --int8", "give one precision"),
+    "build-int8-without-calibration": Case(B.replace("--fp16", "--int8"), "--int8 needs calibration images"),
+    "build-int8-calib-empty": Case(f"{B.replace('--fp16', '--int8')} --calib-dir {{ws}}/dirs/empty", "holds no images"),
+    "build-int8-calib-bomb": Case(f"{B.replace('--fp16', '--int8')} --calib-dir {{ws}}/dirs/calib_bomb", "bomb"),
+    "build-min-zero": Case(f"{B} --min 0x0", "has a zero side"),
+    "build-min-unparsable": Case(f"{B} --min abc", "is not WIDTHxHEIGHT"),
+    "build-min-below-minimum": Case(f"{B} --min 4x4", "below this model's minimum input 8x8"),
+    "build-min-above-max": Case(f"{B} --min 256x256 --max 128x128", "larger than --max"),
+    "build-opt-outside": Case(f"{B} --opt 4000x4000", "is outside --min"),
+    "build-max-absurd": Case(f"{B} --max 99999x99999", "larger than 16384"),
+    "build-batch-zero": Case(f"{B} --batch 0", "--batch '0'"),
+    "build-batch-order": Case(f"{B} --batch 3:2:1", "needs MIN <= OPT <= MAX"),
+    "build-batch-word": Case(f"{B} --batch x", "--batch 'x'"),
+    "build-workspace-zero": Case(f"{B} --workspace 0", "at least 1"),
+    "build-dla-without-jetson": Case(f"{B} --dla-core 0", "needs --target jetson"),
+    "build-dla-negative": Case(f"{B} --dla-core -1 --target jetson", "N >= 0"),
+    "build-rtx-targets": Case(f"{B} --rtx-targets 9.9", "TensorRT-RTX targets are"),
+    "build-timing-cache-rtx": Case(f"{B} --timing-cache {{out}}/t.cache", "has no timing cache"),
+    "build-timing-cache-under-file": Case(
+        f"{B} --timing-cache {{out}}/file.txt/t.cache", "choose another --timing-cache"
+    ),
+    "build-out-under-file": Case(B.replace("{out}/e.engine", "{out}/file.txt/e.engine"), "is a file"),
+    "build-out-dev-full": Case(B.replace("{out}/e.engine", "/dev/full"), "must end in"),
+    "build-out-directory": Case(B.replace("{out}/e.engine", "{out}"), "must end in"),
+    "build-out-is-input": Case(B.replace("{out}/e.engine", "{ws}/onnx/good_x2.onnx"), "must end in"),
+    "build-json-dev-full": Case(f"{B} --json /dev/full", "not a regular file"),
 }
 
 # Run again as real subprocesses (one per command and per kind of failure): the in-process
@@ -275,6 +343,8 @@ SUBPROCESS = [
     "upscale-image-truncated",
     "upscale-folder-one-bad",
     "upscale-onnx-forged",
+    "quantize-calib-bomb",
+    "build-min-below-minimum",
 ]
 
 
@@ -400,6 +470,14 @@ RESTRICTED: dict[str, Restricted] = {
     "bench-json-disk-full": Restricted(
         f"bench {GOOD} --input 16x16 --runs 1 --json {{out}}/r.json", "free some space", max_file_bytes=100
     ),
+    "quantize-calib-unreadable": Restricted(Q.replace("{ws}/dirs/good", "{out}/locked"), "cannot", "locked"),
+    "quantize-out-unwritable": Restricted(Q.replace("{out}/q.onnx", "{out}/ro/q.onnx"), "no permission", "ro", 0o555),
+    "quantize-disk-full": Restricted(Q, "free some space", max_file_bytes=2000),
+    "build-int8-calib-unreadable": Restricted(
+        B.replace("--fp16", "--int8") + " --calib-dir {out}/locked", "cannot", "locked"
+    ),
+    "build-out-unwritable": Restricted(B.replace("{out}/e.engine", "{out}/ro/e.engine"), "no permission", "ro", 0o555),
+    "build-disk-full": Restricted(B, "free some space", max_file_bytes=2000),
 }
 
 

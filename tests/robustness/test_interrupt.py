@@ -202,3 +202,72 @@ def test_upscale_during_compute(tmp_path, backend, at, sig):
     proc = interrupt(args, at, SIGNALS[sig], tmp_path)
     check_interrupted(proc, SIGNALS[sig])
     assert files_under(out) == set()
+
+
+# -- srx quantize and srx build-engine -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from onnx_models import write_onnx
+
+    return write_onnx(tmp_path_factory.mktemp("onnx"), "safmn")
+
+
+@pytest.fixture
+def calib(tmp_path: Path) -> Path:
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    for i in range(3):
+        save_image(folder / f"{i}.png", 40, 48, seed=i)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("at", "sig"),
+    [("rename", "SIGINT"), ("onnxruntime:InferenceSession.run", "SIGTERM")],
+    ids=["before-the-rename", "in-onnxruntime"],
+)
+def test_quantize(tmp_path, tiny_onnx, calib, at, sig):
+    out = tmp_path / "out"
+    out.mkdir()
+    args = [
+        "quantize",
+        str(tiny_onnx),
+        "--calib-dir",
+        str(calib),
+        "-o",
+        str(out / "q.onnx"),
+        "--json",
+        str(out / "r.json"),
+    ]
+    proc = interrupt(args, at, SIGNALS[sig], tmp_path)
+    check_interrupted(proc, SIGNALS[sig])
+    assert files_under(out) == set()
+
+
+@pytest.mark.parametrize(
+    ("at", "let_through", "sig"),
+    [
+        ("rename", 0, "SIGTERM"),
+        ("rename", 1, "SIGINT"),
+        ("tensorrt_rtx:Builder.build_serialized_network", 0, "SIGINT"),
+    ],
+    ids=["before-the-fp16-onnx-rename", "before-the-engine-rename", "in-the-tensorrt-rtx-build"],
+)
+def test_build_engine(tmp_path, tiny_onnx, at, let_through, sig):
+    """The engine and its sidecar appear together or not at all. The FP16 ONNX is written
+    (atomically) before them: interrupted after that, it stays, complete and loadable."""
+    pytest.importorskip("tensorrt_rtx")
+    out = tmp_path / "out"
+    out.mkdir()
+    args = ["build-engine", str(tiny_onnx), "--fp16", "--backend", "tensorrt-rtx", "-o", str(out / "m.engine")]
+    proc = interrupt([*args, "--max", "128x128"], at, SIGNALS[sig], tmp_path, let_through=let_through)
+    check_interrupted(proc, SIGNALS[sig])
+    left = files_under(out)
+    assert left <= {"m.fp16.onnx"}, sorted(left)
+    if left:
+        import onnx
+
+        onnx.checker.check_model(onnx.load(str(out / "m.fp16.onnx")))
+    assert left == ({"m.fp16.onnx"} if let_through else set())

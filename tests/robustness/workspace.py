@@ -18,7 +18,8 @@ Layout (names are what the case table refers to as {ws}/...):
           bitmap.png (a BMP),
           bomb.png (above 2x Pillow's pixel limit), bomb_warn.png (between 1x and 2x)
   dirs/   empty/, textonly/ (a .txt only), one_bad/ (one truncated PNG), bombs/, bomb_warn/ (one bomb each),
-          good/ (two good images)
+          good/ (two good images), calib_bomb/ and calib_bad/ (two good images and a bomb, or
+          a truncated PNG)
   bad.json (a --compare file that is not JSON), file.txt (a regular file to put paths under)
 """
 
@@ -79,6 +80,8 @@ def build(ws: Path) -> Path:
         "dirs/bombs",
         "dirs/bomb_warn",
         "dirs/good",
+        "dirs/calib_bomb",
+        "dirs/calib_bad",
     ):
         (ws / d).mkdir(parents=True, exist_ok=True)
     model = tiny_model()
@@ -202,6 +205,11 @@ def build(ws: Path) -> Path:
     (ws / "dirs/one_bad/broken.png").write_bytes((im / "good.png").read_bytes()[:100])
     save_image(ws / "dirs/good/a.png", 16, 24, seed=1)
     save_image(ws / "dirs/good/b.jpg", 20, 16, seed=2)
+    for name in ("calib_bomb", "calib_bad"):
+        save_image(ws / "dirs" / name / "a.png", 24, 24, seed=3)
+        save_image(ws / "dirs" / name / "c.png", 24, 24, seed=4)
+    (ws / "dirs/calib_bomb/b.png").write_bytes((im / "bomb.png").read_bytes())
+    (ws / "dirs/calib_bad/b.png").write_bytes((im / "good.png").read_bytes()[:100])
     (ws / "dirs/bombs/bomb.png").write_bytes((im / "bomb.png").read_bytes())
     (ws / "dirs/bomb_warn/bomb_warn.png").write_bytes((im / "bomb_warn.png").read_bytes())
     (ws / "bad.json").write_text("{this is not json")
