@@ -527,7 +527,9 @@ def test_restricted(spec: Restricted, ws: Path, out: Path) -> None:
 
 def test_readme_states_the_case_count() -> None:
     """README's Security section quotes how many bad inputs this suite covers; keep it true."""
-    count = len(CASES) + len(RESTRICTED) + len(MEMORY)
+    from test_engine_guard_cli import CHANGES, COMMANDS
+
+    count = len(CASES) + len(RESTRICTED) + len(MEMORY) + len(CHANGES) * len(COMMANDS)
     readme = (REPO / "README.md").read_text()
     stated = re.search(r"\*\*(\d+) bad inputs\*\*", readme)
     assert stated is not None, "README.md: no '**N bad inputs**' in the Security section"
