@@ -7,6 +7,8 @@ commands so `srx --help` needs none of torch, onnx, TensorRT or Triton.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import signal
@@ -20,6 +22,7 @@ import click
 from srx import __version__
 from srx.errors import BadInput, SrxError
 from srx.export import DEFAULT_OPSET, DEFAULT_VERIFY_INPUT, MAX_OPSET, MIN_OPSET
+from srx.interrupt import Interrupted, raise_interrupted
 from srx.spec import ARCHS
 
 if TYPE_CHECKING:
@@ -27,39 +30,65 @@ if TYPE_CHECKING:
     from srx.sizes import Size
 
 
-class Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM: unwinds like Ctrl-C so atomic writers remove their temp files."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def _raise_interrupted(signum: int, _frame: Any) -> None:
-    raise Interrupted(signum)
-
-
 def _debug_requested(argv: list[str]) -> bool:
     return "--debug" in argv or os.environ.get("SRX_DEBUG", "") not in ("", "0")
 
 
 def _fail(message: str, code: int) -> None:
-    click.echo(f"srx: error: {message}", err=True)
+    one_line = " ".join(message.split())  # a message that quotes a library's text may hold newlines
+    click.echo(f"srx: error: {one_line}", err=True)
     sys.exit(code)
+
+
+# errno values that mean the disk (or a quota, or a file-size limit) is full, not that srx failed.
+FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's flush at exit cannot fail a second time
+    (it would print 'Exception ignored ... OSError' and exit 120)."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _unexpected(e: Exception, debug: bool) -> None:
+    """Last line of defence: a failure no srx check anticipated, still as one line."""
+    if debug:
+        traceback.print_exc()
+    first = (str(e).strip().splitlines() or [""])[0][:200]
+    if isinstance(e, OSError) and e.errno in FULL:
+        _drop_stdout()
+        where = e.filename or "the output (standard output?)"
+        _fail(f"cannot write {where}: {e.strerror}; free some space or write elsewhere", 2)
+    if isinstance(e, MemoryError) or "out of memory" in first.lower() or "can't allocate memory" in first:
+        _fail(
+            f"ran out of memory ({type(e).__name__}: {first}): use a smaller --input or --tile, "
+            "or close other programs",
+            1,
+        )
+    _fail(f"internal error: {type(e).__name__}: {first} (run again with --debug for the traceback)", 1)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the click group and turn every failure into one line."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = _debug_requested(args)
-    signal.signal(signal.SIGTERM, _raise_interrupted)
-    signal.signal(signal.SIGINT, _raise_interrupted)
+    # --debug works anywhere on the line (`srx upscale ... --debug`), not only before the command.
+    args = [a for a in args if a != "--debug"]
+    signal.signal(signal.SIGTERM, raise_interrupted)
+    signal.signal(signal.SIGINT, raise_interrupted)
     try:
-        cli.main(args=args, prog_name="srx", standalone_mode=False)
+        # Not cli.main(): it turns KeyboardInterrupt (so also our SIGTERM) into click's Abort,
+        # which loses the signal, prints a blank line and bypasses the handlers below.
+        with cli.make_context("srx", args) as ctx:
+            cli.invoke(ctx)
+        sys.stdout.flush()  # a full disk or a closed pipe on stdout shows here, not at exit
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except click.exceptions.Abort:
         _fail("interrupted", 130)
+    except click.exceptions.NoArgsIsHelpError:
+        _fail(f"no command given: choose one of {', '.join(sorted(cli.commands))} (see 'srx --help')", 2)
     except click.UsageError as e:
         if debug:
             traceback.print_exc()
@@ -76,12 +105,16 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         _fail("interrupted; no partial output was left", 130)
     except BrokenPipeError:
+        _drop_stdout()
         sys.exit(1)
-    except Exception as e:
+    except PermissionError as e:
+        # A file or folder the user pointed at (or its parent) that srx may not read or
+        # write: their environment, not an srx bug. The specific checks give better words.
         if debug:
             traceback.print_exc()
-        first = (str(e).strip().splitlines() or [""])[0][:200]
-        _fail(f"internal error: {type(e).__name__}: {first} (run again with --debug for the traceback)", 1)
+        _fail(f"cannot access {e.filename or 'a file'} ({e.strerror or e}): check its permissions", 2)
+    except Exception as e:
+        _unexpected(e, debug)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -121,6 +154,22 @@ def emit_json(result: dict[str, Any], json_path: str | None) -> None:
     write_json_atomic(json_path, result)
 
 
+def _progress_lines() -> Callable[[str], None] | None:
+    """Progress messages on stderr for a person at a terminal; none in pipes and logs, where
+    stderr must hold only the one error line (as the tqdm bars of the other commands)."""
+    if not sys.stderr.isatty():
+        return None
+    return lambda message: click.echo(message, err=True)
+
+
+def _check_json_path(json_path: str | None) -> None:
+    """Refuse an unwritable --json before the work, not after it."""
+    if json_path not in (None, "-"):
+        from srx.fileio import check_writable
+
+        check_writable(json_path, "--json")
+
+
 def parse_scale(value: int | None) -> int | None:
     if value is not None and value not in (2, 3, 4):
         raise BadInput(f"--scale {value} is not supported: use 2, 3 or 4")
@@ -138,6 +187,7 @@ def info(file: str, param_key: str | None, json_path: str | None) -> None:
     """Show what a checkpoint, ONNX model or engine holds."""
     from srx.inspect import describe, format_description
 
+    _check_json_path(json_path)
     d = describe(file, param_key=param_key)
     human(format_description(d), json_path)
     emit_json(d, json_path)
@@ -171,6 +221,7 @@ def eval_(
 
     if model is not None and weights is not None:
         raise BadInput("give either --model or --weights, not both")
+    _check_json_path(json_path)
     result = evaluate(
         dataset, weights or model or "bicubic", parse_scale(scale), param_key=param_key, progress=sys.stderr.isatty()
     )
@@ -263,15 +314,15 @@ def bench(
     if runs is not None and runs < 1:
         raise BadInput(f"--runs {runs}: need at least 1 timed run")
     if warmup is not None and warmup < 0:
-        raise BadInput(f"--warmup {warmup}: cannot be negative")
+        raise BadInput(f"--warmup {warmup}: cannot be negative; use 0 or more")
     if threads is not None and threads < 1:
-        raise BadInput(f"--threads {threads}: need at least 1")
+        raise BadInput(f"--threads {threads}: need at least 1; use 1 or more (default: every CPU)")
     if images is not None and not Path(images).is_dir():
-        raise BadInput(f"--images {images} is not a folder")
+        raise BadInput(f"--images {images} is not a folder: give a folder of images")
     old = load_result(compare_path) if compare_path else None
-    for p in (json_path, plot_path):
+    for p, option in ((json_path, "--json"), (plot_path, "--plot")):
         if p not in (None, "-"):
-            check_writable(p)
+            check_writable(p, option)
     if device == "cuda":
         from srx.runtime.device import NO_GPU, has_cuda
 
@@ -290,6 +341,11 @@ def bench(
         from srx.bench.plot import plot_result
 
         plot_result(result, plot_path)
+    if all(r["status"] == "skipped" for r in result["results"]):
+        raise BadInput(
+            f"no backend can run {source.origin} on {result['device']['kind']} here (reasons in the table above): "
+            "install what a row asks for, or choose another --model, --backends or --device"
+        )
     failed = [r["backend"] for r in result["results"] if r["status"] == "failed"]
     if failed:
         raise SrxError(f"backend(s) failed: {', '.join(failed)} (reasons in the table above)")
@@ -339,7 +395,7 @@ def upscale(
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as bench: spinning OpenMP collapses on a busy CPU
     from srx.runtime.device import has_cuda
     from srx.runtime.registry import get_backend, open_runner
-    from srx.upscale import plan_jobs, upscale_files
+    from srx.upscale import output_folder, plan_jobs, upscale_files
 
     parse_scale(scale)
     if backend != "auto":
@@ -347,11 +403,8 @@ def upscale(
     if tile is not None and tile == 0:
         tile = None
     if tile_overlap is not None and tile_overlap < 0:
-        raise BadInput(f"--tile-overlap {tile_overlap}: cannot be negative")
-    if json_path not in (None, "-"):
-        from srx.fileio import check_writable
-
-        check_writable(json_path)
+        raise BadInput(f"--tile-overlap {tile_overlap}: cannot be negative; use 0 or more (default: the model's reach)")
+    _check_json_path(json_path)
     jobs = plan_jobs(list(inputs), out)
     dev = device or ("cuda" if has_cuda() else "cpu")
     with _model_source(weights, model_file, scale, param_key) as source:
@@ -374,7 +427,7 @@ def upscale(
             files.update(1)
             report(path, message)
 
-        with open_runner(name, source, dev) as runner:
+        with output_folder(jobs), open_runner(name, source, dev) as runner:
 
             def forward(x: Any) -> Any:
                 return runner.run(x)
@@ -398,6 +451,8 @@ def upscale(
     emit_json(result, json_path)
     if result["failed"]:
         n, total = len(result["failed"]), len(jobs)
+        if n == total:
+            raise BadInput(f"none of the {total} inputs could be upscaled (reasons above): fix or remove them")
         raise BadInput(f"{n} of {total} input(s) could not be upscaled (listed above); the others were written")
 
 
@@ -460,9 +515,9 @@ def export(
     size = parse_size(input_text, what="--input")
     if param_key is not None and weights is None:
         raise BadInput("--param-key needs --weights: the embedded default model has no checkpoint entries")
-    for path in (output, None if json_path == "-" else json_path):
+    for path, option in ((output, "-o"), (None if json_path == "-" else json_path, "--json")):
         if path is not None:
-            check_writable(path)
+            check_writable(path, option)
     model = _model_from_options(weights, arch, scale, param_key)
     spec = model.spec
     spec.check_input_size(size.height, size.width)
@@ -583,6 +638,7 @@ def quantize(
     """Explicit INT8 Q/DQ ONNX for TensorRT, calibrated on a folder of images."""
     from srx.precision.int8 import QuantSettings, quantize_file
 
+    _check_json_path(json_path)
     settings = QuantSettings(
         calibration_images=calib_images,
         held_out_images=held_out,
@@ -599,7 +655,7 @@ def quantize(
         output,
         settings=settings,
         max_psnr_drop=max_psnr_drop,
-        progress=lambda m: click.echo(m, err=True),
+        progress=_progress_lines(),
     )
     human(
         "\n".join(
@@ -659,6 +715,7 @@ def build_engine(
     """TensorRT / TensorRT-RTX engine + sidecar from an srx ONNX."""
     from srx.runtime.engine import engine_from_onnx
 
+    _check_json_path(json_path)
     chosen = [name for name, on in (("fp32", fp32), ("fp16", fp16), ("int8", int8)) if on]
     if len(chosen) > 1:
         raise BadInput(f"give one precision, not {' and '.join('--' + c for c in chosen)}")
@@ -677,7 +734,7 @@ def build_engine(
         dla_core=dla_core,
         timing_cache=timing_cache,
         rtx_targets=[t.strip() for t in rtx_targets.split(",") if t.strip()] if rtx_targets else None,
-        progress=lambda m: click.echo(m, err=True),
+        progress=_progress_lines(),
         warn=lambda m: click.echo(f"srx: warning: {m}", err=True),
     )
     p = r["profile"]

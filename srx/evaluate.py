@@ -21,6 +21,7 @@ lower and does not reproduce the tables; it is the like-for-like baseline for a 
 from __future__ import annotations
 
 import math
+import os
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from srx.errors import BadInput
+from srx.images import pixel_limit
 from srx.imresize import imresize
 from srx.metrics import mod_crop, psnr, rgb_to_y, shave, ssim
 
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
     from srx.spec import ModelSpec
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+DECODERS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP")  # the only Pillow decoders that see dataset files
 ONNX_SUFFIXES = (".onnx",)
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
@@ -276,6 +279,8 @@ def hr_images(dataset: str | Path) -> list[Path]:
         raise BadInput(f"dataset folder {root} does not exist: check the path")
     if not root.is_dir():
         raise BadInput(f"dataset {root} is not a folder: give the folder that holds the HR images (or HR/)")
+    if not os.access(root, os.R_OK | os.X_OK):
+        raise BadInput(f"cannot read dataset folder {root} (permission denied): check its permissions")
     hr_dir = root / "HR" if (root / "HR").is_dir() else root
     files = _images_in(hr_dir)
     if not files:
@@ -314,7 +319,7 @@ def _images_in(folder: Path) -> list[Path]:
     try:
         entries = sorted(folder.iterdir())
     except OSError as e:
-        raise BadInput(f"cannot list {folder}: {e.strerror or e}") from e
+        raise BadInput(f"cannot list {folder} ({e.strerror or e}): check its permissions") from e
     return [p for p in entries if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES]
 
 
@@ -326,12 +331,14 @@ def _read_rgb(path: Path) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
+        with pixel_limit(path), Image.open(path, formats=DECODERS) as im:
             if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
                 raise BadInput(f"{path} is a {im.mode} (16-bit or float) image; evaluation is defined on 8-bit images")
             return np.asarray(im.convert("RGB"))
     except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise BadInput(f"cannot read image {path} ({e}): it may be truncated or not an image") from e
+        raise BadInput(
+            f"cannot read image {path} ({e}): it may be truncated or not an image; replace or remove it"
+        ) from e
 
 
 def _check_sizes(pairs: Sequence[Pair], scale: int, min_lr: int) -> None:
@@ -340,10 +347,12 @@ def _check_sizes(pairs: Sequence[Pair], scale: int, min_lr: int) -> None:
 
     for pair in pairs:
         try:
-            with Image.open(pair.hr) as im:
+            with pixel_limit(pair.hr), Image.open(pair.hr, formats=DECODERS) as im:
                 w, h = im.size
         except (UnidentifiedImageError, OSError) as e:
-            raise BadInput(f"cannot read image {pair.hr} ({e}): it may be truncated or not an image") from e
+            raise BadInput(
+                f"cannot read image {pair.hr} ({e}): it may be truncated or not an image; replace or remove it"
+            ) from e
         lw, lh = w // scale, h // scale
         # SSIM's 11x11 window must fit inside the HR after the border crop.
         need = max(min_lr * scale, 11 + 2 * scale)

@@ -12,10 +12,13 @@ written atomically (srx.fileio).
 
 from __future__ import annotations
 
+import contextlib
 import io
+import re
 import struct
 import warnings
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +31,15 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EXIF_ORIENTATION = 0x0112
+DECODERS = ("PNG", "JPEG", "WEBP")  # JPEG includes MPO (multi-picture JPEG from cameras)
+OTHER_FORMATS = (
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"BM", "BMP"),
+    (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
+)
 
 
 @dataclass
@@ -50,9 +62,33 @@ class LoadedImage:
 
 def image_files(folder: Path) -> list[Path]:
     """Images directly in `folder` (not recursive), sorted by name; hidden files skipped."""
-    return sorted(
-        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    try:
+        return sorted(
+            p
+            for p in folder.iterdir()
+            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+        )
+    except OSError as e:
+        raise BadInput(f"cannot list folder {folder} ({e.strerror or e}): check its permissions") from e
+
+
+@contextlib.contextmanager
+def pixel_limit(path: str | Path) -> Iterator[None]:
+    """Pillow's decompression-bomb limit as a BadInput. Pillow raises above twice
+    `Image.MAX_IMAGE_PIXELS` but only warns between 1x and 2x, and then decodes the image."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        m = re.search(r"\((\d+) pixels\)", str(e))
+        n = f"{int(m.group(1)):,} pixels" if m else "too many pixels"
+        raise BadInput(
+            f"{path}: {n}, above Pillow's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS:,}: "
+            "split or shrink the image first"
+        ) from e
 
 
 def read_image(path: str | Path) -> LoadedImage:
@@ -62,33 +98,34 @@ def read_image(path: str | Path) -> LoadedImage:
     p = Path(path)
     try:
         size = p.stat().st_size
+        with open(p, "rb"):  # unreadable is not damaged: say so before decoding
+            pass
     except OSError as e:
-        raise BadInput(f"{p}: cannot read it ({e.strerror or e})") from e
+        raise BadInput(f"{p}: cannot read it ({e.strerror or e}): check that it exists and its permissions") from e
     if size == 0:
-        raise BadInput(f"{p}: empty file (0 bytes)")
+        raise BadInput(f"{p}: empty file (0 bytes): copy or download it again")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with pixel_limit(p):
             return _decode(p)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise BadInput(
-            f"{p}: too many pixels, above Pillow's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS:,} ({e}); "
-            "split or shrink the image first"
-        ) from e
     except Image.UnidentifiedImageError as e:
-        raise BadInput(f"{p}: not an image srx can read (PNG, JPEG or WebP expected)") from e
+        raise BadInput(f"{p}: not an image srx can read: give a PNG, JPEG or WebP file") from e
     except (OSError, SyntaxError, ValueError, EOFError, zlib.error, struct.error) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-        raise BadInput(f"{p}: damaged or truncated image ({first})") from e
+        raise BadInput(f"{p}: damaged or truncated image ({first}): save or download it again") from e
 
 
 def _decode(p: Path) -> LoadedImage:
     from PIL import Image, ImageOps
 
-    head = p.open("rb").read(33)
+    with p.open("rb") as f:
+        head = f.read(33)
     if head[:8] == PNG_SIGNATURE and head[12:16] == b"IHDR" and head[24] == 16 and head[25] in (2, 4, 6):
         return _read_png16(p, head[25])
-    with Image.open(p) as im:
+    other = next((name for magic, name in OTHER_FORMATS if head.startswith(magic)), None)
+    if other is not None:
+        raise BadInput(f"{p}: {other} images are not supported; use PNG, JPEG or WebP")
+    # Only these decoders see the file: Pillow would otherwise try every format it knows.
+    with Image.open(p, formats=DECODERS) as im:
         fmt = (im.format or "").upper()
         if fmt not in ("PNG", "JPEG", "WEBP", "MPO"):
             raise BadInput(f"{p}: {im.format or 'unknown'} images are not supported; use PNG, JPEG or WebP")

@@ -28,7 +28,8 @@ def describe(path: str | Path, *, param_key: str | None = None) -> dict[str, Any
         return describe_engine(p)
     raise BadInput(
         f"{p}: unknown file type {p.suffix or '(none)'}; srx info reads checkpoints "
-        f"({', '.join(CHECKPOINT_SUFFIXES)}), ONNX models (.onnx) and engines ({', '.join(ENGINE_SUFFIXES)})"
+        f"({', '.join(CHECKPOINT_SUFFIXES)}), ONNX models (.onnx) and engines ({', '.join(ENGINE_SUFFIXES)}): "
+        "give one of those"
     )
 
 

@@ -11,7 +11,7 @@ from srx.errors import BadInput
 # 3200000x180 is refused before it allocates gigabytes.
 MAX_SIDE = 16384
 
-_SIZE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
+_SIZE = re.compile(r"^\s*([0-9]+)\s*[xX×]\s*([0-9]+)\s*$")  # ASCII digits only
 
 
 class Size(NamedTuple):
@@ -24,12 +24,16 @@ class Size(NamedTuple):
 
 def parse_size(text: str, *, what: str = "size") -> Size:
     """Parse 'WxH'. Raises BadInput with the expected form on anything else."""
+    shown = repr(text if len(text or "") <= 40 else text[:37] + "...")
     m = _SIZE.match(text or "")
     if not m:
-        raise BadInput(f"{what} {text!r} is not WIDTHxHEIGHT: write it like 320x180")
+        raise BadInput(f"{what} {shown} is not WIDTHxHEIGHT: write it like 320x180")
+    # int() of thousands of digits raises ValueError (and is slow): the length decides first.
+    if max(len(m.group(1).lstrip("0")), len(m.group(2).lstrip("0"))) > len(str(MAX_SIDE)):
+        raise BadInput(f"{what} {shown} is larger than {MAX_SIDE} pixels on a side: use tiling for huge images")
     w, h = int(m.group(1)), int(m.group(2))
     if w <= 0 or h <= 0:
-        raise BadInput(f"{what} {text!r} has a zero side: both width and height must be at least 1")
+        raise BadInput(f"{what} {shown} has a zero side: give a width and height of at least 1, like 320x180")
     if w > MAX_SIDE or h > MAX_SIDE:
-        raise BadInput(f"{what} {text!r} is larger than {MAX_SIDE} pixels on a side: use tiling for huge images")
+        raise BadInput(f"{what} {shown} is larger than {MAX_SIDE} pixels on a side: use tiling for huge images")
     return Size(w, h)

@@ -101,7 +101,7 @@ def plan_tiling(spec: ModelSpec, height: int, width: int, tile: int | None, over
     if overlap is None:
         overlap = default_overlap(spec)
     if overlap < 0:
-        raise BadInput(f"--tile-overlap {overlap}: cannot be negative")
+        raise BadInput(f"--tile-overlap {overlap}: cannot be negative; use 0 or more (default: the model's reach)")
     if tile == -1 or (not tile and height * width <= AUTO_TILE_PIXELS):
         return TilePlan(None, 0, g, True, 0, "")
     if not tile:

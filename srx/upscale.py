@@ -1,9 +1,11 @@
 """srx upscale: images in, upscaled images out (CLI.md), with any backend and bounded memory.
 
 Output naming: with one input file and an -o that ends in .png/.jpg/.jpeg/.webp (and is
-not an existing folder), -o is the output file (its suffix picks the format). Otherwise -o
-is a folder (created if missing) and every input keeps its file name and format inside it;
-folders given as inputs contribute the images directly inside them (not recursive).
+not an existing folder), -o is the output file (its suffix picks the format); a suffix of
+a format srx does not write (.gif, .tif, ...) is refused. Otherwise -o is a folder (created
+by `output_folder` if missing, and removed again if the run writes nothing into it) and
+every input keeps its file name and format inside it; folders given as inputs contribute
+the images directly inside them (not recursive).
 
 Pixels: 8-bit stays 8-bit, 16-bit PNG stays 16-bit. Grayscale images go through the RGB
 model as three equal channels and come back as gray: the BT.601 luma of the output
@@ -15,18 +17,24 @@ padding is cropped off the output.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from srx.errors import BadInput, SrxError
+from srx.errors import BadInput, CheckFailed, SrxError
 from srx.images import FORMATS, IMAGE_SUFFIXES, LoadedImage, image_files, quantize, read_image, write_image
+from srx.resources import check_memory
 from srx.spec import ModelSpec
-from srx.tiling import TilePlan, plan_tiling, tiled_apply
+from srx.tiling import AUTO_TILE, TilePlan, plan_tiling, tiled_apply
+
+# Image formats Pillow knows but srx does not write: as -o they are a mistake, not a folder name.
+UNWRITABLE_SUFFIXES = (".gif", ".bmp", ".tif", ".tiff", ".avif", ".heic", ".heif", ".jp2", ".jxl", ".ico", ".ppm")
 
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -47,7 +55,9 @@ def plan_jobs(inputs: list[str], out: str) -> list[Job]:
         if p.is_dir():
             found = image_files(p)
             if not found:
-                raise BadInput(f"{p}: folder holds no PNG, JPEG or WebP images")
+                raise BadInput(
+                    f"{p}: folder holds no PNG, JPEG or WebP images (not searched recursively): give image files"
+                )
             files.extend(found)
         elif p.exists():
             files.append(p)
@@ -55,33 +65,74 @@ def plan_jobs(inputs: list[str], out: str) -> list[Job]:
             raise BadInput(f"{p} does not exist: check the path")
     o = Path(out)
     single_file = len(inputs) == 1 and not Path(inputs[0]).is_dir()
-    if single_file and o.suffix.lower() in IMAGE_SUFFIXES and not o.is_dir():
+    suffix = o.suffix.lower()
+    if single_file and suffix in UNWRITABLE_SUFFIXES and not o.is_dir():
+        raise BadInput(f"-o {o}: srx cannot write {suffix[1:].upper()} images; name the output .png, .jpg or .webp")
+    if single_file and suffix in IMAGE_SUFFIXES and not o.is_dir():
         jobs = [Job(files[0], o)]
     else:
         if o.exists() and not o.is_dir():
-            raise BadInput(f"-o {o} is a file, but several images need a folder: give a folder name")
-        if o.suffix.lower() in IMAGE_SUFFIXES and not o.exists():
+            if single_file:
+                raise BadInput(
+                    f"-o {o} exists and is not a folder or an image file name: "
+                    "name the output .png, .jpg or .webp, or give a folder"
+                )
+            raise BadInput(f"-o {o} is a file, but {len(files)} images need a folder: give a folder name")
+        if suffix in IMAGE_SUFFIXES and not o.exists():
             raise BadInput(f"-o {o} looks like a file name, but there are {len(files)} inputs: give a folder")
-        try:
-            o.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise BadInput(f"cannot create output folder {o}: {e.strerror or e}; choose another -o") from e
         jobs = [Job(f, o / f.name) for f in files]
     seen: dict[Path, Path] = {}
     for j in jobs:
         key = j.dst.resolve()
         if key in seen:
             raise BadInput(
-                f"{seen[key]} and {j.src} would both be written to {j.dst}: upscale them into different folders"
+                f"{seen[key]} and {j.src} would both be written to {j.dst}: run them with different -o folders"
             )
         if key == j.src.resolve():
             raise BadInput(f"{j.src}: output would overwrite the input; choose another -o")
         seen[key] = j.src
-    from srx.fileio import check_writable
+    folder = jobs[0].dst.parent
+    if folder == o and not o.is_dir():
+        _check_creatable(folder)  # -o names a folder to create
+    else:
+        from srx.fileio import check_writable
 
-    for j in jobs[:1]:
-        check_writable(j.dst)
+        check_writable(jobs[0].dst)
     return jobs
+
+
+def _check_creatable(folder: Path) -> None:
+    """The output folder does not exist yet: its nearest existing ancestor must be a writable folder."""
+    base = folder
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        raise BadInput(f"cannot create output folder {folder}: {base} is a file, not a folder; choose another -o")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise BadInput(f"cannot create output folder {folder}: no permission to write in {base}; choose another -o")
+
+
+@contextlib.contextmanager
+def output_folder(jobs: list[Job]) -> Iterator[Path]:
+    """Create the jobs' output folder (with missing parents) for the duration of the work; the
+    folders created here are removed again if they are still empty at the end (every image
+    failed, or the work was interrupted), so a failed run leaves nothing behind."""
+    folder = jobs[0].dst.parent
+    created = []
+    p = folder
+    while not p.exists() and p != p.parent:
+        created.append(p)
+        p = p.parent
+    try:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise BadInput(f"cannot create output folder {folder}: {e.strerror or e}; choose another -o") from e
+        yield folder
+    finally:
+        for d in created:  # deepest first; rmdir only removes empty folders
+            with contextlib.suppress(OSError):
+                d.rmdir()
 
 
 def upscale_image(
@@ -104,6 +155,7 @@ def upscale_image(
     plan = plan_tiling(spec, ph, pw, tile, overlap)
     channels = (1 if img.gray else 3) + (img.alpha is not None)
     dtype = np.uint8 if img.bit_depth == 8 else np.uint16
+    _check_memory(spec, plan, ph, pw, h * w * s * s * channels * np.dtype(dtype).itemsize)
     out = np.empty((h * s, w * s, channels), dtype=dtype)
     color = 1 if img.gray else 3
 
@@ -112,6 +164,12 @@ def upscale_image(
         if y0 >= y1:
             return
         block = rows[: y1 - y0, : w * s]
+        if not np.isfinite(block).all():
+            bad = int(block.size - np.count_nonzero(np.isfinite(block)))
+            raise CheckFailed(
+                f"the model produced {bad} NaN or infinite value(s) in output rows {y0}-{y1}: nothing was written; "
+                "check the model (srx bench shows its accuracy against PyTorch)"
+            )
         if img.gray:
             block = (block @ LUMA)[..., None]
         out[y0:y1, :, :color] = quantize(block, img.bit_depth)
@@ -121,6 +179,20 @@ def upscale_image(
         out[..., color] = quantize(_bicubic(img.alpha, w * s, h * s), img.bit_depth)
     pixels = out[..., 0] if channels == 1 else out
     return pixels, plan, n_tiles
+
+
+def _check_memory(spec: ModelSpec, plan: TilePlan, h: int, w: int, out_bytes: int) -> None:
+    """Refuse, before any work, an image whose tiles or output cannot fit in memory."""
+    s = spec.scale
+    if plan.tile is None:
+        th, tw, band = h, w, 0
+    else:
+        side = plan.tile + 2 * plan.overlap + plan.blend
+        th, tw = min(h, side), min(w, side)
+        band = 4 * 3 * (plan.tile + plan.blend) * s * w * s  # one row of tiles, float32
+    need = spec.forward_bytes(th, tw) + out_bytes + band + 4 * 3 * h * w
+    what = f"upscaling {w}x{h}" + (" in one piece" if plan.tile is None else f" in tiles of {plan.tile}")
+    check_memory(need, what, f"use --tile {AUTO_TILE} or smaller")
 
 
 def _padded(n: int, spec: ModelSpec) -> int:

@@ -166,3 +166,17 @@ def test_torch_compile_defaults_per_device(tiny, monkeypatch):
     monkeypatch.setenv("CXX", "")
     monkeypatch.setenv("PATH", "/nonexistent")
     assert "C++ compiler" in check_backend("torch-compile", "cpu", src).reason
+
+
+def test_onnxruntime_runs_a_checkpoint_through_the_exporter(tiny):
+    """A PyTorch source is exported on demand for onnxruntime (this import path was broken:
+    onnx_from_model lives in srx.export.model, and onnxruntime was skipped for every checkpoint)."""
+    pytest.importorskip("onnxruntime")
+    src = ModelSource.from_module(tiny)
+    assert check_backend("onnxruntime", "cpu", src).ok
+    x = np.random.default_rng(0).random((1, 3, 16, 24), dtype=np.float32)
+    with src, open_runner("onnxruntime", src, "cpu") as r:
+        got = r.run(x)
+    with torch.inference_mode():
+        ref = tiny(torch.from_numpy(x)).numpy()
+    assert np.abs(got - ref).max() < 1e-4

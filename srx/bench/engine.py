@@ -29,6 +29,7 @@ from srx import __version__
 from srx.bench.complexity import count_complexity
 from srx.bench.inputs import DEFAULT_COUNT, DEFAULT_SEED, folder_inputs, synthetic_inputs
 from srx.errors import BadInput
+from srx.resources import check_memory
 from srx.runtime.device import device_info, has_cuda
 from srx.runtime.registry import backend_names, check_backend, default_backends, get_backend, runner_class
 from srx.runtime.source import ModelSource
@@ -180,6 +181,12 @@ def run_bench(
         get_backend(name)
 
     n_inputs = min(DEFAULT_COUNT, cfg.runs + cfg.warmup) if cfg.images is None else DEFAULT_COUNT
+    in_bytes = 4 * 3 * cfg.height * cfg.width
+    refs = min(REFERENCE_BUDGET_BYTES, MAX_ACCURACY_INPUTS * in_bytes * spec.scale**2)
+    model = spec.forward_bytes(cfg.height, cfg.width) if cfg.device == "cpu" else 0
+    check_memory(
+        n_inputs * in_bytes + refs + model, f"benchmarking at --input {cfg.width}x{cfg.height}", "use a smaller --input"
+    )
     if cfg.images is not None:
         inputs = folder_inputs(cfg.images, cfg.height, cfg.width, n_inputs)
         input_desc = {"source": str(cfg.images), "count": len(inputs)}
@@ -335,7 +342,7 @@ def _bench_one(
             timer.stop()
             times.append(timer.elapsed_ms())
             if i < n_acc:
-                host = runner.fetch(out)
+                host = runner.check_output(runner.fetch(out), inputs[k].shape)
                 if collect_ref and name == "torch":
                     ref[i] = host
                 if i in ref:

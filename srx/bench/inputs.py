@@ -68,7 +68,7 @@ def folder_inputs(folder: str | Path, height: int, width: int, count: int = DEFA
 
     files = image_files(Path(folder))
     if not files:
-        raise BadInput(f"--images {folder}: no PNG, JPEG or WebP images in it")
+        raise BadInput(f"--images {folder}: no PNG, JPEG or WebP images in it; give a folder of images")
     out = []
     for path in files[:count]:
         img = read_image(path)

@@ -101,7 +101,7 @@ def load_result(path: str | Path) -> dict[str, Any]:
     try:
         d = json.loads(p.read_text())
     except FileNotFoundError as e:
-        raise BadInput(f"--compare {p}: file does not exist") from e
+        raise BadInput(f"--compare {p}: file does not exist; check the path") from e
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise BadInput(f"--compare {p}: not a JSON file written by srx bench --json ({e})") from e
     if not isinstance(d, dict) or not isinstance(d.get("results"), list):

@@ -70,17 +70,71 @@ class SrxOnnx:
     file_bytes: int
 
 
+# One protobuf message cannot exceed 2 GiB, so no single-file ONNX is larger; srx models
+# are a few MB. Checked before reading: a huge file named .onnx must not be read into memory.
+MAX_ONNX_BYTES = 2**31
+
+
+def check_onnx_size(p: Path) -> None:
+    size = p.stat().st_size
+    if size > MAX_ONNX_BYTES:
+        raise BadInput(
+            f"{p} is {size / 1e9:.1f} GB, larger than any single-file ONNX can be (2 GiB): "
+            "it is not an srx model; export it again with srx export"
+        )
+
+
+def external_data_tensors(proto: onnx.ModelProto) -> list[str]:
+    """Names of tensors stored outside the file (initializers, Constant nodes, subgraphs).
+
+    srx never writes external data, and refuses it when reading: an untrusted model could
+    point its `location` at any file (../../etc/passwd), and whether a runtime rejects that
+    depends on its version (onnxruntime added the check in 2025).
+    """
+    found: list[str] = []
+
+    def tensors(graph: onnx.GraphProto) -> None:
+        for t in [*graph.initializer, *(s.values for s in graph.sparse_initializer)]:
+            if t.data_location == onnx.TensorProto.EXTERNAL or len(t.external_data):
+                found.append(t.name or "(unnamed)")
+        for node in graph.node:
+            for a in node.attribute:
+                for t in [a.t, *a.tensors] if a.HasField("t") or a.tensors else []:
+                    if t.data_location == onnx.TensorProto.EXTERNAL or len(t.external_data):
+                        found.append(f"{node.name or node.op_type}.{a.name}")
+                for g in [a.g, *a.graphs] if a.HasField("g") or a.graphs else []:
+                    tensors(g)
+
+    tensors(proto.graph)
+    return found
+
+
+def check_self_contained(proto: onnx.ModelProto, p: Path) -> None:
+    external = external_data_tensors(proto)
+    if external:
+        raise BadInput(
+            f"{p} keeps {len(external)} tensor(s) in external data files ({', '.join(external[:3])}), which srx "
+            "does not read: srx models are self-contained; export it again with srx export"
+        )
+
+
 def read_srx_onnx(path: str | Path) -> SrxOnnx:
     """Load and check an ONNX file written by srx; BadInput with one line otherwise."""
     p = Path(path)
     if not p.is_file():
         raise BadInput(f"{p} does not exist or is not a file: check the path")
+    check_onnx_size(p)
     try:
         proto = onnx.load(str(p), load_external_data=False)
     except Exception as e:
-        raise BadInput(f"{p} is not a readable ONNX file ({_first_line(e)}): it may be truncated or corrupt") from e
+        raise BadInput(
+            f"{p} is not a readable ONNX file ({_first_line(e)}): it may be truncated or corrupt; export it again with srx export"
+        ) from e
     if not proto.HasField("graph") or not proto.opset_import:
-        raise BadInput(f"{p} is not an ONNX model (no graph): it may be truncated or not ONNX at all")
+        raise BadInput(
+            f"{p} is not an ONNX model (no graph): it may be truncated or not ONNX at all; export it again with srx export"
+        )
+    check_self_contained(proto, p)
     try:
         onnx.checker.check_model(proto)
     except Exception as e:

@@ -44,6 +44,7 @@ from srx.export.verify import VerifyResult, verification_cases, verify_onnx
 from srx.fileio import check_writable, write_bytes_atomic
 from srx.models.safmn import SAFMN, SAFMNNtire23
 from srx.models.safmnpp import SAFMNPP, SAFMNPPLight
+from srx.resources import check_memory
 from srx.sizes import Size
 from srx.spec import ModelSpec
 
@@ -238,6 +239,12 @@ def export_onnx(
     check_opset(opset)
     check_writable(output)
     spec.check_input_size(input_size.height, input_size.width)
+    # The check runs PyTorch and onnxruntime at --input, one after the other.
+    check_memory(
+        2 * spec.forward_bytes(input_size.height, input_size.width),
+        f"verifying the export at --input {input_size}",
+        "use a smaller --input (a dynamic ONNX runs at every size; --input only sets where it is checked)",
+    )
     _require("onnxruntime", "verifying the ONNX export")
     if simplify:
         _require("onnxslim", "simplifying the ONNX export")

@@ -131,10 +131,38 @@ def default_model(scale: int = 4) -> nn.Module:
 def detect_arch(sd: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
     """Architecture name and configuration from a state dict's keys and shapes, or None."""
     for a in REGISTRY.values():
-        cfg = a.detect(sd)
+        try:
+            cfg = a.detect(sd)
+        except (IndexError, AttributeError, TypeError, ZeroDivisionError):
+            cfg = None  # a tensor of an impossible rank or shape where a layer should be
         if cfg is not None:
             return a.name, cfg
     return None
+
+
+# Prefixes of the layers every SAFMN-family network has: a state dict with none of them is foreign.
+SAFMN_PREFIXES = ("to_feat.", "feats.", "to_img.")
+
+
+def _not_detected(sd: Mapping[str, Any], origin: str) -> BadInput:
+    """Why a state dict is not a supported network: foreign, or SAFMN-like but damaged."""
+    if not any(str(k).startswith(SAFMN_PREFIXES) for k in sd):
+        return BadInput(
+            f"{origin} is not a SAFMN-family checkpoint (no SAFMN layer names such as to_feat.weight, "
+            f"feats.0.safm.aggr.weight or feats.0.conv1.proj.weight): give a checkpoint of {', '.join(ARCHS)}"
+        )
+    missing = [k for k in ("to_feat.weight", "to_img.0.weight") if k not in sd]
+    shape = tuple(getattr(sd.get("to_img.0.weight"), "shape", ()))
+    if missing:
+        why = f"missing {', '.join(missing)}"
+    elif not shape or shape[0] not in (3 * s * s for s in (1, 2, 3, 4, 8)):
+        why = f"to_img.0.weight has shape {shape}, not 3*s*s output channels for a scale s"
+    else:
+        block = sorted(k[len("feats.0.") :] for k in sd if str(k).startswith("feats.0."))
+        why = f"its blocks match no supported layout; feats.0 has {', '.join(block[:4]) or 'nothing'}"
+    return BadInput(
+        f"{origin} has SAFMN layer names but is incomplete or modified ({why}): use the original, complete checkpoint"
+    )
 
 
 def model_from_state_dict(
@@ -148,10 +176,7 @@ def model_from_state_dict(
     detected = detect_arch(sd)
     if arch == "auto":
         if detected is None:
-            raise BadInput(
-                f"{origin} is not a SAFMN-family checkpoint (no SAFMN layer names such as to_feat.weight, "
-                f"feats.0.safm.aggr.weight or feats.0.conv1.proj.weight); supported: {', '.join(ARCHS)}"
-            )
+            raise _not_detected(sd, origin)
         arch, cfg = detected
     else:
         _arch(arch)
@@ -191,6 +216,12 @@ def _load_strict(model: nn.Module, sd: Mapping[str, Any], origin: str) -> None:
             )
         if not sd[k].is_floating_point():
             raise BadInput(f"{origin}: {k} is {sd[k].dtype}, expected floating point")
+        bad = int((~torch.isfinite(sd[k])).sum())
+        if bad:
+            raise BadInput(
+                f"{origin}: {k} holds {bad} NaN or infinite value(s), so every output would be garbage: "
+                "the checkpoint is damaged (or diverged in training); use an intact checkpoint"
+            )
     model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)
 
 

@@ -22,6 +22,8 @@ from srx.errors import BadInput
 DEFAULT_PARAM_KEY = "params"
 KNOWN_PARAM_KEYS = ("params", "params_ema", "state_dict", "model")
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
+# Checked before reading, so a huge file is not loaded into memory to find out.
+MAX_CHECKPOINT_BYTES = 2**31
 
 
 @dataclass(frozen=True)
@@ -44,9 +46,20 @@ def read_checkpoint(path: str | Path, param_key: str | None = None) -> Checkpoin
         with open(p, "rb") as f:
             head = f.read(8)
     except OSError as e:
-        raise BadInput(f"cannot read checkpoint {p}: {e.strerror or e}") from e
+        raise BadInput(f"cannot read checkpoint {p} ({e.strerror or e}): check its permissions") from e
     if size == 0:
         raise BadInput(f"checkpoint {p} is empty (0 bytes): download or save it again")
+    if size > MAX_CHECKPOINT_BYTES:
+        raise BadInput(
+            f"checkpoint {p} is {size / 1e9:.1f} GB; SAFMN-family weights are at most tens of MB, so this is "
+            "not one (a training state with optimizer?): give the network's .pth or .safetensors"
+        )
+    if p.suffix.lower() in (".onnx", ".engine", ".plan", ".trt"):
+        kind = "an ONNX model" if p.suffix.lower() == ".onnx" else "a TensorRT engine"
+        raise BadInput(
+            f"{p} is {kind}, not a checkpoint: give the .pth or .safetensors file it came from "
+            "(commands that run exported models take it with --model)"
+        )
     if p.suffix.lower() in SAFETENSORS_SUFFIXES:
         obj = _read_safetensors(p)
         fmt = "safetensors"
@@ -64,7 +77,7 @@ def _read_safetensors(p: Path) -> dict[str, Any]:
         return load_file(str(p), device="cpu")
     except (SafetensorError, OSError, ValueError) as e:
         raise BadInput(
-            f"checkpoint {p} is not a readable .safetensors file ({_first_line(e)}): it may be truncated"
+            f"checkpoint {p} is not a readable .safetensors file ({_first_line(e)}): it may be truncated; download or save it again"
         ) from e
 
 
@@ -84,7 +97,7 @@ def _read_pytorch(p: Path, head: bytes) -> Any:
                 "torch.save(model.state_dict(), ...)"
             ) from e
         raise BadInput(
-            f"{p} is not a PyTorch checkpoint srx can read (not a state-dict pickle): it may be truncated or corrupt"
+            f"{p} is not a PyTorch checkpoint srx can read (not a state-dict pickle): it may be truncated or corrupt; download or save it again"
         ) from e
     except (
         RuntimeError,
@@ -98,7 +111,9 @@ def _read_pytorch(p: Path, head: bytes) -> Any:
         IndexError,
     ) as e:
         kind = "a .safetensors file named like a .pth" if _looks_like_safetensors(head) else "a PyTorch checkpoint"
-        raise BadInput(f"{p} is not {kind} srx can read ({_first_line(e)}): it may be truncated or corrupt") from e
+        raise BadInput(
+            f"{p} is not {kind} srx can read ({_first_line(e)}): it may be truncated or corrupt; download or save it again"
+        ) from e
 
 
 def _names_a_global(message: str) -> bool:
@@ -125,7 +140,7 @@ def _select_state_dict(p: Path, obj: Any, fmt: str, param_key: str | None) -> Ch
         return Checkpoint(_strip_prefix(dict(obj)), fmt, None, keys)
     if param_key is not None:
         if param_key not in obj:
-            raise BadInput(f"{p} has no key {param_key!r}; it has: {', '.join(keys)}")
+            raise BadInput(f"{p} has no key {param_key!r}: use --param-key with one of: {', '.join(keys)}")
         chosen = param_key
     else:
         candidates = [k for k in (DEFAULT_PARAM_KEY, *KNOWN_PARAM_KEYS) if k in obj and isinstance(obj[k], Mapping)]

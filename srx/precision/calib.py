@@ -9,6 +9,7 @@ report the accuracy of the result.
 
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,16 @@ def list_images(folder: str | Path) -> list[Path]:
         raise BadInput(f"calibration folder {d} does not exist: give a folder of training images (--calib-dir)")
     if not d.is_dir():
         raise BadInput(f"--calib-dir {d} is a file, not a folder: give a folder of training images")
-    files = sorted(p for p in d.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+    def unreadable(e: OSError) -> None:  # rglob would skip such folders silently
+        raise BadInput(f"cannot list {e.filename} ({e.strerror or e}): check its permissions")
+
+    files = sorted(
+        p
+        for root, _, names in os.walk(d, onerror=unreadable)
+        for p in (Path(root) / n for n in names)
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+    )
     if not files:
         raise BadInput(
             f"calibration folder {d} holds no images ({', '.join(IMAGE_SUFFIXES)}): "
@@ -49,8 +59,11 @@ def read_rgb(path: Path) -> np.ndarray:
     """An image as (H, W, 3) uint8 RGB; alpha dropped, gray expanded, 16-bit reduced to 8-bit."""
     from PIL import Image, UnidentifiedImageError
 
+    from srx.evaluate import DECODERS
+    from srx.images import pixel_limit
+
     try:
-        with Image.open(path) as im:
+        with pixel_limit(path), Image.open(path, formats=DECODERS) as im:
             im.load()
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
                 arr = np.asarray(im, dtype=np.float64)
@@ -83,7 +96,7 @@ def split_images(files: list[Path], *, held_out: int, calibration: int, seed: in
     """A seeded split: `held_out` images for reporting, up to `calibration` others for calibration."""
     if len(files) < 2:
         raise BadInput(
-            f"calibration needs at least 2 images (one to calibrate on, one held back to measure accuracy); found {len(files)}"
+            f"calibration needs at least 2 images (one to calibrate on, one held back to measure accuracy); found {len(files)}: add training images"
         )
     order = list(files)
     random.Random(seed).shuffle(order)

@@ -72,10 +72,15 @@ def load_srx_onnx(path: str | Path) -> SrxOnnx:
         raise BadInput(f"{p} does not exist: check the path")
     if p.is_dir():
         raise BadInput(f"{p} is a folder: give an .onnx file")
+    from srx.export.metadata import check_onnx_size, check_self_contained
+
+    check_onnx_size(p)
     try:
-        model = onnx.load(str(p), load_external_data=True)
+        model = onnx.load(str(p), load_external_data=False)
     except Exception as e:
-        raise BadInput(f"{p} is not a readable ONNX model ({type(e).__name__}); export one with 'srx export'") from e
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise BadInput(f"{p} is not a readable ONNX model ({first}); export one with 'srx export'") from e
+    check_self_contained(model, p)
     return srx_onnx_from_model(model, origin=str(p), path=p)
 
 

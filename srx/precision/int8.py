@@ -484,7 +484,9 @@ def int8_from_onnx(
         base = upgrade_opset(base, MIN_FP16_QDQ_OPSET)
     sites = conv_sites(base)
     if not sites:
-        raise BadInput("the model has no convolutions to quantize")
+        raise BadInput(
+            f"{src.path or 'the model'} has no convolutions to quantize: it is not an srx model; export one with 'srx export'"
+        )
     layers = [s.layer for s in sites]
     report = Int8Report(
         calibration_images=data.n_calib,
@@ -629,7 +631,7 @@ def quantize_file(
     files = list_images(calib_dir)
     if len(files) < 2:
         raise BadInput(
-            f"--calib-dir {calib_dir} holds {len(files)} image; calibration needs at least 2 (one is held back)"
+            f"--calib-dir {calib_dir} holds {len(files)} image; calibration needs at least 2 (one is held back): add training images"
         )
     model, report = int8_from_onnx(src, calib_dir, settings, progress=progress)
     result = {"onnx": str(out), **report.to_dict(), "max_psnr_drop": max_psnr_drop, "source_onnx": str(src_path)}
@@ -650,10 +652,10 @@ def _check_settings(st: QuantSettings, max_psnr_drop: float | None) -> None:
         ("--sensitivity-crops", st.sensitivity_crops, 1),
     ):
         if value < low:
-            raise BadInput(f"{name} {value}: must be at least {low}")
+            raise BadInput(f"{name} {value}: must be at least {low}; use {low} or more")
     if not st.target_drop_db >= 0:
-        raise BadInput(f"--target-drop {st.target_drop_db}: must be >= 0 dB")
+        raise BadInput(f"--target-drop {st.target_drop_db}: must be >= 0 dB; use 0 or more")
     if max_psnr_drop is not None and not max_psnr_drop >= 0:
-        raise BadInput(f"--max-psnr-drop {max_psnr_drop}: must be >= 0 dB")
+        raise BadInput(f"--max-psnr-drop {max_psnr_drop}: must be >= 0 dB; use 0 or more")
     if st.high_precision not in HIGH_PRECISIONS:
         raise BadInput(f"--high-precision {st.high_precision!r}: use fp16 or fp32")

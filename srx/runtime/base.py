@@ -115,11 +115,26 @@ class Runner(abc.ABC):
         """Validate `lr` against the ModelSpec and return it as a C-contiguous float32 array."""
         return validate_input(lr, self.spec)
 
+    def check_output(self, sr: np.ndarray, lr_shape: tuple[int, ...]) -> np.ndarray:
+        """Refuse an output that is not (N, 3, sH, sW) for an (N, C, H, W) input: a file whose
+        metadata claims a model its graph is not (or a broken engine) would otherwise go on
+        to be written, tiled or scored as if it were one."""
+        n, _, h, w = lr_shape
+        s = self.spec.scale
+        expected = (n, 3, h * s, w * s)
+        if tuple(sr.shape) != expected:
+            raise BadInput(
+                f"{self.source.origin} returned shape {tuple(sr.shape)} for an input of shape {tuple(lr_shape)}, "
+                f"expected {expected}: it is not the x{s} model its metadata describes; export it again with srx"
+            )
+        return sr
+
     def run(self, lr: Any) -> np.ndarray:
         """LR batch -> SR batch on the host: (N, C, H, W) float32 -> (N, C, sH, sW) float32."""
         if not self.active:
             raise RuntimeError(f"{self.name} runner used outside its 'with' block")
-        return self.fetch(self.execute(self.stage(self.check_input(lr))))
+        x = self.check_input(lr)
+        return self.check_output(self.fetch(self.execute(self.stage(x))), x.shape)
 
     def stage(self, lr: np.ndarray) -> Any:
         """Copy a validated input to where `execute` reads it (default: it stays on the host)."""

@@ -21,6 +21,7 @@ from typing import Any
 from srx import __version__
 from srx.errors import BadInput, CheckFailed
 from srx.fileio import check_writable, write_bytes_atomic
+from srx.interrupt import Deferred, deferred_interrupts
 from srx.precision.fp16 import fp32_layer
 from srx.precision.graph import INPUT_NAME, SrxOnnx, in_norm_module, load_srx_onnx, metadata_json
 from srx.precision.int8 import QuantSettings
@@ -126,6 +127,25 @@ def _logger(trt: Any) -> Any:
     return Logger()
 
 
+def _cancel_on(trt: Any, interrupt: Deferred) -> Any:
+    class Monitor(trt.IProgressMonitor):
+        """Cancels the build (step_complete -> False) once SIGINT or SIGTERM arrived."""
+
+        def __init__(self) -> None:
+            trt.IProgressMonitor.__init__(self)
+
+        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
+            pass
+
+        def step_complete(self, phase_name: str, step: int) -> bool:
+            return not interrupt.requested
+
+        def phase_finish(self, phase_name: str) -> None:
+            pass
+
+    return Monitor()
+
+
 def _first_line(text: str) -> str:
     lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
     return lines[0][:300] if lines else "no message"
@@ -166,7 +186,9 @@ def engine_from_onnx(
     # -- outputs --------------------------------------------------------------------------
     out = Path(output) if output is not None else default_engine_path(src_path, prec)
     if out.suffix.lower() not in ENGINE_SUFFIXES:
-        raise BadInput(f"-o {out}: an engine file name must end in {', '.join(ENGINE_SUFFIXES)}")
+        raise BadInput(
+            f"-o {out}: an engine file name must end in {', '.join(ENGINE_SUFFIXES)}; name it like model.engine"
+        )
     check_writable(out)
     check_writable(sidecar_path(out))
     prec_onnx = precision_onnx_path(out, prec) if prec != "fp32" and src.precision == "fp32" else None
@@ -178,13 +200,15 @@ def engine_from_onnx(
         check_writable(prec_onnx)
     cache_path = Path(timing_cache) if timing_cache is not None else None
     if cache_path is not None:
-        check_writable(cache_path)
+        check_writable(cache_path, "--timing-cache")
 
     # -- backend, version, plan, profile ---------------------------------------------------
     if target not in TARGETS:
         raise BadInput(f"--target {target!r}: use gpu or jetson")
     if dla_core is not None and (dla_core < 0 or target != "jetson"):
-        raise BadInput("--dla-core N needs --target jetson and N >= 0 (Orin has DLA cores 0 and 1)")
+        raise BadInput(
+            "--dla-core N needs --target jetson and N >= 0 (Orin has DLA cores 0 and 1): add --target jetson or drop --dla-core"
+        )
     if workspace_mib is not None and workspace_mib < 1:
         raise BadInput(f"--workspace {workspace_mib}: give the workspace cap in MiB, at least 1")
     name = resolve_backend(backend)
@@ -192,12 +216,12 @@ def engine_from_onnx(
     version = str(getattr(trt, "__version__", "0"))
     plan = plan_build(name, parse_version(version), prec, dla_core=dla_core, target=target)
     if cache_path is not None and not plan.timing_cache:
-        raise BadInput("--timing-cache applies to --backend tensorrt (TensorRT-RTX has no timing cache)")
+        raise BadInput("--timing-cache applies to --backend tensorrt (TensorRT-RTX has no timing cache): drop it")
     if rtx_targets and name != "tensorrt-rtx":
         raise BadInput("--rtx-targets applies to --backend tensorrt-rtx")
     for cc in rtx_targets or []:
         if cc not in RTX_TARGETS:
-            raise BadInput(f"--rtx-targets {cc}: TensorRT-RTX targets are {', '.join(RTX_TARGETS)}")
+            raise BadInput(f"--rtx-targets {cc}: TensorRT-RTX targets are {', '.join(RTX_TARGETS)}; give some of these")
     if plan.max_opset is not None and src.opset > plan.max_opset:
         raise BadInput(
             f"TensorRT {version} parses ONNX opset <= {plan.max_opset}, this model is opset {src.opset}: "
@@ -233,7 +257,7 @@ def engine_from_onnx(
         n = len(list_images(calib_dir))  # type: ignore[arg-type]
         if n < 2:
             raise BadInput(
-                f"--calib-dir {calib_dir} holds {n} image(s); calibration needs at least 2 (one is held back)"
+                f"--calib-dir {calib_dir} holds {n} image(s); calibration needs at least 2 (one is held back): add training images"
             )
     dev = device if device is not None else _device(name)
 
@@ -278,7 +302,13 @@ def engine_from_onnx(
         blob = cache_path.read_bytes() if cache_path.is_file() else b""
         cache = config.create_timing_cache(blob)
         config.set_timing_cache(cache, False)
-    serialized = builder.build_serialized_network(network, config)
+    # TensorRT calls srx's logger back during the build and swallows exceptions raised there,
+    # an interrupt included: record it, cancel the build through the progress monitor, raise after.
+    with deferred_interrupts() as interrupt:
+        monitor = _cancel_on(trt, interrupt) if hasattr(trt, "IProgressMonitor") else None
+        if monitor is not None:
+            config.progress_monitor = monitor  # the local name keeps it alive during the build
+        serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         why = _first_line(logger.errors[-1]) if logger.errors else "no error message"
         raise CheckFailed(f"{name} {version} could not build the engine: {why}")

@@ -74,7 +74,7 @@ def parse_batch(text: str | None) -> tuple[int, int, int] | None:
         raise BadInput(f"--batch {text!r}: give N (a fixed batch) or MIN:OPT:MAX (a dynamic batch), all >= 1")
     lo, opt, hi = nums
     if not lo <= opt <= hi:
-        raise BadInput(f"--batch {text!r}: needs MIN <= OPT <= MAX")
+        raise BadInput(f"--batch {text!r}: needs MIN <= OPT <= MAX; give them in that order")
     return lo, opt, hi
 
 
@@ -134,7 +134,9 @@ def make_profile(
             f"--min {lo} is below this model's minimum input {m}x{m} ({spec.title}): use --min {m}x{m} or larger"
         )
     if lo.width > hi.width or lo.height > hi.height:
-        raise BadInput(f"--min {lo} is larger than --max {hi}: the minimum must not exceed the maximum on either side")
+        raise BadInput(
+            f"--min {lo} is larger than --max {hi}: the minimum must not exceed the maximum on either side; give a smaller --min or a larger --max"
+        )
     if not (lo.width <= opt.width <= hi.width and lo.height <= opt.height <= hi.height):
         raise BadInput(f"--opt {opt} is outside --min {lo} .. --max {hi}: choose an opt between them")
     k = spec.size_multiple

@@ -188,10 +188,17 @@ def spec_from_onnx(path: Path) -> ModelSpec:
         from srx.errors import MissingDependency
 
         raise MissingDependency("onnx", "cpu", "reading an ONNX model") from e
+    from srx.export.metadata import check_onnx_size, check_self_contained
+
+    check_onnx_size(path)
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # onnx raises DecodeError, ValueError, OSError...
-        raise BadInput(f"{path} is not a readable ONNX model ({type(e).__name__}): it may be truncated") from e
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise BadInput(
+            f"{path} is not a readable ONNX model ({first}): it may be truncated or corrupt; export it again with srx export"
+        ) from e
+    check_self_contained(model, path)
     meta = {p.key: p.value for p in model.metadata_props}
     if SPEC_METADATA_KEY not in meta:
         raise BadInput(
