@@ -201,8 +201,9 @@ def info(file: str, param_key: str | None, json_path: str | None) -> None:
 @click.option(
     "--model",
     default=None,
-    metavar="bicubic|bicubic-rgb|CKPT",
-    help="What to score (default: bicubic, the published baseline row; bicubic-rgb upscales the same RGB LR a network gets).",
+    metavar="bicubic|bicubic-rgb|CKPT|ONNX|ENGINE",
+    help="What to score (default: bicubic, the published baseline row; bicubic-rgb upscales the same RGB LR a network gets; "
+    "an srx ONNX runs in onnxruntime, an engine in TensorRT).",
 )
 @click.option("--weights", default=None, metavar="CKPT", help="A checkpoint to score (same as --model CKPT).")
 @click.option("--param-key", default=None, help="Checkpoint entry to read (default: params, as BasicSR).")
@@ -295,6 +296,10 @@ def bench(
     json_path: str | None,
 ) -> None:
     """Latency, peak memory and accuracy of every backend (CLI.md)."""
+    # Before torch loads OpenMP: with OpenMP's default spin-waiting, eager PyTorch on a CPU
+    # shared with other work ran 3-4x slower (docs/bench.md), which would flatter every
+    # other backend. Passive waiting is fair to it; a user's setting wins (recorded).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from pathlib import Path
 
     from srx.bench.engine import BenchConfig, run_bench
@@ -387,6 +392,7 @@ def upscale(
     json_path: str | None,
 ) -> None:
     """Upscale PNG / JPEG / WebP files or folders (alpha, 16-bit and EXIF orientation kept)."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as bench: spinning OpenMP collapses on a busy CPU
     from srx.runtime.device import has_cuda
     from srx.runtime.registry import get_backend, open_runner
     from srx.upscale import output_folder, plan_jobs, upscale_files

@@ -9,7 +9,8 @@ Protocol for a model (BasicSR / EDSR / SAFMN test scripts; MATLAB conventions):
 
 The model is any `Upscaler`: a callable (h, w, 3) uint8 RGB -> (s h, s w, 3) RGB, uint8 or
 float in [0, 1]. `upscaler_from_runner` adapts a runner with the srx/runtime contract
-`run(lr) -> sr` on (N, 3, H, W) float32 RGB in [0, 1] (ONNX, TensorRT, ...).
+`run(lr) -> sr` on (N, 3, H, W) float32 RGB in [0, 1]: that is how exported models are
+scored (an srx ONNX file in onnxruntime on the CPU, an engine in TensorRT / TensorRT-RTX).
 
 `bicubic` is the published baseline row (SRCNN's protocol, which the bicubic rows of the SR
 tables copy): on Y only, in double, HR Y / 255 -> imresize 1/s -> imresize s -> round to
@@ -162,21 +163,34 @@ def to_uint8(sr: np.ndarray) -> np.ndarray:
 
 @dataclass
 class ResolvedModel:
-    """What `--model` named: a display name, the scale it works at, how to run it."""
+    """What `--model` named: a display name, the scale it works at, how to run it.
+
+    A model run by a runtime runner holds its session or engine until `close()` (also a
+    context manager)."""
 
     name: str
     scale: int
     upscaler: Upscaler | PublishedBicubic
     spec: ModelSpec | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    closer: Callable[[], None] | None = None
+
+    def close(self) -> None:
+        if self.closer is not None:
+            closer, self.closer = self.closer, None
+            closer()
+
+    def __enter__(self) -> ResolvedModel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def resolve_model(model: str, scale: int | None, *, param_key: str | None = None) -> ResolvedModel:
-    """`bicubic`, `bicubic-rgb` or a checkpoint path -> a runnable model and its scale.
-
-    ONNX models and TensorRT engines come through srx/runtime runners (see
-    `upscaler_from_runner`); that is the one place to plug them in.
-    """
+    """`bicubic`, `bicubic-rgb`, a checkpoint, an srx ONNX file or an engine -> a runnable model
+    and its scale. ONNX files and engines run through srx/runtime runners (`runner_model`);
+    close the result (or use it in a `with` block) to free their sessions."""
     if scale is not None and scale not in (2, 3, 4):
         raise BadInput(f"--scale {scale} is not supported: use 2, 3 or 4")
     if model in ("bicubic", "bicubic-rgb") and param_key is not None:
@@ -191,11 +205,9 @@ def resolve_model(model: str, scale: int | None, *, param_key: str | None = None
         raise BadInput(f"model {model!r} is neither 'bicubic' nor an existing file: check the path")
     suffix = path.suffix.lower()
     if suffix in ONNX_SUFFIXES or suffix in ENGINE_SUFFIXES:
-        kind = "ONNX models" if suffix in ONNX_SUFFIXES else "TensorRT engines"
-        raise BadInput(
-            f"evaluating {kind} ({path.name}) needs the srx runtime runners, which this build does not have yet: "
-            "evaluate the source checkpoint with --model CKPT"
-        )
+        if param_key is not None:
+            raise BadInput(f"--param-key applies to checkpoints, not to {path.name}: drop it")
+        return runner_model(path, scale)
     from srx.models import load_model
 
     net = load_model(path, scale=scale, param_key=param_key)
@@ -203,6 +215,42 @@ def resolve_model(model: str, scale: int | None, *, param_key: str | None = None
     check_trained(spec, path.name)
     extra = {"param_key": param_key} if param_key else {}
     return ResolvedModel(str(path), spec.scale, torch_upscaler(net), spec, extra)
+
+
+def runner_model(path: str | Path, scale: int | None = None, backend: str | None = None) -> ResolvedModel:
+    """An exported model (srx ONNX, or an engine with its sidecar) run by an srx/runtime runner.
+
+    backend=None: `onnxruntime` (CPU) for ONNX, the first TensorRT backend that can run
+    here for an engine. Dataset images all differ in size, so the onnxruntime session
+    keeps its dynamic shapes instead of building one per image.
+    """
+    from srx.runtime import ModelSource, check_backend, open_runner
+
+    source = ModelSource.from_file(path, scale)
+    check_trained(source.spec, Path(path).name)
+    if backend is None:
+        if source.kind == "onnx":
+            backend = "onnxruntime"
+        else:
+            usable = [b for b in ("tensorrt", "tensorrt-rtx") if check_backend(b, "cuda", source).ok]
+            backend = usable[0] if usable else "tensorrt"  # open_runner then says why it cannot run
+    device = "cpu" if backend == "onnxruntime" else "cuda"
+    options: dict[str, Any] = {"specialize": False} if backend.startswith("onnxruntime") else {}
+    try:
+        runner = open_runner(backend, source, device, **options)
+        runner.activate()
+    except BaseException:
+        source.close()
+        raise
+
+    def close() -> None:
+        try:
+            runner.deactivate()
+        finally:
+            source.close()
+
+    extra = {"backend": backend, "runner": runner.describe()}
+    return ResolvedModel(str(path), source.spec.scale, upscaler_from_runner(runner.run), source.spec, extra, close)
 
 
 def check_trained(spec: ModelSpec, what: str) -> None:
@@ -381,7 +429,8 @@ def evaluate(
 ) -> EvalResult:
     """`srx eval`: resolve `model` (bicubic, bicubic-rgb, checkpoint) and score it on `dataset`."""
     hr_images(dataset)  # the cheaper mistake first: before a model is loaded
-    return evaluate_model(dataset, resolve_model(model, scale, param_key=param_key), progress=progress)
+    with resolve_model(model, scale, param_key=param_key) as resolved:
+        return evaluate_model(dataset, resolved, progress=progress)
 
 
 def format_result(result: EvalResult) -> str:

@@ -49,7 +49,7 @@ def test_every_backend_answers_with_a_reason(device, tiny):
 
 
 def test_cpu_defaults_and_unknown_names():
-    assert default_backends("cpu") == [n for n in CLI_BACKENDS if n not in ("torch-fp16", "torch-compile")]
+    assert default_backends("cpu") == [n for n in CLI_BACKENDS if n != "torch-fp16"]
     assert parse_backends("torch, onnxruntime,torch") == ["torch", "onnxruntime"]
     assert parse_backends("all") == CLI_BACKENDS
     with pytest.raises(BadInput, match="unknown backend 'tensort'"):
@@ -150,6 +150,22 @@ def test_onnx_without_spec_or_damaged_is_refused(tmp_path):
     with pytest.raises(BadInput, match="unknown model file type"):
         (tmp_path / "x.txt").write_text("x")
         ModelSource.from_file(tmp_path / "x.txt")
+
+
+def test_torch_compile_defaults_per_device(tiny, monkeypatch):
+    """channels_last + freezing on the CPU (measured faster there), PyTorch's defaults on CUDA;
+    without a C++ compiler, inductor cannot build CPU kernels: skipped with the reason."""
+    from srx.runtime.registry import runner_class
+
+    src = ModelSource.from_module(tiny)
+    cls = runner_class("torch-compile")
+    cpu, cuda = cls(src, "cpu").describe(), cls(src, "cuda").describe()
+    assert cpu["memory_format"] == "channels_last" and cpu["freezing"]
+    assert cuda["memory_format"].startswith("contiguous") and not cuda["freezing"]
+    assert cls(src, "cpu", channels_last=False).describe()["memory_format"] != "channels_last"
+    monkeypatch.setenv("CXX", "")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert "C++ compiler" in check_backend("torch-compile", "cpu", src).reason
 
 
 def test_onnxruntime_runs_a_checkpoint_through_the_exporter(tiny):

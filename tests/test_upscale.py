@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -135,18 +137,35 @@ def _expected(model, rgb01):
     return np.clip(out, 0, 1) * 255
 
 
-@pytest.mark.parametrize(("size", "tile"), [((45, 61), None), ((80, 96), 16), ((48, 80), 24)])
-def test_upscale_equals_the_model(tmp_path, tiny_weights, size, tile):
+@pytest.mark.parametrize(
+    ("size", "tile", "backend"),
+    [
+        *[
+            (size, tile, b)
+            for b in ("torch", "onnxruntime")
+            for size, tile in [((45, 61), None), ((80, 96), 16), ((48, 80), 24)]
+        ],
+        ((45, 61), None, "auto"),
+    ],
+)
+def test_upscale_equals_the_model(tmp_path, tiny_weights, size, tile, backend):
+    """Whole and tiled, every CPU backend: <= 1 gray level from the PyTorch model's own output."""
+    if backend != "torch":
+        pytest.importorskip("onnxruntime")
     weights, model = tiny_weights
     rgb = _save(tmp_path / "in.png", *size)
     args = ["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "out.png"), "--weights", str(weights)]
-    proc = run_srx(*args, "--backend", "torch", *(["--tile", str(tile)] if tile else []))
+    proc = run_srx(
+        *args, "--backend", backend, "--device", "cpu", "--json", "-", *(["--tile", str(tile)] if tile else [])
+    )
     assert proc.returncode == 0, proc.stderr
+    # auto: onnxruntime on the CPU (the faster exact path, docs/upscale.md).
+    assert json.loads(proc.stdout)["backend"] == ("onnxruntime" if backend == "auto" else backend)
     out = np.asarray(Image.open(tmp_path / "out.png"), dtype=np.float32)
     assert out.shape == (size[0] * 2, size[1] * 2, 3)
     assert np.abs(out - _expected(model, rgb)).max() <= 1.0
     if tile:
-        assert "exact" in proc.stdout
+        assert "exact" in proc.stderr
 
 
 def test_upscale_keeps_alpha_16bit_gray_and_orientation(tmp_path, tiny_weights):

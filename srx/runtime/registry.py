@@ -82,6 +82,20 @@ def _check_torch(device: str, source: ModelSource | None) -> Availability:
     return Availability.yes()
 
 
+def _check_torch_compile(device: str, source: ModelSource | None) -> Availability:
+    base = _check_torch(device, source)
+    if not base.ok or device != "cpu":
+        return base
+    # Inductor writes C++ for the CPU and compiles it at the first run.
+    import os
+    import shutil
+
+    compilers = [os.environ.get("CXX", ""), "g++", "c++", "clang++"]
+    if not any(c and shutil.which(c) for c in compilers):
+        return Availability.no("torch.compile on the CPU needs a C++ compiler (g++ or clang++) on PATH")
+    return base
+
+
 def _check_torch_fused(device: str, source: ModelSource | None) -> Availability:
     if device != "cuda":
         return Availability.no("needs a CUDA GPU and triton (the fused kernels are Triton GPU kernels)")
@@ -180,10 +194,8 @@ for _b in (
         "any",
         "torch",
         "srx.runtime.torch_runner:TorchCompileRunner",
-        _check_torch,
-        "torch.compile (inductor), FP32",
-        default_on=_CUDA_ONLY_DEFAULT,
-        not_default_reason="compiling takes about a minute on a small CPU",
+        _check_torch_compile,
+        "torch.compile (inductor), FP32; on the CPU channels_last + freezing",
     ),
     Backend(
         "torch-fused",

@@ -2,9 +2,14 @@
 
 A bench or an upscale starts from one of: PyTorch weights (or the embedded default), an
 ONNX file, or an engine file. Backends ask for the form they run: torch backends for the
-nn.Module, onnxruntime for an ONNX file (exported from the module on first request, into
-a temporary folder removed by `close()`), TensorRT for an engine. The ModelSpec comes
-with every form. Torch-free until a torch form is requested.
+nn.Module, onnxruntime for an ONNX file, TensorRT for an engine. The ModelSpec comes with
+every form. Torch-free until a torch form is requested.
+
+From a module, the ONNX is srx's exact export (`srx.export.model.onnx_from_model`, the
+graph `srx export` writes, before its optional onnxslim pass): dynamic batch / height /
+width, or a fixed-size graph for one input size (`srx export --static`) when a backend asks
+for one. Exports are made on first request, kept in a temporary folder and removed by
+`close()`.
 """
 
 from __future__ import annotations
@@ -101,26 +106,54 @@ class ModelSource:
             return ""
         if self._module is None:
             return f"needs an ONNX model; {self.origin} is an engine"
+        return self._export_unavailable_reason()
+
+    def _export_unavailable_reason(self) -> str:
+        if self._module is None:
+            return f"{self.origin} is not a PyTorch model, so srx cannot export it"
         try:
-            from srx.export.model import onnx_from_model  # noqa: F401
-        except ImportError:
-            return "needs srx's ONNX exporter (srx.export), which is not in this build"
+            from srx.export.model import EMITTERS
+        except ImportError as e:
+            return f"exporting to ONNX needs the Python package '{e.name}' (pip install 'srx[cpu]')"
+        if type(self._module) not in EMITTERS:
+            return f"srx cannot export {type(self._module).__name__} to ONNX: pass an exported --model"
         return ""
 
-    def onnx_path(self) -> Path:
-        """The ONNX file: the one given, or the module exported once (dynamic batch/height/width)."""
-        if self._onnx is not None:
-            return self._onnx
-        reason = self.onnx_unavailable_reason()
-        if reason:
-            raise BadInput(reason)
+    @property
+    def exports_onnx(self) -> bool:
+        """Whether the ONNX comes from srx's exporter (no file was given, the module is exportable):
+        then a fixed-size graph can be made for any input size."""
+        given = self._onnx is not None and not self.onnx_exported
+        return not given and not self._export_unavailable_reason()
+
+    def onnx_path(self, static_hw: tuple[int, int] | None = None) -> Path:
+        """The ONNX file: the one given, or the module exported once (dynamic batch/height/width).
+
+        static_hw=(height, width) asks for a fixed (1, 3, height, width) graph (`srx export
+        --static`) where the ONNX comes from the exporter (`exports_onnx`); a given file is
+        always returned as it is.
+        """
+        if static_hw is not None and self.exports_onnx:
+            return self._export(static_hw)
+        if self._onnx is None:
+            reason = self.onnx_unavailable_reason()
+            if reason:
+                raise BadInput(reason)
+            self._onnx = self._export(None)
+            self.onnx_exported = True
+        return self._onnx
+
+    def _export(self, static_hw: tuple[int, int] | None) -> Path:
         from srx.export.model import onnx_from_model
 
-        out = self.workdir() / "model.onnx"
-        result = onnx_from_model(self._module, dynamic=True)
-        _save_onnx(result, out)
-        self._onnx = out
-        self.onnx_exported = True
+        name = "model.onnx" if static_hw is None else f"model_{static_hw[1]}x{static_hw[0]}.onnx"
+        out = self.workdir() / name
+        if not out.exists():
+            if static_hw is None:
+                proto = onnx_from_model(self._module, dynamic=True)
+            else:
+                proto = onnx_from_model(self._module, dynamic=False, input_size=(static_hw[1], static_hw[0]))
+            out.write_bytes(proto.SerializeToString())
         return out
 
     def engine_path(self) -> Path:
@@ -146,18 +179,6 @@ class ModelSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _save_onnx(result: Any, out: Path) -> None:
-    if isinstance(result, (str, Path)):
-        shutil.copyfile(result, out)
-    elif isinstance(result, bytes):
-        out.write_bytes(result)
-    else:  # onnx.ModelProto, or an object carrying one
-        import onnx
-
-        proto = getattr(result, "model", result)
-        onnx.save(proto, str(out))
 
 
 def spec_from_onnx(path: Path) -> ModelSpec:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -69,7 +70,8 @@ class TorchRunner(Runner):
     """Eager PyTorch, FP32, PyTorch's default settings (on CUDA that lets cuDNN use TF32).
 
     Options: exact=True turns TF32 off (the FP32 reference does), threads=N sets
-    torch.set_num_threads for the CPU.
+    torch.set_num_threads for the CPU, channels_last=True stores weights and activations
+    NHWC (oneDNN's native layout on the CPU; default False, PyTorch's default NCHW).
     """
 
     name = "torch"
@@ -82,7 +84,14 @@ class TorchRunner(Runner):
         if threads:
             torch.set_num_threads(int(threads))
         model = copy.deepcopy(self.source.torch_module()).eval().requires_grad_(False)
-        self.model = self._prepare(model.to(self._device, self.dtype))
+        model = model.to(self._device, self.dtype)
+        if self._channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = self._prepare(model)
+
+    @property
+    def _channels_last(self) -> bool:
+        return bool(self.options.get("channels_last", False))
 
     def _prepare(self, model: torch.nn.Module) -> Any:
         return model
@@ -94,14 +103,15 @@ class TorchRunner(Runner):
             torch.cuda.empty_cache()
 
     def stage(self, lr: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(lr).to(self._device, self.dtype)
+        x = torch.from_numpy(lr).to(self._device, self.dtype)
+        return x.contiguous(memory_format=torch.channels_last) if self._channels_last else x
 
     def execute(self, staged: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode(), exact_fp32(bool(self.options.get("exact"))):
             return self.model(staged)
 
     def fetch(self, out: torch.Tensor) -> np.ndarray:
-        return out.float().cpu().numpy()
+        return np.ascontiguousarray(out.float().cpu().numpy())
 
     def synchronize(self) -> None:
         if self.device == "cuda":
@@ -116,7 +126,11 @@ class TorchRunner(Runner):
         return super().memory_meter()
 
     def describe(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"threads": torch.get_num_threads()} if self.device == "cpu" else {}
+        d: dict[str, Any] = {}
+        if self.device == "cpu":
+            d["threads"] = torch.get_num_threads()
+            d["omp_wait_policy"] = os.environ.get("OMP_WAIT_POLICY", "(OpenMP default)")
+        d["memory_format"] = "channels_last" if self._channels_last else "contiguous (NCHW)"
         if self.device == "cuda":
             d["tf32_convolutions"] = torch.backends.cudnn.allow_tf32 and not self.options.get("exact")
         return d
@@ -133,13 +147,36 @@ class TorchFP16Runner(TorchRunner):
 class TorchCompileRunner(TorchRunner):
     """torch.compile(model, dynamic=False): compiles on the first call (a warm-up run), per input shape.
 
-    Option compile_mode: passed to torch.compile as mode (default PyTorch's default).
+    Options: compile_mode (torch.compile's mode, default PyTorch's default), freezing
+    (inductor's `freezing`: weights become constants, so convolution weights are packed
+    for oneDNN once at compile time), channels_last (see TorchRunner). On the CPU both
+    default to True (measured faster there, docs/bench.md); on CUDA to False.
     """
 
     name = "torch-compile"
 
+    def _option(self, key: str) -> bool:
+        return bool(self.options.get(key, self.device == "cpu"))
+
+    @property
+    def _channels_last(self) -> bool:
+        return self._option("channels_last")
+
     def _prepare(self, model: torch.nn.Module) -> Any:
         return torch.compile(model, dynamic=False, mode=self.options.get("compile_mode"))
+
+    def execute(self, staged: torch.Tensor) -> torch.Tensor:
+        if not self._option("freezing"):
+            return super().execute(staged)
+        import torch._inductor.config as inductor_config
+
+        # Read when a call compiles; patched on every call so that a recompilation (a new
+        # input shape) sees the same setting.
+        with inductor_config.patch(freezing=True):
+            return super().execute(staged)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "freezing": self._option("freezing")}
 
 
 class TorchFusedRunner(TorchRunner):
