@@ -6,7 +6,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 TORCH  ?= torch==2.13.0
-EXTRAS ?= cpu,dev,trt-rtx,kernels
+EXTRAS ?= torch,cpu,dev,trt-rtx,kernels
 BIN    := $(VENV)/bin
 
 .PHONY: setup bench test lint

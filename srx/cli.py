@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from srx import __version__
-from srx.errors import BadInput, SrxError
+from srx.errors import BadInput, MissingDependency, SrxError
 from srx.export import DEFAULT_OPSET, DEFAULT_VERIFY_INPUT, MAX_OPSET, MIN_OPSET
 from srx.interrupt import Interrupted, raise_interrupted
 from srx.spec import ARCHS
@@ -32,6 +32,11 @@ if TYPE_CHECKING:
 
 def _debug_requested(argv: list[str]) -> bool:
     return "--debug" in argv or os.environ.get("SRX_DEBUG", "") not in ("", "0")
+
+
+def _command_name(args: list[str]) -> str:
+    """'srx eval' for the command on the line, for messages that name it."""
+    return " ".join(["srx", *[a for a in args if a in cli.commands][:1]])
 
 
 def _fail(message: str, code: int) -> None:
@@ -107,6 +112,15 @@ def main(argv: list[str] | None = None) -> None:
     except BrokenPipeError:
         _drop_stdout()
         sys.exit(1)
+    except ModuleNotFoundError as e:
+        # An optional package the command imports lazily (torch for checkpoints, onnxruntime,
+        # TensorRT, ...): the user's install, not an srx bug.
+        missing = MissingDependency.from_import_error(e, f"'{_command_name(args)}'")
+        if missing is None:
+            _unexpected(e, debug)
+        if debug:
+            traceback.print_exc()
+        _fail(str(missing), missing.exit_code)
     except PermissionError as e:
         # A file or folder the user pointed at (or its parent) that srx may not read or
         # write: their environment, not an srx bug. The specific checks give better words.
@@ -239,29 +253,6 @@ def _progress_factory() -> Any:
     return make
 
 
-def _model_source(weights: str | None, model: str | None, scale: int | None, param_key: str | None = None) -> Any:
-    """--weights and/or --model -> ModelSource (the embedded default when neither is given)."""
-    from srx.runtime.source import ModelSource
-
-    if model is None:
-        if weights is None:
-            return ModelSource.from_weights(None, scale)
-        from srx.models import load_model
-
-        return ModelSource.from_module(load_model(weights, scale=scale, param_key=param_key), origin=weights)
-    src = ModelSource.from_file(model, scale)
-    if weights is not None:
-        # Weights give the FP32 reference and the torch backends; the file runs in onnxruntime / TensorRT.
-        from srx.models import load_model
-
-        module = load_model(weights, scale=scale, param_key=param_key)
-        a, b = module.spec, src.spec
-        if (a.arch, a.scale, a.dim, a.n_blocks, a.ffn_scale) != (b.arch, b.scale, b.dim, b.n_blocks, b.ffn_scale):
-            raise BadInput(f"--weights {weights} ({a.label}) is not the model in --model {model} ({b.label})")
-        src._module = module
-    return src
-
-
 @cli.command()
 @click.option("--input", "input_size", default="320x180", show_default=True, help="LR input size WIDTHxHEIGHT.")
 @click.option("--weights", default=None, help="Checkpoint (default: the embedded untrained model).")
@@ -306,6 +297,7 @@ def bench(
     from srx.bench.report import compare, format_compare, format_table, load_result
     from srx.fileio import check_writable
     from srx.runtime.registry import parse_backends
+    from srx.runtime.source import ModelSource
     from srx.sizes import parse_size
 
     size = parse_size(input_size, what="--input")
@@ -329,7 +321,7 @@ def bench(
         if not has_cuda():
             raise BadInput(f"--device cuda: {NO_GPU}; use --device cpu")
     cfg = BenchConfig(size.height, size.width, device, names, runs, warmup, images, seed, threads)
-    with _model_source(weights, model_file, scale, param_key) as source:
+    with ModelSource.from_options(weights, model_file, scale, param_key) as source:
         result = run_bench(source, cfg, progress=_progress_factory(), command=["srx", *sys.argv[1:]])
     text = format_table(result)
     if old is not None:
@@ -349,21 +341,6 @@ def bench(
     failed = [r["backend"] for r in result["results"] if r["status"] == "failed"]
     if failed:
         raise SrxError(f"backend(s) failed: {', '.join(failed)} (reasons in the table above)")
-
-
-def _auto_backend(source: Any, device: str) -> str:
-    """Fastest exact backend that can run: onnxruntime on the CPU, PyTorch on a GPU."""
-    from srx.runtime.registry import check_backend
-
-    candidates = ["torch"] if device == "cuda" else ["onnxruntime", "torch"]
-    if source.kind == "engine":
-        candidates = ["tensorrt", "tensorrt-rtx"]
-    elif source.kind == "onnx" and not source.has_module:
-        candidates = ["onnxruntime-cuda", "onnxruntime"] if device == "cuda" else ["onnxruntime"]
-    for name in candidates:
-        if check_backend(name, device, source).ok:
-            return name
-    return candidates[-1]  # open_runner then says why it cannot run
 
 
 @cli.command()
@@ -394,7 +371,8 @@ def upscale(
     """Upscale PNG / JPEG / WebP files or folders (alpha, 16-bit and EXIF orientation kept)."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as bench: spinning OpenMP collapses on a busy CPU
     from srx.runtime.device import has_cuda
-    from srx.runtime.registry import get_backend, open_runner
+    from srx.runtime.registry import auto_backend, get_backend, open_runner
+    from srx.runtime.source import ModelSource
     from srx.upscale import output_folder, plan_jobs, upscale_files
 
     parse_scale(scale)
@@ -407,12 +385,12 @@ def upscale(
     _check_json_path(json_path)
     jobs = plan_jobs(list(inputs), out)
     dev = device or ("cuda" if has_cuda() else "cpu")
-    with _model_source(weights, model_file, scale, param_key) as source:
+    with ModelSource.from_options(weights, model_file, scale, param_key) as source:
         if tile is not None and tile != -1:
             from srx.tiling import plan_tiling
 
             plan_tiling(source.spec, 1 << 14, 1 << 14, tile, tile_overlap)  # refuse a bad --tile before any work
-        name = _auto_backend(source, dev) if backend == "auto" else backend
+        name = auto_backend(source, dev) if backend == "auto" else backend
         from tqdm import tqdm
 
         def bar(desc: str, total: int | None) -> Any:

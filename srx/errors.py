@@ -19,14 +19,52 @@ class BadInput(SrxError):
     exit_code = 2
 
 
+# PyTorch is not a dependency of the base install: an unpinned `torch` pulls several GB of
+# CUDA packages, the wrong build for a CPU-only machine, and a Jetson needs NVIDIA's wheel.
+TORCH_HINT = (
+    "install the PyTorch build for your machine first (CPU only: pip install torch "
+    "--index-url https://download.pytorch.org/whl/cpu; CUDA and Jetson: see the README's Install)"
+)
+TENSORRT_HINT = "install NVIDIA TensorRT 8.6 or newer (pip install tensorrt; on a Jetson it comes with JetPack)"
+
+# Top-level module -> (package to name, how to get it), for every optional import srx makes.
+OPTIONAL_MODULES: dict[str, tuple[str, str]] = {
+    "torch": ("torch", TORCH_HINT),
+    "onnx": ("onnx", "pip install 'srx[cpu]'"),
+    "onnxruntime": ("onnxruntime", "pip install 'srx[cpu]' (or 'srx[gpu]' for onnxruntime-gpu)"),
+    "onnxslim": ("onnxslim", "pip install 'srx[cpu]'"),
+    "tensorrt": ("tensorrt", TENSORRT_HINT),
+    "tensorrt_rtx": ("tensorrt-rtx-cu13", "pip install 'srx[trt-rtx]'"),
+    "cuda": ("cuda-python", "pip install 'srx[gpu]'"),
+    "triton": ("triton", "pip install 'srx[kernels]'"),
+    "matplotlib": ("matplotlib", "pip install 'srx[plot]'"),
+}
+
+
+def install_hint(package: str, extra: str | None = None) -> str:
+    """How to install `package`: its entry above, else the srx extra that carries it."""
+    for name, how in OPTIONAL_MODULES.values():
+        if name == package:
+            return how
+    return f"pip install 'srx[{extra}]'" if extra else f"pip install {package}"
+
+
 class MissingDependency(BadInput):
     """An optional package the command needs is not installed. Exit code 2."""
 
-    def __init__(self, package: str, extra: str, purpose: str) -> None:
+    def __init__(self, package: str, extra: str | None, purpose: str) -> None:
         super().__init__(
-            f"{purpose} needs the Python package '{package}', which is not installed: pip install 'srx[{extra}]'"
+            f"{purpose} needs the Python package '{package}', which is not installed: {install_hint(package, extra)}"
         )
         self.package = package
+
+    @classmethod
+    def from_import_error(cls, e: ModuleNotFoundError, purpose: str) -> MissingDependency | None:
+        """The MissingDependency for an import of an optional module that failed, else None."""
+        top = (e.name or "").split(".")[0]
+        if top not in OPTIONAL_MODULES:
+            return None
+        return cls(OPTIONAL_MODULES[top][0], None, purpose)
 
 
 class CheckFailed(SrxError):

@@ -7,9 +7,11 @@ TensorRT-RTX, cuda-python and Triton look absent, as on a bare machine.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO
 
 BLOCKED = ["torch", "onnx", "onnxruntime", "onnxslim", "tensorrt", "tensorrt_rtx", "triton", "cuda", "matplotlib"]
@@ -19,7 +21,7 @@ import sys, importlib.abc
 class _Hide(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name.split('.')[0] in {BLOCKED!r}:
-            raise ModuleNotFoundError(f"No module named {{name!r}} (hidden by test)")
+            raise ModuleNotFoundError(f"No module named {{name!r}} (hidden by test)", name=name)
         return None
 sys.meta_path.insert(0, _Hide())
 """
@@ -99,3 +101,38 @@ print(y.shape, "torch" in sys.modules, "onnx" in sys.modules)
     proc = subprocess.run([sys.executable, "-c", hide + code], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "(1, 3, 36, 44) False False"
+
+
+def test_base_install_pulls_no_torch_and_no_cuda_package():
+    """An unpinned torch is the CUDA build on Linux (GBs of nvidia-* wheels): it is an extra."""
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11")
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    names = [re.split(r"[<>=!~ \[;]", d, maxsplit=1)[0].lower() for d in project["dependencies"]]
+    assert "torch" not in names
+    assert not [n for n in names if n.startswith(("nvidia", "cuda", "tensorrt", "onnxruntime-gpu", "triton"))]
+    assert project["optional-dependencies"]["torch"] == ["torch>=2.1"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "package", "hint"),
+    [
+        (["info", "model.pth"], "torch", "download.pytorch.org/whl/cpu"),
+        (["export", "--scale", "4", "-o", "x.onnx"], "torch", "download.pytorch.org/whl/cpu"),
+        (["upscale", "in.png", "-o", "out.png"], "torch", "download.pytorch.org/whl/cpu"),
+    ],
+)
+def test_a_command_without_its_optional_package_says_how_to_install_it(tmp_path, argv, package, hint):
+    """Without torch (a bare `pip install srx`), commands that need it end in one line, exit 2."""
+    from PIL import Image
+
+    (tmp_path / "model.pth").write_bytes(b"\x80\x02}q\x00.")  # never read: torch is missing first
+    Image.new("RGB", (32, 32)).save(tmp_path / "in.png")
+    code = (
+        f"import os, sys; os.chdir({str(tmp_path)!r}); sys.argv = ['srx', *{argv!r}]; from srx.cli import main; main()"
+    )
+    proc = _run(code)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"'srx {argv[0]}' needs the Python package '{package}'" in lines[0] and hint in lines[0]
+    assert sorted(os.listdir(tmp_path)) == ["in.png", "model.pth"]

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from srx.errors import BadInput
+from srx.errors import BadInput, install_hint
 from srx.runtime.base import Availability
 from srx.runtime.device import NO_GPU, has_cuda
 
@@ -60,8 +60,7 @@ def _installed(module: str) -> bool:
 
 
 def _missing(package: str, extra: str | None) -> Availability:
-    how = f"pip install 'srx[{extra}]'" if extra else "install NVIDIA TensorRT 10 or newer for your CUDA version"
-    return Availability.no(f"Python package '{package}' is not installed ({how})")
+    return Availability.no(f"Python package '{package}' is not installed ({install_hint(package, extra)})")
 
 
 # -- availability checks: cheap, no heavy import unless the answer needs one -----------------
@@ -69,7 +68,7 @@ def _missing(package: str, extra: str | None) -> Availability:
 
 def _check_torch(device: str, source: ModelSource | None) -> Availability:
     if not _installed("torch"):
-        return _missing("torch", "cpu")
+        return _missing("torch", None)
     if source is not None and not source.has_module:
         return Availability.no(f"runs the PyTorch model; {source.origin} is an exported file: pass --weights")
     if device == "cuda":
@@ -311,3 +310,21 @@ def open_runner(name: str, source: ModelSource, device: str = "cpu", **options: 
     if not avail.ok:
         raise BadInput(f"backend {name} cannot run: {avail.reason}")
     return runner_class(name)(source, get_backend(name).runs_on(device), **options)
+
+
+def auto_backend(source: ModelSource, device: str) -> str:
+    """The backend `--backend auto` picks: the fastest exact one that can run.
+
+    On the CPU onnxruntime, not torch-compile, although torch-compile is faster per frame
+    (docs/bench.md): it compiles again for every new image size, which costs more than it
+    saves on a folder of photos (bench/upscale_backends.py). PyTorch on a GPU; TensorRT for an
+    engine. When none can run, the last candidate, so that open_runner says why."""
+    candidates = ["torch"] if device == "cuda" else ["onnxruntime", "torch"]
+    if source.kind == "engine":
+        candidates = ["tensorrt", "tensorrt-rtx"]
+    elif source.kind == "onnx" and not source.has_module:
+        candidates = ["onnxruntime-cuda", "onnxruntime"] if device == "cuda" else ["onnxruntime"]
+    for name in candidates:
+        if check_backend(name, device, source).ok:
+            return name
+    return candidates[-1]

@@ -55,13 +55,39 @@ class ModelSource:
         return cls(module.spec, module=module, origin=origin)
 
     @classmethod
-    def from_weights(cls, path: str | Path | None, scale: int | None = None) -> ModelSource:
+    def from_weights(
+        cls, path: str | Path | None, scale: int | None = None, param_key: str | None = None
+    ) -> ModelSource:
         """A checkpoint, or with `path=None` the embedded default (untrained) model."""
         from srx.models import default_model, load_model
 
         if path is None:
             return cls.from_module(default_model(scale or 4))
-        return cls.from_module(load_model(path, scale=scale), origin=str(path))
+        return cls.from_module(load_model(path, scale=scale, param_key=param_key), origin=str(path))
+
+    @classmethod
+    def from_options(
+        cls, weights: str | None, model: str | None, scale: int | None = None, param_key: str | None = None
+    ) -> ModelSource:
+        """`--weights` and/or `--model` of bench and upscale (the embedded default when neither).
+
+        Both: the file runs in onnxruntime / TensorRT, the weights give the FP32 reference and
+        the torch backends, so they must be the same network."""
+        if model is None:
+            return cls.from_weights(weights, scale, param_key)
+        src = cls.from_file(model, scale)
+        if weights is not None:
+            from srx.models import load_model
+
+            module = load_model(weights, scale=scale, param_key=param_key)
+            a, b = module.spec, src.spec
+            if (a.arch, a.scale, a.dim, a.n_blocks, a.ffn_scale) != (b.arch, b.scale, b.dim, b.n_blocks, b.ffn_scale):
+                raise BadInput(
+                    f"--weights {weights} ({a.label}) is not the model in --model {model} ({b.label}): "
+                    "give the checkpoint the file was exported from"
+                )
+            src._module = module
+        return src
 
     @classmethod
     def from_file(cls, path: str | Path, scale: int | None = None) -> ModelSource:
