@@ -2,7 +2,7 @@
 
 Synthetic images are smooth colour fields with soft-edged shapes, oriented texture and a
 little noise: statistics closer to photographs than uniform noise, on which trained
-SAFMN++ weights blow up (DESIGN.md) and which no deployment ever sees.
+SAFMN++ weights blow up (docs/bench.md) and which no deployment ever sees.
 """
 
 from __future__ import annotations
