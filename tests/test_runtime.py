@@ -141,7 +141,7 @@ def test_onnxruntime_runner_on_a_hand_built_model(tmp_path, tiny):
 
 
 def test_onnx_without_spec_or_damaged_is_refused(tmp_path):
-    with pytest.raises(BadInput, match=r"no 'srx\.spec' metadata"):
+    with pytest.raises(BadInput, match=r"not an srx image model \(no srx\.spec metadata"):
         ModelSource.from_file(_tiny_onnx(tmp_path / "plain.onnx", None))
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x08\x07garbage")

@@ -26,7 +26,6 @@ from srx.spec import ModelSpec
 
 ONNX_SUFFIXES = (".onnx",)
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
-SPEC_METADATA_KEY = "srx.spec"
 
 
 class ModelSource:
@@ -208,29 +207,14 @@ class ModelSource:
 
 
 def spec_from_onnx(path: Path) -> ModelSpec:
+    """The ModelSpec in an srx ONNX's metadata, after the checks `srx info` makes."""
     try:
-        import onnx
+        from srx.export.metadata import read_srx_onnx
     except ImportError as e:
         from srx.errors import MissingDependency
 
         raise MissingDependency("onnx", "cpu", "reading an ONNX model") from e
-    from srx.export.metadata import check_onnx_size, check_self_contained
-
-    check_onnx_size(path)
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # onnx raises DecodeError, ValueError, OSError...
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-        raise BadInput(
-            f"{path} is not a readable ONNX model ({first}): it may be truncated or corrupt; export it again with srx export"
-        ) from e
-    check_self_contained(model, path)
-    meta = {p.key: p.value for p in model.metadata_props}
-    if SPEC_METADATA_KEY not in meta:
-        raise BadInput(
-            f"{path} has no '{SPEC_METADATA_KEY}' metadata: it was not exported by srx; export it with srx export"
-        )
-    return ModelSpec.from_json(meta[SPEC_METADATA_KEY])
+    return read_srx_onnx(path).spec
 
 
 def spec_from_engine_sidecar(path: Path) -> ModelSpec:
