@@ -40,6 +40,7 @@ from srx.precision.graph import (
     META_PRECISION,
     OUTPUT_NAME,
     SrxOnnx,
+    check_pass_output,
     fold_constants_to_initializers,
     import_onnx,
     in_norm_module,
@@ -129,7 +130,7 @@ def fp16_from_onnx(
     report = _convert(model, keep_fp32)
     set_metadata(model, META_PRECISION, "fp16" if src.precision == "fp32" else src.precision)
     set_metadata(model, META_FP16, json.dumps(report.to_dict(), sort_keys=True))
-    _check(model)
+    check_pass_output(model, "FP16")
     return srx_onnx_from_model(model, origin="FP16 model"), report
 
 
@@ -320,15 +321,6 @@ def _drop_unused_initializers(g: onnx.GraphProto) -> None:
     keep = [t for t in g.initializer if t.name in used]
     del g.initializer[:]
     g.initializer.extend(keep)
-
-
-def _check(model: onnx.ModelProto) -> None:
-    onnx = import_onnx()
-    try:
-        onnx.checker.check_model(model)
-        onnx.shape_inference.infer_shapes(model, strict_mode=True)
-    except Exception as e:
-        raise RuntimeError(f"the FP16 pass produced an invalid graph: {e}") from e
 
 
 def half_tensors(model: onnx.ModelProto) -> set[str]:

@@ -40,6 +40,16 @@ def import_onnx() -> Any:
     return onnx
 
 
+def check_pass_output(model: onnx.ModelProto, what: str) -> None:
+    """A graph pass must leave a valid, fully shape-inferable model; a failure is srx's bug."""
+    onnx = import_onnx()
+    try:
+        onnx.checker.check_model(model)
+        onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    except Exception as e:
+        raise RuntimeError(f"the {what} pass produced an invalid graph: {e}") from e
+
+
 @dataclass
 class SrxOnnx:
     """An srx ONNX model with its descriptor."""

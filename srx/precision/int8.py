@@ -56,6 +56,7 @@ from srx.precision.graph import (
     META_PRECISION,
     OUTPUT_NAME,
     SrxOnnx,
+    check_pass_output,
     import_onnx,
     module_path,
     opset_of,
@@ -586,17 +587,8 @@ def int8_from_onnx(
         "psnr_vs_fp32": round(report.psnr_vs_fp32, 3),
     }
     set_metadata(final, META_INT8, json.dumps(meta, sort_keys=True))
-    _check(final)
+    check_pass_output(final, "INT8")
     return srx_onnx_from_model(final, origin="INT8 model"), report
-
-
-def _check(model: onnx.ModelProto) -> None:
-    onnx = import_onnx()
-    try:
-        onnx.checker.check_model(model)
-        onnx.shape_inference.infer_shapes(model, strict_mode=True)
-    except Exception as e:
-        raise RuntimeError(f"the INT8 pass produced an invalid graph: {e}") from e
 
 
 def default_int8_path(onnx_path: Path) -> Path:
