@@ -180,3 +180,49 @@ def test_onnxruntime_runs_a_checkpoint_through_the_exporter(tiny):
     with torch.inference_mode():
         ref = tiny(torch.from_numpy(x)).numpy()
     assert np.abs(got - ref).max() < 1e-4
+
+
+def test_torch_fused_replays_one_cuda_graph_per_input_shape(tiny, monkeypatch):
+    """On CUDA, torch-fused captures a graph on the first call for a shape and replays it for
+    later calls of that shape. The capture needs a GPU, so srx.kernels.cuda_graph_runner is
+    stood in for by a recorder here; the real one is tested on a GPU (test_kernels_model)."""
+    import srx.kernels
+    from srx.runtime.registry import runner_class
+
+    captured = []
+
+    def capture(model, example):
+        captured.append(tuple(example.shape))
+        return lambda x: model(x)
+
+    monkeypatch.setattr(srx.kernels, "cuda_graph_runner", capture)
+    cls = runner_class("torch-fused")
+    src = ModelSource.from_module(tiny)
+    runner = cls(src, "cuda")
+    runner.model, runner._graphs = tiny, {}
+    a, b = torch.rand(1, 3, 16, 24), torch.rand(1, 3, 24, 16)
+    for x in (a, a, b, a, b):
+        with torch.inference_mode():
+            assert torch.equal(runner.execute(x), tiny(x))
+    assert captured == [(1, 3, 16, 24), (1, 3, 24, 16)]
+    assert runner.describe()["cuda_graph"]
+
+    direct = cls(src, "cuda", cuda_graph=False)
+    direct.model, direct._graphs = tiny, {}
+    direct.execute(a)
+    assert len(captured) == 2 and not direct.describe()["cuda_graph"]
+    assert not cls(src, "cpu").describe()["cuda_graph"]
+
+
+def test_torch_fused_is_fp16_unless_asked_for_fp32(tiny, monkeypatch):
+    import srx.kernels
+    from srx.runtime.registry import get_backend, runner_class
+
+    monkeypatch.setattr(srx.kernels, "fuse", lambda model: model)  # the Triton kernels need a GPU
+    cls = runner_class("torch-fused")
+    src = ModelSource.from_module(tiny)
+    assert get_backend("torch-fused").precision == "fp16"
+    with cls(src, "cpu") as r:
+        assert r.precision == "fp16" and next(r.model.parameters()).dtype == torch.float16
+    with cls(src, "cpu", fp32=True) as r:
+        assert r.precision == "fp32" and next(r.model.parameters()).dtype == torch.float32

@@ -198,12 +198,12 @@ for _b in (
     ),
     Backend(
         "torch-fused",
-        "fp32",
+        "fp16",
         "any",
         "torch",
         "srx.runtime.torch_runner:TorchFusedRunner",
         _check_torch_fused,
-        "PyTorch with srx's fused Triton kernels (srx.kernels.fuse)",
+        "srx's fused Triton kernels (srx.kernels.fuse), FP16, a CUDA graph per input shape",
     ),
     Backend(
         "onnxruntime",
