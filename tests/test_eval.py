@@ -218,7 +218,7 @@ def test_missing_model_file_and_onnx(tmp_path):
     assert "neither 'bicubic' nor an existing file" in line
     (tmp_path / "m.onnx").write_bytes(b"onnx")
     line = assert_one_line_error(run_srx("eval", "--dataset", str(tmp_path / "d"), "--model", str(tmp_path / "m.onnx")))
-    assert "not a readable ONNX model" in line
+    assert "not a readable ONNX file" in line
 
 
 def test_model_and_weights_together(tmp_path):

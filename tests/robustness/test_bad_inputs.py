@@ -198,7 +198,7 @@ CASES: dict[str, Case] = {
     "bench-ckpt-pickle": Case("bench --weights {ws}/ckpt/evil_zip.pth", "refused to load"),
     "bench-onnx-garbage": Case("bench --model {ws}/onnx/garbage.onnx --input 16x16", "not a readable ONNX"),
     "bench-onnx-truncated": Case("bench --model {ws}/onnx/truncated.onnx --input 16x16", "not a readable ONNX"),
-    "bench-onnx-not-image-model": Case("bench --model {ws}/onnx/relu.onnx --input 16x16", "not exported by srx"),
+    "bench-onnx-not-image-model": Case("bench --model {ws}/onnx/relu.onnx --input 16x16", "not an srx image model"),
     "bench-onnx-forged": Case(
         "bench --model {ws}/onnx/forged.onnx --input 16x16 --runs 1",
         "expected (1, 3, 32, 32)",
@@ -265,8 +265,8 @@ CASES: dict[str, Case] = {
     "upscale-ckpt-pickle-zip": Case(f"{UP} --weights {{ws}}/ckpt/evil_zip.pth", "refused to load"),
     "upscale-ckpt-pickle-raw": Case(f"{UP} --weights {{ws}}/ckpt/evil_raw.pth", "refused to load"),
     "upscale-onnx-garbage": Case(f"{UP} --model {{ws}}/onnx/garbage.onnx", "not a readable ONNX"),
-    "upscale-onnx-empty": Case(f"{UP} --model {{ws}}/onnx/empty.onnx", "not exported by srx"),
-    "upscale-onnx-not-image-model": Case(f"{UP} --model {{ws}}/onnx/relu.onnx", "not exported by srx"),
+    "upscale-onnx-empty": Case(f"{UP} --model {{ws}}/onnx/empty.onnx", "not an ONNX model (no graph)"),
+    "upscale-onnx-not-image-model": Case(f"{UP} --model {{ws}}/onnx/relu.onnx", "not an srx image model"),
     "upscale-onnx-forged": Case(
         f"{UP} --model {{ws}}/onnx/forged.onnx",
         "expected (1, 3, 48, 56)",
