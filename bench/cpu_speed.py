@@ -25,7 +25,6 @@ Usage: python bench/cpu_speed.py OUTDIR [--rounds N] [--per-round N] [--no-cli] 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import subprocess
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from portable import log, write_json, write_text
 
 # Before torch loads OpenMP: a spinning OpenMP pool collapses on a shared 2-core machine
 # (the srx CLI sets the same default).
@@ -117,11 +117,12 @@ def run_cli(out: Path, cold: bool = False) -> dict[str, Any]:
     wall = time.perf_counter() - t0
     if cache is not None:
         cache.cleanup()
-    (out / f"{name}.txt").write_text(
+    write_text(
+        out / f"{name}.txt",
         proc.stdout + f"\nwall time {wall:.1f} s (process start to exit), exit code {proc.returncode}\n"
-        f"load average before {before}, after {loadavg()}\n"
+        f"load average before {before}, after {loadavg()}\n",
     )
-    print(proc.stdout, proc.stderr[-2000:], f"wall {wall:.1f} s", flush=True)
+    log(proc.stdout, proc.stderr[-2000:], f"wall {wall:.1f} s", flush=True)
     return {
         "command": "srx " + " ".join(cmd[3:]),
         "inductor_cache": "empty (new TORCHINDUCTOR_CACHE_DIR)" if cold else "as left by earlier runs",
@@ -167,7 +168,7 @@ def sweep(names: list[str], rounds: int, per_round: int, quiet: float, max_wait:
             "ratio_per_round": [],
         }
         runners[name] = runner
-        print(name, {k: v for k, v in rows[name].items() if k not in ("ms", "settings")}, flush=True)
+        log(name, {k: v for k, v in rows[name].items() if k not in ("ms", "settings")}, flush=True)
     loads, others, before = [], [], []
     base = names[0]
     meter = OthersMeter()
@@ -191,7 +192,7 @@ def sweep(names: list[str], rounds: int, per_round: int, quiet: float, max_wait:
         for name in names:
             rows[name]["ratio_per_round"].append(round(medians[base] / medians[name], 3))
             rows[name]["round_medians_ms"].append(round(medians[name], 1))
-        print(
+        log(
             f"round {r} load {loads[-1]} others {others[-1]:.0%} (before {before[-1]:.0%})",
             {n: round(m) for n, m in medians.items()},
             flush=True,
@@ -266,17 +267,17 @@ def main() -> None:
         env["cli"] = run_cli(out)
     if args.no_sweep:
         env["load_average_end"] = loadavg()
-        (out / "environment.json").write_text(json.dumps(env, indent=2) + "\n")
+        write_json(out / "environment.json", env)
         return
     names = args.only.split(",") if args.only else list(CONFIGS)
     if args.no_compile:
         names = [n for n in names if CONFIGS[n][0] != "torch-compile"]
     result = sweep(names, args.rounds, args.per_round, args.quiet, args.wait)
-    (out / "sweep.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out / "sweep.json", result)
     env["load_average_end"] = loadavg()
-    (out / "environment.json").write_text(json.dumps(env, indent=2) + "\n")
-    print()
-    print(format_sweep(result))
+    write_json(out / "environment.json", env)
+    log()
+    log(format_sweep(result))
 
 
 def format_sweep(result: dict[str, Any]) -> str:

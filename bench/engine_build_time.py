@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from portable import log, write_json, write_text
+
 SHARED = Path(os.environ.get("SRX_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 
 
@@ -50,7 +52,7 @@ def main() -> None:
         "load_average": os.getloadavg(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
-    (args.out / "environment.json").write_text(json.dumps(env, indent=2) + "\n")
+    write_json(args.out / "environment.json", env)
     models = {
         "paper-x4-random": lambda: default_model(4),
         "team15": lambda: load_model(SHARED / "weights" / "team15_SAFMN.pth"),
@@ -78,9 +80,9 @@ def main() -> None:
                 "engine_bytes": size,
                 "quantize_seconds": round(quantize_s, 1) if prec == "int8" else None,
             }
-            print(json.dumps(row), flush=True)
+            log(json.dumps(row), flush=True)
             rows.append(row)
-    (args.out / "build_time.json").write_text(json.dumps({"environment": env, "rows": rows}, indent=2) + "\n")
+    write_json(args.out / "build_time.json", {"environment": env, "rows": rows})
     lines = [
         f"| model | precision | build (median of {args.repeats}) | engine | INT8 calibration (srx quantize) |",
         "| --- | --- | --- | --- | --- |",
@@ -90,8 +92,8 @@ def main() -> None:
         lines.append(
             f"| {r['model']} | {r['precision']} | {r['median_s']:.2f} s | {r['engine_bytes'] / 2**20:.1f} MiB | {q} |"
         )
-    (args.out / "build_time.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_text(args.out / "build_time.md", "\n".join(lines) + "\n")
+    log("\n".join(lines))
 
 
 if __name__ == "__main__":

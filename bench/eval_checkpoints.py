@@ -22,6 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from portable import log, write_json, write_text
+
 REPO = Path(__file__).resolve().parents[1]
 
 CHECKPOINTS = [
@@ -36,15 +38,17 @@ CHECKPOINTS = [
 GRAY_AT_SOURCE = {("Set14", "bridge")}
 
 
-def run_eval(args: list[str], json_path: Path, log: list[dict]) -> dict:
+def run_eval(args: list[str], json_path: Path, runs: list[dict]) -> dict:
     cmd = [sys.executable, "-m", "srx", "eval", *args, "--json", str(json_path)]
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, check=False)
-    log.append({"command": shlex.join(["srx", "eval", *args, "--json", str(json_path)]), "rc": proc.returncode})
+    runs.append({"command": shlex.join(["srx", "eval", *args, "--json", str(json_path)]), "rc": proc.returncode})
     if proc.returncode != 0:
         sys.exit(f"failed: {shlex.join(cmd)}\n{proc.stderr}")
-    print(proc.stdout, flush=True)
-    return json.loads(json_path.read_text())
+    log(proc.stdout, flush=True)
+    result = json.loads(json_path.read_text())
+    write_json(json_path, result)  # srx eval wrote the paths it was given; the committed copy is portable
+    return result
 
 
 def float_lr_copy(hr_dir: Path, dest: Path, scale: int) -> Path:
@@ -157,14 +161,14 @@ def row(dataset: str, scale: int, model: str, param_key: str | None, lr: str, d:
             "psnr_y": d["psnr_y"], "ssim_y": d["ssim_y"]}  # fmt: skip
 
 
-def score_models(data: Path, weights: Path, raw: Path, log: list[dict]) -> list[dict]:
+def score_models(data: Path, weights: Path, raw: Path, runs: list[dict]) -> list[dict]:
     """The bicubic rows and every checkpoint on Set5 / Set14 x4, each through the CLI."""
     rows = []
     for ds, scales in (("Set5", (2, 3, 4)), ("Set14", (4,))):
         for scale in scales:
             for model in ("bicubic", "bicubic-rgb"):
                 args = ["--dataset", str(data / ds), "--scale", str(scale), "--model", model]
-                d = run_eval(args, raw / f"{ds}-x{scale}-{model}.json", log)
+                d = run_eval(args, raw / f"{ds}-x{scale}-{model}.json", runs)
                 rows.append(row(ds, scale, model, None, "matlab-uint8", d))
     with tempfile.TemporaryDirectory() as tmp:
         for ds in ("Set5", "Set14"):
@@ -174,7 +178,7 @@ def score_models(data: Path, weights: Path, raw: Path, log: list[dict]) -> list[
                 extra = ["--param-key", key] if key else []
                 for lr_kind, dataset in (("matlab-uint8", data / ds), ("float-passes", float_ds)):
                     args = ["--dataset", str(dataset), "--model", str(weights / name), *extra]
-                    d = run_eval(args, raw / f"{ds}-x4-{tag}-{lr_kind}.json", log)
+                    d = run_eval(args, raw / f"{ds}-x4-{tag}-{lr_kind}.json", runs)
                     rows.append(row(ds, 4, name, key or "params", lr_kind, d))
     return rows
 
@@ -204,21 +208,21 @@ def main() -> None:
     }
 
     variants = bicubic_variants(data)
-    (a.out / "bicubic_variants.json").write_text(json.dumps({**meta, "rows": variants}, indent=2) + "\n")
-    (a.out / "bicubic_variants.md").write_text(markdown(variants, ["dataset", "scale", "variant", "psnr_y", "ssim_y"]))
-    print(markdown(variants, ["dataset", "scale", "variant", "psnr_y", "ssim_y"]), flush=True)
+    write_json(a.out / "bicubic_variants.json", {**meta, "rows": variants})
+    write_text(a.out / "bicubic_variants.md", markdown(variants, ["dataset", "scale", "variant", "psnr_y", "ssim_y"]))
+    log(markdown(variants, ["dataset", "scale", "variant", "psnr_y", "ssim_y"]), flush=True)
     if a.variants_only:
         return
 
     raw = a.out / "raw"
     raw.mkdir(exist_ok=True)
-    log: list[dict] = []
-    rows = score_models(data, weights, raw, log)
-    (a.out / "meta.json").write_text(json.dumps({**meta, "runs": log}, indent=2) + "\n")
-    (a.out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
+    runs: list[dict] = []
+    rows = score_models(data, weights, raw, runs)
+    write_json(a.out / "meta.json", {**meta, "runs": runs})
+    write_json(a.out / "results.json", rows)
     table = markdown(rows, ["dataset", "scale", "model", "param_key", "lr", "psnr_y", "ssim_y"])
-    (a.out / "summary.md").write_text(table)
-    print(table)
+    write_text(a.out / "summary.md", table)
+    log(table)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
+from portable import log, write_json
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SRX_SHARED", REPO.parent / "shared"))
 
@@ -62,9 +64,7 @@ def main() -> None:
         for _ in range(a.runs):
             rows.append(run_export(["--scale", "4"], folder))
             r = rows[-1]
-            print(
-                r["command"], r["wall_seconds"], "s wall,", r["cpu_seconds"], "s CPU, load", r["load_avg_1min_before"]
-            )
+            log(r["command"], r["wall_seconds"], "s wall,", r["cpu_seconds"], "s CPU, load", r["load_avg_1min_before"])
         others = [["--scale", "2"], ["--scale", "3"], ["--static", "--scale", "4"]]
         for name, key in (
             ("team15_SAFMN.pth", None),
@@ -75,7 +75,7 @@ def main() -> None:
                 others.append(["--weights", str(SHARED / "weights" / name), *(["--param-key", key] if key else [])])
         for args in others:
             rows.append(run_export(args, folder))
-            print(rows[-1]["command"], rows[-1]["wall_seconds"], "s, nodes", rows[-1]["nodes"])
+            log(rows[-1]["command"], rows[-1]["wall_seconds"], "s, nodes", rows[-1]["nodes"])
     result = {
         "what": "srx export wall time (fresh process) and node counts",
         "script": "bench/export_time.py",
@@ -91,8 +91,8 @@ def main() -> None:
         "rows": rows,
     }
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
-    print("wrote", a.out)
+    write_json(Path(a.out), result)
+    log("wrote", a.out)
 
 
 def _cpu_name() -> str:

@@ -43,6 +43,7 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from portable import portable  # noqa: E402
 
 LOG: list[str] = []
 DEVICE = "cuda"  # "cpu" with --smoke
@@ -563,8 +564,8 @@ def main() -> int:
         "notes": "floor_ms_computed and bytes_model are analytical (srx.kernels.cost), not measured",
         "results": rows,
     }
-    write_json_atomic(out_dir / "kernels.json", json.loads(json.dumps(result, default=str)))
-    write_text_atomic(out_dir / "kernels.log", "\n".join(LOG) + "\n")
+    write_json_atomic(out_dir / "kernels.json", portable(json.loads(json.dumps(result, default=str))))
+    write_text_atomic(out_dir / "kernels.log", portable("\n".join(LOG) + "\n"))
     say(f"\nwrote {out_dir / 'kernels.json'} and {out_dir / 'kernels.log'}")
     return 0
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import platform
 import subprocess
@@ -36,6 +35,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from portable import portable, write_json, write_text
 
 SHARED = Path(os.environ.get("SRX_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 CHECKPOINTS = {
@@ -46,7 +46,7 @@ DATASETS = ("Set5", "Set14")
 
 
 def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+    print(portable(f"[{time.strftime('%H:%M:%S')}] {msg}"), flush=True)
 
 
 def session(path: Path, level: str):
@@ -148,7 +148,7 @@ def main() -> None:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="srx-precision-"))  # the ONNX files; their sha256 go to results.json
-    (out / "environment.json").write_text(json.dumps(environment(sys.argv), indent=2) + "\n")
+    write_json(out / "environment.json", environment(sys.argv))
 
     from srx.export.model import onnx_from_model, simplify_onnx
     from srx.models import load_model
@@ -214,10 +214,10 @@ def main() -> None:
                 big[key_]["max_abs_diff_vs_fp32"] = float(np.nanmax(np.abs(ys[k] - ys["fp32"])))
             entry["input_1920x1080"] = big
         results["models"][name] = entry
-        (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / "results.md").write_text(table(results) + "\n")
+        write_json(out / "results.json", results)
+    write_text(out / "results.md", table(results) + "\n")
     log("done")
-    print(table(results))
+    log(table(results))
 
 
 def table(results: dict) -> str:

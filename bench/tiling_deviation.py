@@ -19,13 +19,13 @@ Writes OUTDIR/tiling_deviation.json.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import time
 from pathlib import Path
 
 import numpy as np
+from portable import log, write_json
 
 CHECKPOINTS = ("light_safmnpp.pth", "team23_safmnpp.pth", "team15_SAFMN.pth")
 IMAGES = ("000.png", "003.png")
@@ -89,7 +89,7 @@ def main() -> None:
                     row["mean_gray_levels_at_tile_borders"] = round(float(d[band].mean()), 5)
                     row["mean_gray_levels_elsewhere"] = round(float(d[~band].mean()), 5)
                 rows.append(row)
-                print(row, flush=True)
+                log(row, flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     record = {
         "command": f"python bench/tiling_deviation.py {args.out} --tile {args.tile} --backend {args.backend}",
@@ -99,7 +99,7 @@ def main() -> None:
         "load_average_end": [round(x, 2) for x in os.getloadavg()],
         "rows": rows,
     }
-    (args.out / "tiling_deviation.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_json(args.out / "tiling_deviation.json", record)
 
 
 def seam_mask(h: int, w: int, scale: int, tile: int, half_blend: int) -> np.ndarray:

@@ -16,17 +16,18 @@ Backends alternate within each repeat so that load from other jobs hits them ali
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from portable import log, write_json
 
 REPO = Path(__file__).resolve().parents[1]
-WORK = Path("/tmp/srx-upscale-backends")
+WORK = Path(tempfile.gettempdir()) / "srx-upscale-backends"
 
 
 def make_inputs() -> dict[str, list[str]]:
@@ -76,7 +77,7 @@ def main() -> None:
                 if proc.returncode != 0:
                     raise SystemExit(f"{cmd} failed: {proc.stderr[-1500:]}")
                 times[b].append(round(dt, 2))
-                print(job, b, rep, f"{dt:.1f} s", loads[-1], flush=True)
+                log(job, b, rep, f"{dt:.1f} s", loads[-1], flush=True)
         diff = max_level_difference([WORK / f"out_{b}" for b in backends])
         rows.append(
             {
@@ -92,9 +93,9 @@ def main() -> None:
 
     args.out.mkdir(parents=True, exist_ok=True)
     record = {"repeats": args.repeats, "model": "embedded paper SAFMN x4", "versions": versions(), "rows": rows}
-    (args.out / "upscale_backends.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_json(args.out / "upscale_backends.json", record)
     for r in rows:
-        print(r["job"], r["median_seconds"], "max level diff", r["max_level_difference_between_backends"])
+        log(r["job"], r["median_seconds"], "max level diff", r["max_level_difference_between_backends"])
 
 
 def max_level_difference(folders: list[Path]) -> int:

@@ -7,7 +7,7 @@ Runs the real command in a fresh process, `srx upscale big.png -o out.png --tile
 reads that process's peak resident set size (ru_maxrss = VmHWM) when it exits: decoding
 the 4000x3000 PNG, every tile through the model, assembling the 16000x12000 output one
 band at a time, encoding the PNG. The input is a seeded synthetic natural-looking
-1000x750 image tiled 4x4 (made once in /tmp/srx-upscale-memory). Appends one row per run
+1000x750 image tiled 4x4 (made once in $TMPDIR/srx-upscale-memory). Appends one row per run
 to OUTDIR/upscale_memory.json with the command, peak RSS, wall time, the 1-minute load
 average before and after, and the command's own JSON.
 """
@@ -19,13 +19,15 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from portable import log, write_json
 
 REPO = Path(__file__).resolve().parents[1]
-WORK = Path("/tmp/srx-upscale-memory")
+WORK = Path(tempfile.gettempdir()) / "srx-upscale-memory"
 
 # Prints the child's peak RSS at exit; the child runs `python -m srx ...` in-process.
 WRAPPER = (
@@ -89,8 +91,8 @@ def main() -> None:
     path = args.out / "upscale_memory.json"
     rows = json.loads(path.read_text()) if path.exists() else []
     rows.append(row)
-    path.write_text(json.dumps(rows, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in row.items() if k not in ("result", "device", "versions")}, indent=2))
+    write_json(path, rows)
+    log(json.dumps({k: v for k, v in row.items() if k not in ("result", "device", "versions")}, indent=2))
 
 
 if __name__ == "__main__":
