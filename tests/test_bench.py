@@ -81,7 +81,7 @@ def test_run_bench_library_reuses_the_torch_output_as_reference():
     rows = {x["backend"]: x for x in r["results"]}
     assert rows["torch"]["identical_to_fp32"] and rows["torch"]["speedup_vs_torch"] == 1.0
     assert rows["torch-fp16"]["status"] == "ok" and 0 < rows["torch-fp16"]["max_abs_diff_vs_fp32"] < 0.05
-    assert {x["backend"] for x in r["results"]} == set(rows) and len(rows) == 8
+    assert {x["backend"] for x in r["results"]} == set(rows) and len(rows) == 10
     assert rows["torch-compile"]["status"] == "skipped" and "not requested" in rows["torch-compile"]["reason"]
 
 
@@ -101,7 +101,9 @@ def test_bench_cli_json_fields(tmp_path):
     assert set(rows) == {
         "torch",
         "torch-fp16",
+        "torch-fp16-graph",
         "torch-compile",
+        "torch-compile-fp16",
         "torch-fused",
         "onnxruntime",
         "onnxruntime-cuda",
