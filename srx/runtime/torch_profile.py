@@ -142,15 +142,22 @@ def _owner(event: Any) -> tuple[str | None, str]:
 
 
 def profile_runs(runner: Any, staged: list[Any], runs: int, *, markers: bool) -> Trace:
-    """Run `runner.execute` `runs` times under torch.profiler; the host or device trace."""
-    from torch.profiler import ProfilerActivity, profile, record_function
+    """Run `runner.execute` `runs` times under torch.profiler; the host or device trace.
+
+    One run first in the profiler's warm-up step (recorded, then discarded: the profiler's
+    own start-up costs land there), then the profiled runs, each inside an `srx.run`
+    marker, timed together by the runner's own timer."""
+    from torch.profiler import ProfilerActivity, profile, record_function, schedule
 
     cuda = runner.device == "cuda"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     model = getattr(runner, "model", None)
     scopes = scope_markers(model) if markers and model is not None else contextlib.nullcontext(0)
     runner.synchronize()
-    with scopes, profile(activities=activities) as prof:
+    with scopes, profile(activities=activities, schedule=schedule(wait=0, warmup=1, active=1, repeat=1)) as prof:
+        runner.execute(staged[0])
+        runner.synchronize()
+        prof.step()  # from here on, recorded: all profiled runs are one profiler step
         timer = runner.timer()
         timer.start()
         for i in range(runs):
