@@ -168,3 +168,23 @@ def test_bench_profile_at_320x180_on_the_cpu(tmp_path):
         for kind in ("convolution", "normalization", "pooling_resize", "elementwise"):
             assert p["categories"][kind]["ms"] > 0, (name, kind)
         assert f"{name}:" in proc.stdout
+
+
+def test_plot_adds_a_stacked_bar_of_the_profile(tmp_path):
+    pytest.importorskip("matplotlib")
+    from srx.bench.plot import plot_result
+
+    def row(name, conv):
+        trace = Trace("t", "host", 1, 10.0, 10.0, [OpTime("aten::conv2d", conv), OpTime("aten::add", 1.0)])
+        lat = {"median": 10.0, "p90": 11.0}
+        return {"backend": name, "status": "ok", "latency_ms": lat, "peak_memory_mb": 1.0, "profile": breakdown(trace)}
+
+    result = {
+        "results": [row("torch", 6.0), row("onnxruntime", 4.0), {"backend": "x", "status": "skipped"}],
+        "device": {"name": "cpu"},
+        "model": {"label": "m"},
+        "input": "8x8",
+        "scale": 2,
+    }
+    out = plot_result(result, tmp_path / "p.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
