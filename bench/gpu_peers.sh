@@ -4,7 +4,7 @@
 # the steps are chosen on the command line and each one has its own time limit:
 #
 #   bash bench/gpu_peers.sh 1 2      # srx bench at 320x180 and 1280x720, --profile (~6 min on an H200)
-#   bash bench/gpu_peers.sh 3 4      # --batch 4 at 320x180, bench/fp16_timing.py  (~4 min)
+#   bash bench/gpu_peers.sh 3 4      # --batch 4 at 320x180, bench/fp16_timing.py, torch-fp16 alone (~5 min)
 #
 # Output (raw, as printed, and the JSON) goes to $OUT when set (a device machine), else to
 # bench/results/<date>-gpu/; commit it under bench/results/<date>-<gpu>/ with a README that
@@ -28,8 +28,9 @@ for step in "$@"; do
        timeout 280 $PY -m srx bench --device cuda --input 1280x720 --runs 30 --profile --json "$O/bench_1280x720.json" ;;
     3) echo "== 3 srx bench --device cuda --input 320x180 --batch 4"
        timeout 150 $PY -m srx bench --device cuda --input 320x180 --batch 4 --json "$O/bench_320x180_b4.json" ;;
-    4) echo "== 4 bench/fp16_timing.py"
-       timeout 150 $PY bench/fp16_timing.py --out "$O" ;;
+    4) echo "== 4 bench/fp16_timing.py, then torch-fp16 alone in srx bench (nothing measured before it)"
+       timeout 150 $PY bench/fp16_timing.py --out "$O"
+       timeout 60 $PY -m srx bench --device cuda --input 320x180 --backends torch-fp16 --json "$O/bench_fp16_alone.json" ;;
     *) echo "unknown step $step (1-4)" ;;
   esac
   echo "== step $step exit $?"

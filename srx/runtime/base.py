@@ -172,6 +172,10 @@ class Runner(abc.ABC):
         """Settings worth recording next to a measurement (threads, providers, flags)."""
         return {}
 
+    def staged_device_bytes(self, staged: Any) -> int:
+        """Device memory one staged input holds (0 when staged inputs stay on the host)."""
+        return 0
+
     def mode(self) -> str:
         """How the model runs, in a few words ('eager', 'torch.compile reduce-overhead', ...)."""
         return ""

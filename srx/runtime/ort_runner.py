@@ -247,6 +247,9 @@ class OrtCUDARunner(OrtCPURunner):
     def fetch(self, out: Any) -> np.ndarray:
         return np.asarray(out.numpy(), dtype=np.float32)
 
+    def staged_device_bytes(self, staged: Any) -> int:
+        return int(np.prod(staged.shape())) * 4
+
     # onnxruntime's CPU-side node times do not measure asynchronous CUDA kernels.
     profile_unavailable = "onnxruntime's profiler times CUDA nodes on the host (kernel launches), not on the GPU"
 

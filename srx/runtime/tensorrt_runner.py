@@ -92,6 +92,9 @@ class TensorRTRunner(Runner):
     def mode(self) -> str:
         return f"{self.backend} engine"
 
+    def staged_device_bytes(self, staged: Any) -> int:
+        return int(np.prod(staged[1])) * 4
+
     def unsupported_batch(self, batch: int) -> str:
         """An engine runs the batch sizes of its optimisation profile (from its sidecar)."""
         from srx.runtime.profile import Profile

@@ -189,6 +189,9 @@ class TorchRunner(Runner):
             d["cuda_graph"] = self._use_graph
         return d
 
+    def staged_device_bytes(self, staged: torch.Tensor) -> int:
+        return staged.numel() * staged.element_size() if staged.is_cuda else 0
+
     def mode(self) -> str:
         words = ["eager"]
         if self._channels_last:
