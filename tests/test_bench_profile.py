@@ -42,6 +42,9 @@ from srx.runtime.trace import OpTime, Trace
         ("aten::adaptive_max_pool2d", "", "pooling_resize"),
         ("aten::upsample_nearest2d", "", "pooling_resize"),
         ("Resize", "feats.0.safm.up1", "pooling_resize"),
+        ("Gather", "feats.0.safm.pool3", "pooling_resize"),  # exact adaptive pooling, written as index arithmetic
+        ("Gather", "feats.0.safm.up3", "pooling_resize"),
+        ("Gather", "feats.0.safm", "copies_layout"),
         ("aten::cat", "", "copies_layout"),
         ("ReorderInput", "", "copies_layout"),
         ("DepthToSpace", "to_img.1", "copies_layout"),

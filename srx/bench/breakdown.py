@@ -7,7 +7,9 @@ kernels happen to be called today:
 1. normalization: run inside a normalisation module (scope 'norm1', 'GRN', ...), or named
    so (layer_norm, LayerNormalization, group_norm), or a fused kernel that both averages
    and takes a square root (what a LayerNorm compiles to);
-2. pooling and resize: pool, upsample, interpolate, resize, nearest, bilinear;
+2. pooling and resize: run inside a module named for it ('pool1', 'up2': srx's export
+   writes exact adaptive pooling and nearest resizing with Gather / Max nodes there), or
+   named pool, upsample, interpolate, resize, nearest, bilinear;
 3. convolution: conv (not 'convert'), cuDNN / CUTLASS fprop and implicit-GEMM kernels,
    gemm (a 1x1 convolution run as a matrix product);
 4. copies and layout: copy, memcpy, memset, cat / concat, split / chunk / slice, reorder,
@@ -46,6 +48,9 @@ LABELS = dict(KINDS)
 TOP_OPS = 8
 
 _NORM_SCOPE = re.compile(r"norm|grn", re.IGNORECASE)
+# A module named for pooling or resizing (the exporter's 'pool1', 'up2'): its Gather / Max /
+# Slice nodes are the exact adaptive pooling and nearest resize written out of index arithmetic.
+_POOL_SCOPE = re.compile(r"(pool|up|upsample|resize|interp)\d*", re.IGNORECASE)
 _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("normalization", re.compile(r"norm(?!al_|al\b)|grn", re.IGNORECASE)),
     ("pooling_resize", re.compile(r"pool|upsampl|interp|resize|nearest|bilinear", re.IGNORECASE)),
@@ -74,8 +79,11 @@ _SQRT = re.compile(r"sqrt", re.IGNORECASE)
 
 def categorize(op: OpTime) -> str:
     """The operation kind of one operator or kernel (see the module docstring)."""
-    if op.scope and any(_NORM_SCOPE.search(part) for part in re.split(r"[./]", op.scope)):
+    parts = re.split(r"[./]", op.scope) if op.scope else []
+    if any(_NORM_SCOPE.search(part) for part in parts):
         return "normalization"
+    if any(_POOL_SCOPE.fullmatch(part) for part in parts):
+        return "pooling_resize"
     name = op.name
     if _MEAN.search(name) and _SQRT.search(name) and re.search(r"fused|triton", name, re.IGNORECASE):
         return "normalization"

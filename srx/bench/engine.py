@@ -148,10 +148,14 @@ def run_bench(
     n_images = min(DEFAULT_COUNT, (cfg.runs + cfg.warmup) * n) if cfg.images is None else DEFAULT_COUNT
     in_bytes = 4 * 3 * cfg.height * cfg.width
     out_bytes = in_bytes * spec.scale**2
-    refs = min(REFERENCE_BUDGET_BYTES, max(MAX_ACCURACY_INPUTS, n) * out_bytes)
+    # Batches compared with the reference: the first 16 images at most, within the memory
+    # budget, but at least one batch (a --batch larger than 16 compares one whole batch).
+    n_acc = max(
+        1, min(cfg.runs, -(-n_images // n), MAX_ACCURACY_INPUTS // n, REFERENCE_BUDGET_BYTES // (out_bytes * n))
+    )
     model = spec.forward_bytes(cfg.height, cfg.width) * n if cfg.device == "cpu" else 0
     check_memory(
-        2 * n_images * in_bytes + refs + model,
+        2 * n_images * in_bytes + n_acc * n * out_bytes + model,
         f"benchmarking at --input {cfg.width}x{cfg.height}" + (f" --batch {n}" if n > 1 else ""),
         "use a smaller --input" + (" or --batch" if n > 1 else ""),
     )
@@ -163,8 +167,7 @@ def run_bench(
         input_desc = {"source": f"synthetic natural-looking images (seed {cfg.seed})", "count": len(images)}
     batches = make_batches(images, n)
     del images
-    # Batches compared with the reference: the first 16 images at most, within the memory budget.
-    n_acc = max(1, min(cfg.runs, len(batches), MAX_ACCURACY_INPUTS // n, REFERENCE_BUDGET_BYTES // (out_bytes * n)))
+    n_acc = min(n_acc, len(batches))
 
     result: dict[str, Any] = {
         "srx_version": __version__,
