@@ -34,6 +34,8 @@ from srx.runtime.trace import OpTime, Trace
         ("aten::mean", "feats.0.norm1", "normalization"),
         ("ReduceMean", "feats.3.norm2", "normalization"),
         ("aten::mean", "", "elementwise"),
+        ("aten::sub_", "", "elementwise"),
+        ("nchwToNhwcKernel", "", "copies_layout"),  # cuDNN's layout change, known by name in a graph replay
         ("LayerNormalization", "", "normalization"),
         ("aten::normal_", "", "other"),
         ("triton_per_fused_add_div_mean_mul_pow_sqrt_sub_0", "", "normalization"),

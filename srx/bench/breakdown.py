@@ -59,14 +59,15 @@ _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
         "copies_layout",
         re.compile(
             r"copy|memcpy|memset|\bcat\b|cat_|catarray|concat|split|chunk|slice|select|reorder|transpose|permute"
-            r"|shuffle|depthtospace|reshape|view|unsqueeze|squeeze|expand|gather|contiguous|clone|identity",
+            r"|shuffle|depthtospace|reshape|view|unsqueeze|squeeze|expand|gather|contiguous|clone|identity"
+            r"|nchwtonhwc|nhwctonchw",
             re.IGNORECASE,
         ),
     ),
     (
         "elementwise",
         re.compile(
-            r"add|sub\b|mul|div|pow|sqrt|gelu|erf|relu|sigmoid|tanh|exp|neg|clamp|clip|where|maximum"
+            r"add|sub(?:_|\b)|mul|div|pow|sqrt|gelu|erf|relu|sigmoid|tanh|exp|neg|clamp|clip|where|maximum"
             r"|minimum|elementwise|mean|reduce|sum|\bmax\b|\bmin\b|fill|abs",
             re.IGNORECASE,
         ),
