@@ -25,6 +25,8 @@ from srx.export import DEFAULT_OPSET, DEFAULT_VERIFY_INPUT, MAX_OPSET, MIN_OPSET
 from srx.interrupt import Interrupted, raise_interrupted
 from srx.spec import ARCHS
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
 if TYPE_CHECKING:
     from srx.export.model import ExportReport
     from srx.sizes import Size
@@ -268,6 +270,14 @@ def _progress_factory() -> Any:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthetic inputs.")
 @click.option("--plot", "plot_path", default=None, metavar="PNG", help="Write a latency / memory plot here.")
 @click.option("--compare", "compare_path", default=None, metavar="OLD.json", help="Show the change against a run.")
+@click.option("--batch", type=int, default=1, show_default=True, help="Inputs per run; FPS counts frames.")
+@click.option("--profile", is_flag=True, help="Add where the time goes per backend, by operation kind.")
+@click.option(
+    "--compile-mode",
+    type=click.Choice(COMPILE_MODES),
+    default=None,
+    help="torch.compile mode of the torch-compile rows (default: reduce-overhead for FP16 on CUDA, else default).",
+)
 @json_option
 def bench(
     input_size: str,
@@ -284,6 +294,9 @@ def bench(
     seed: int,
     plot_path: str | None,
     compare_path: str | None,
+    batch: int,
+    profile: bool,
+    compile_mode: str | None,
     json_path: str | None,
 ) -> None:
     """Latency, peak memory and accuracy of every backend (CLI.md)."""
@@ -321,6 +334,7 @@ def bench(
         if not has_cuda():
             raise BadInput(f"--device cuda: {NO_GPU}; use --device cpu")
     cfg = BenchConfig(size.height, size.width, device, names, runs, warmup, images, seed, threads)
+    cfg.batch, cfg.profile, cfg.compile_mode = batch, profile, compile_mode
     with ModelSource.from_options(weights, model_file, scale, param_key) as source:
         result = run_bench(source, cfg, progress=_progress_factory(), command=["srx", *sys.argv[1:]])
     text = format_table(result)

@@ -3,8 +3,8 @@ it on the GPU, the interpreter's configuration, and recording launches without r
 
 Every launcher offers a few candidate configurations (pixels per program, warps, software
 pipelining stages); the first is the default. On a GPU the first call for a new key
-(kernel, dtype, precision, channel widths, size class) times each candidate with
-`triton.testing.do_bench` and keeps the fastest for the rest of the process. That happens
+(kernel, dtype, precision, channel widths, size class) times each candidate (CUDA events,
+median of 10 back-to-back runs) and keeps the fastest for the rest of the process. That happens
 during the warm-up calls that `cuda_graph_runner` makes before it captures, never inside
 a capture: a key first seen while a CUDA graph is being captured gets the default.
 Under the Triton interpreter the launchers use their interpreter configuration instead
@@ -158,16 +158,28 @@ def launch(
 
 
 def _measure(key: Hashable, candidates: Sequence[Config], run: Callable[[Config], object]) -> Config:
-    from triton.testing import do_bench
+    """The candidate with the lowest median time of back-to-back runs (CUDA events).
 
+    Not triton.testing.do_bench: it allocates a 256 MB buffer to flush L2 between runs,
+    which would show up in the peak memory of whatever is being benchmarked, and the
+    fused kernels run back to back in a forward anyway.
+    """
     timings: list[tuple[float, int, Config]] = []
     for i, cfg in enumerate(candidates):
         try:
-            ms = do_bench(lambda cfg=cfg: run(cfg), warmup=5, rep=25, return_mode="median")
+            run(cfg)  # compiles
+            torch.cuda.synchronize()
+            events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(10)]
+            for start, end in events:
+                start.record()
+                run(cfg)
+                end.record()
+            torch.cuda.synchronize()
         except Exception as e:  # a candidate that does not fit this GPU (shared memory, registers)
             log.info("srx.kernels: %s: %s does not run here (%s)", key, cfg, str(e).splitlines()[0][:200])
             continue
-        timings.append((float(ms), i, cfg))
+        ms = sorted(s.elapsed_time(e) for s, e in events)[len(events) // 2]
+        timings.append((ms, i, cfg))
     if not timings:
         raise RuntimeError(f"no launch configuration of {key} runs on this GPU")
     best = min(timings)
