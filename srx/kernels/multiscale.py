@@ -128,7 +128,7 @@ def _pool_level(
         nan = tl.maximum(nan, tl.max(tl.where(m & (v != v), 1, 0), axis=1))
     best = tl.where(nan > 0, float("nan"), best)
     best = tl.where(cm[None, :], best, 0.0)
-    dst = OUT + off + (n * oh * ow + q)[:, None] * CQP + c[None, :]
+    dst = OUT + off + n.to(tl.int64) * oh * ow * CQP + q[:, None] * CQP + c[None, :]
     tl.store(dst, best.to(OUT.dtype.element_ty), mask=qm[:, None])
 
 

@@ -106,7 +106,7 @@ def _lowres_branch(
     src_w = tl.minimum((ww.to(tl.float32) * sw).to(tl.int32), ow - 1)
     c = tl.arange(0, CQP)
     d = tl.zeros([BLOCK_P, CQP], tl.float32) + tl.load(DW_B + LEVEL * CQP + c).to(tl.float32)[None, :]
-    low_n = LOW + off + n * oh * ow * CQP
+    low_n = LOW + off + n.to(tl.int64) * oh * ow * CQP
     for tap in tl.static_range(9):
         i = src_h + (tap // 3 - 1)
         j = src_w + (tap % 3 - 1)
