@@ -317,3 +317,63 @@ def test_export_refuses_a_repository_it_cannot_write_before_exporting(tmp_path):
     )
     assert "is a file, not a folder" in line
     assert not out.exists()
+
+
+def test_tritonserver_itself_reads_every_variant(dynamic_onnx, static_onnx, tmp_path):
+    """Beyond the schema: tritonserver 2.51 (PyTriton's, in the serving environment) reads and
+    normalises each config.pbtxt; only the missing onnxruntime / tensorrt backend (PyTriton ships
+    the Python backend alone) stops the load. A config it could not read fails earlier, with
+    'failed to read text proto', as a check below proves."""
+    from serve_env import free_ports, run_serve_python
+
+    found = run_serve_python("-c", "import pathlib, pytriton; print(pathlib.Path(pytriton.__file__).parent)")
+    assert found.returncode == 0, found.stderr
+    root = Path(found.stdout.strip())
+    binary, libs = root / "tritonserver" / "bin" / "tritonserver", root.parent / "nvidia_pytriton.libs"
+    repo = tmp_path / "repo"
+    write_model_repository(dynamic_onnx, repo, RepoOptions(name="onnx_dynamic", accelerator="tensorrt"))
+    write_model_repository(static_onnx, repo, RepoOptions(name="onnx_static", kind="cpu"))
+    write_model_repository(fake_engine(tmp_path, profile=DYNAMIC_PROFILE), repo, RepoOptions(name="plan_dynamic"))
+    static = {"min": "640x360", "opt": "640x360", "max": "640x360", "batch": [1, 1, 1]}
+    write_model_repository(
+        fake_engine(tmp_path, profile=static, name="s.engine"), repo, RepoOptions(name="plan_static")
+    )
+    broken = repo / "broken"
+    broken.mkdir()
+    (broken / "config.pbtxt").write_text('name: "broken"\nmax_batch_sizes: 8\n')
+
+    import os
+    import subprocess
+
+    ports = free_ports(3)
+    proc = subprocess.run(
+        [
+            str(binary),
+            f"--model-repository={repo}",
+            f"--backend-directory={root / 'tritonserver' / 'backends'}",
+            f"--http-port={ports[0]}",
+            f"--grpc-port={ports[1]}",
+            f"--metrics-port={ports[2]}",
+            "--http-address=127.0.0.1",
+            "--grpc-address=127.0.0.1",
+            "--metrics-address=127.0.0.1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "LD_LIBRARY_PATH": str(libs)},
+        stdin=subprocess.DEVNULL,
+    )
+    log = proc.stdout + proc.stderr
+    for name, backend in [
+        ("onnx_dynamic", "onnxruntime"),
+        ("onnx_static", "onnxruntime"),
+        ("plan_dynamic", "tensorrt"),
+        ("plan_static", "tensorrt"),
+    ]:
+        assert (
+            f"failed to load '{name}' version 1: Invalid argument: unable to find backend library for backend '{backend}'"
+            in log
+        ), log
+    assert "failed to read text proto from" in log and "broken/config.pbtxt" in log, log
+    assert log.count("failed to read text proto") == 1, log

@@ -97,15 +97,9 @@ def serve(
         warn(warning)
     if path is not None:
         os.environ["LD_LIBRARY_PATH"] = path  # inherited by tritonserver and its stubs
-    try:
-        from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
-        from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
-    except ModuleNotFoundError as e:
-        if (e.name or "").split(".")[0] != "pytriton":
-            raise
-        from srx.errors import MissingDependency
-
-        raise MissingDependency("nvidia-pytriton", "serve", "'srx serve' (PyTriton runs the Triton server)") from e
+    # A missing PyTriton ends as srx.cli's one line with the install hint (srx.errors).
+    from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
+    from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
 
     with contextlib.ExitStack() as stack:
         runners = [
