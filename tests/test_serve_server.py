@@ -229,7 +229,7 @@ def test_ctrl_c_stops_everything(server):
         Path(cmdline(p)[1]).parent.parent for p in below if cmdline(p)[0].endswith("triton_python_backend_stub")
     }
     # A client that keeps its connection open, as load balancers do: tritonserver waits for it
-    # until its exit timeout and then exits without unloading; srx unloads first.
+    # until its exit timeout, then exits without unloading its models; srx removes what that leaves.
     idle = http.InferenceServerClient(server.url)
     assert idle.is_server_live()
 

@@ -9,6 +9,11 @@ interpreter's standard library: C modules and Python code of two patch levels me
 model fails with "'_thread.RLock' object has no attribute '_recursion_count'" (issue 17). Putting
 this interpreter's own shared library first on LD_LIBRARY_PATH makes the two match; Debian's
 python3 worked only because its library is the one the loader finds anyway.
+
+tritonserver also writes each model PyTriton loads into a folder of its own, /tmp/folderXXXXXX,
+and removes it when it unloads the model. When it stops, it first waits for open client
+connections, idle keep-alive ones too, and past its exit timeout exits without unloading: the
+folders stay. `model_folders` finds them (from the stubs' command lines) so srx can remove them.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import sysconfig
 from pathlib import Path
 
 from srx.errors import BadInput
+
+STUB = "triton_python_backend_stub"
 
 
 def libpython_dir() -> Path | None:
@@ -75,3 +82,36 @@ def check_port_free(host: str, port: int, option: str) -> None:
             if e.errno == errno.EACCES:
                 raise BadInput(f"{option} {port}: not allowed to listen on it here; choose a port above 1023") from e
             raise
+
+
+def _children() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue  # ended meanwhile
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(d.name))
+    return children
+
+
+def model_folders(pid: int) -> set[Path]:
+    """The model folders tritonserver made for PyTriton's models: the stubs below process `pid`
+    run `<folder>/<version>/model.py`. Linux only (as PyTriton); empty where /proc is not."""
+    found: set[Path] = set()
+    children = _children() if Path("/proc").is_dir() else {}
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            todo.append(child)
+            try:
+                argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if len(argv) > 1 and argv[0].decode(errors="replace").endswith(STUB):
+                model_py = Path(argv[1].decode(errors="replace"))
+                if model_py.name == "model.py" and model_py.parent.parent.name.startswith("folder"):
+                    found.add(model_py.parent.parent)
+    return found

@@ -2,12 +2,13 @@
 
     python -m srx.serve.loadtest --model x4.onnx --clients 1,8 --seconds 10 --input 320x180
 
-For each client count: that many concurrent tritonclient clients (one thread and one connection
-each) send images for T seconds; every response is compared with the in-process output of the
-same runner on the same image (max |diff|, tolerance 1e-5 for FP32), and throughput, p50 / p90 /
-p99 latency, errors and the batches the server formed (its statistics) are reported. The same
-model runs in-process first, one image at a time, so the serving overhead is a number: latency
-at one client minus in-process latency, and throughput against in-process throughput.
+One client first, alternating with the same model in-process (the runner the server uses, in
+this process): image by image, in-process then through the server, so the serving overhead is a
+number (the median of the per-image differences) even on a machine whose load changes. Then, for
+each larger client count, that many concurrent tritonclient clients (one thread and one
+connection each) send images for T seconds. Every response is compared with the in-process
+output for the same image (max |diff|, tolerance 1e-5 for FP32), and throughput, p50 / p90 / p99
+latency, errors and the batches the server formed (Triton's statistics) are reported.
 
 Latency is the host clock around one blocking request, as a client sees it. Requests and
 duration are bounded; the test sends only to the URL given (a local server by default).
@@ -227,20 +228,59 @@ def _diff(y: np.ndarray, ref: np.ndarray) -> float:
     return float(np.max(np.abs(y.astype(np.float64) - ref.astype(np.float64)))) if y.size else 0.0
 
 
-def run_inprocess(run: Callable[[np.ndarray], np.ndarray], inputs: Sequence[np.ndarray], seconds: float) -> Phase:
-    """The same model in this process, one request at a time, for `seconds` (at least once per input)."""
-    phase = Phase(0)
-    start = time.perf_counter()
-    i = 0
-    while i < len(inputs) or time.perf_counter() - start < seconds:
-        x = inputs[i % len(inputs)]
-        t0 = time.perf_counter()
-        run(x)
-        phase.latencies_ms.append((time.perf_counter() - t0) * 1000.0)
-        phase.images += x.shape[0]
-        i += 1
-    phase.seconds = time.perf_counter() - start
-    return phase
+def run_paired(
+    run: Callable[[np.ndarray], np.ndarray],
+    url: str,
+    model: str,
+    inputs: Sequence[np.ndarray],
+    expected: Sequence[np.ndarray] | None,
+    *,
+    seconds: float,
+    protocol: str = "http",
+    tolerance: float = DEFAULT_TOLERANCE,
+    timeout_s: float = 60.0,
+) -> tuple[Phase, Phase]:
+    """One client: each image in-process, then through the server, in turn for `seconds`; returns
+    (in-process, server). Each pair sees the machine in the same state, so on a machine shared
+    with other work their difference is the serving overhead, not a change of load between phases."""
+    inproc, served = Phase(0), Phase(1)
+    client = make_client(url, protocol, timeout_s)
+    to_model = [x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x for x in inputs]
+    try:
+        run(to_model[0])  # warm-up on both sides (first-run allocations), not measured
+        infer(client, protocol, model, inputs[0], timeout_s)
+        before = model_statistics(client, protocol, model)
+        start = time.perf_counter()
+        i = 0
+        while i < len(inputs) or time.perf_counter() - start < seconds:
+            k = i % len(inputs)
+            i += 1
+            t0 = time.perf_counter()
+            run(to_model[k])
+            t1 = time.perf_counter()
+            try:
+                y = infer(client, protocol, model, inputs[k], timeout_s)
+            except Exception as e:  # tritonclient's InferenceServerException, socket errors
+                msg = server_message(e)[:300]
+                served.errors += 1
+                served.error_messages[msg] = served.error_messages.get(msg, 0) + 1
+                continue
+            t2 = time.perf_counter()
+            inproc.latencies_ms.append((t1 - t0) * 1000.0)
+            served.latencies_ms.append((t2 - t1) * 1000.0)
+            inproc.images += inputs[k].shape[0]
+            served.images += inputs[k].shape[0]
+            diff = _diff(y, expected[k]) if expected is not None else 0.0
+            served.max_abs_diff = max(served.max_abs_diff, diff)
+            if not diff <= tolerance:  # NaN counts as a mismatch
+                served.mismatches += 1
+        # Each side had the machine for its own share of the time.
+        inproc.seconds = sum(inproc.latencies_ms) / 1000.0
+        served.seconds = sum(served.latencies_ms) / 1000.0
+        served.server = stats_delta(before, model_statistics(client, protocol, model))
+    finally:
+        client.close()
+    return inproc, served
 
 
 def make_inputs(height: int, width: int, count: int, dtype: str, seed: int = 0) -> list[np.ndarray]:
@@ -268,12 +308,14 @@ def reference(run: Callable[[np.ndarray], np.ndarray], inputs: Sequence[np.ndarr
 
 
 def overhead(inproc: Phase, phases: Sequence[Phase]) -> dict[str, Any]:
-    base = percentiles(inproc.latencies_ms)["p50"]
+    """The latency overhead from the paired phase (median over images of server minus in-process),
+    and each phase's throughput against in-process throughput."""
     rate = inproc.images / inproc.seconds if inproc.seconds else None
-    out: dict[str, Any] = {"inprocess_p50_ms": base, "inprocess_images_per_s": rate}
-    one = next((p for p in phases if p.clients == 1 and p.latencies_ms), None)
-    if one is not None and base is not None:
-        out["latency_overhead_p50_ms"] = statistics.median(one.latencies_ms) - base
+    out: dict[str, Any] = {"inprocess_p50_ms": percentiles(inproc.latencies_ms)["p50"], "inprocess_images_per_s": rate}
+    paired = next((p for p in phases if p.clients == 1), None)
+    if paired is not None and paired.latencies_ms and len(paired.latencies_ms) == len(inproc.latencies_ms):
+        diffs = [s - i for s, i in zip(paired.latencies_ms, inproc.latencies_ms, strict=True)]
+        out["latency_overhead_p50_ms"] = statistics.median(diffs)
     for p in phases:
         if rate and p.seconds:
             out[f"throughput_vs_inprocess_{p.clients}_clients"] = (p.images / p.seconds) / rate
@@ -356,7 +398,12 @@ def main(argv: list[str] | None = None) -> None:
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
 @click.option("--input", "input_size", default="320x180", show_default=True, metavar="WxH")
 @click.option("--dtype", type=click.Choice(["float32", "uint8"]), default="float32", show_default=True)
-@click.option("--clients", default="1,8", show_default=True, help="Client counts, one phase each.")
+@click.option(
+    "--clients",
+    default="1,8",
+    show_default=True,
+    help="Client counts, one phase each (1: alternating with the in-process runs, which always happen).",
+)
 @click.option("--seconds", type=float, default=10.0, show_default=True, help="Duration of each phase.")
 @click.option("--distinct", type=int, default=4, show_default=True, help="Distinct images sent in turn.")
 @click.option("--tolerance", type=float, default=None, help="Max |diff| allowed (default 1e-5; uint8: 1 level).")
@@ -405,17 +452,19 @@ def command(
         name = model_name or default_name(source) + ("_uint8" if dtype == "uint8" else "")
         chosen = auto_backend(source, dev) if backend == "auto" else backend
         inputs = make_inputs(size.height, size.width, distinct, dtype)
+        # uint8: the same float output on both sides can still round to neighbouring levels where
+        # it lies on a .5 boundary and the two runs differ in the last bit.
+        tol = tolerance if tolerance is not None else (1.0 if dtype == "uint8" else DEFAULT_TOLERANCE)
         with open_runner(chosen, source, dev, **runner_options(chosen)) as runner:
             expected = reference(runner.run, inputs)
-            inproc = run_inprocess(
-                runner.run, [x.astype(np.float32) / 255.0 if dtype == "uint8" else x for x in inputs], seconds
+            inproc, paired = run_paired(
+                runner.run, url, name, inputs, expected, seconds=seconds, protocol=protocol, tolerance=tol
             )
-    # uint8: the same float output on both sides can still round to neighbouring levels where it
-    # lies on a .5 boundary and the two runs differ in the last bit.
-    tol = tolerance if tolerance is not None else (1.0 if dtype == "uint8" else DEFAULT_TOLERANCE)
-    phases = [
+    phases = [paired] if 1 in counts else []
+    phases += [
         run_clients(url, name, inputs, expected, clients=n, seconds=seconds, protocol=protocol, tolerance=tol)
         for n in counts
+        if n > 1
     ]
     result = {
         "url": url,

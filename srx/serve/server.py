@@ -22,14 +22,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from srx.errors import BadInput, SrxError
 from srx.runtime.source import ModelSource
-from srx.serve.env import check_port_free, stub_library_path
+from srx.serve.env import check_port_free, model_folders, stub_library_path
 from srx.serve.handler import DTYPES, INPUT, OUTPUT, Handler, Limits, RunnerPool
 from srx.serve.repository import DEFAULT_MAX_BATCH, DEFAULT_QUEUE_DELAY_US, model_name_from
 from srx.sizes import Size
@@ -118,9 +120,10 @@ def serve(
             exit_timeout_secs=EXIT_TIMEOUT_S,
         )
         triton = Triton(config=config, security_config=TritonSecurityConfig(restricted_endpoints=PROTECTED_ENDPOINTS))
-        stack.callback(triton.stop)  # stops tritonserver and its stubs, removes PyTriton's workspace
         models = {name: "float32", f"{name}_uint8": "uint8"}
-        stack.callback(_unload, _local_url(options), triton.get_access_token(), list(models))
+        folders: set[Path] = set()
+        stack.callback(_remove_folders, folders)  # runs after triton.stop (callbacks run last first)
+        stack.callback(triton.stop)  # stops tritonserver and its stubs, removes PyTriton's workspace
         for model_name, dtype in models.items():
             handler = Handler(pool, source.spec, dtype, limits)
             triton.bind(
@@ -154,44 +157,20 @@ def serve(
                 "spec": source.spec.to_dict(),
             }
         )
+        folders.update(model_folders(os.getpid()))
         while triton.is_alive():
             time.sleep(0.5)  # Ctrl-C and SIGTERM arrive here as an exception
         raise SrxError("the Triton server stopped by itself (its log: run again with --debug)")
 
 
-def _local_url(o: ServeOptions) -> str:
-    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}.get(o.host, o.host)
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return f"{host}:{o.http_port}"
-
-
-def _unload(url: str, token: str | None, names: list[str], timeout_s: float = EXIT_TIMEOUT_S) -> None:
-    """Unload the models before the server is stopped.
-
-    Stopping tritonserver waits for open client connections first, idle keep-alive ones too (a
-    load balancer always has some), for up to the exit timeout; then it exits without unloading
-    its models, and the model folders Triton made in /tmp for PyTriton stay behind. Unloading
-    first finishes requests in flight, stops the Python stubs and removes those folders whatever
-    the clients do. Best effort: stop() follows in any case."""
-    import tritonclient.http as http
-
-    headers = {"triton-access-token": token} if token else None
-    try:
-        with contextlib.closing(http.InferenceServerClient(url, network_timeout=timeout_s)) as client:
-            for name in names:
-                client.unload_model(name, headers=headers)
-            deadline = time.monotonic() + timeout_s
-            while time.monotonic() < deadline and any(client.is_model_ready(n) for n in names):
-                time.sleep(0.1)
-    except Exception as e:  # the server may already be gone; stop() cleans up what it can
-        LOG.info("unloading before stop: %s: %s", type(e).__name__, _first_line(e))
+def _remove_folders(folders: set[Path]) -> None:
+    """What a tritonserver that exited without unloading its models left in /tmp (srx.serve.env)."""
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def default_name(source: ModelSource, given: str | None = None) -> str:
     """--name, else the model's file name where there is one, else arch and scale (safmn_x4)."""
-    from pathlib import Path
-
     if given is None and source.kind == "torch":
         given = f"{source.spec.arch.replace('-', '_')}_x{source.spec.scale}"
     return model_name_from(Path(source.origin), given)
