@@ -144,7 +144,8 @@ def main() -> None:
                 record["seconds_to_stop"] = round(time.monotonic() - t0, 2)
                 logf.seek(0)
                 text = logf.read()
-            write_text(out / "serve.log", text)
+            # PyTriton's workspace lives under the home folder: name it as ~ (bench/portable.py).
+            write_text(out / "serve.log", text.replace(str(Path.home()), "~"))
     record["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     write_json(out / "environment.json", record)
     log(f"wrote {out}")

@@ -250,3 +250,19 @@ def test_ctrl_c_stops_everything(server):
     assert not workspace.exists()
     assert not [p.name for p in Path("/dev/shm").iterdir() if p.name.startswith(prefix)]
     assert stub_dirs and not [d for d in stub_dirs if d.exists()]
+
+
+def test_sigterm_stops_it_too(onnx, tmp_path):
+    """docker stop and Kubernetes send SIGTERM: the same clean stop, exit 0."""
+    s = Server(tmp_path, "--model", str(onnx))
+    try:
+        s.wait_ready([NAME])
+        below = descendants(s.proc.pid)
+        assert s.stop(signal.SIGTERM) == 0, s.stderr()[-2000:]
+        assert "srx serve: stopped by SIGTERM" in s.stderr()
+        deadline = time.monotonic() + 10
+        while [p for p in below if alive(p)] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [p for p in below if alive(p)]
+    finally:
+        s.kill_group()
