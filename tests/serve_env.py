@@ -100,7 +100,12 @@ class Server:
                 if self.proc.poll() is not None:
                     pytest.fail(f"srx serve exited with {self.proc.returncode}:\n{self.stderr()[-3000:]}")
                 try:
-                    if client.is_server_ready() and all(client.is_model_ready(m) for m in models):
+                    # Triton ready, and srx done starting (PyTriton returns after its own checks).
+                    if (
+                        client.is_server_ready()
+                        and all(client.is_model_ready(m) for m in models)
+                        and "Ctrl-C stops the server" in self.stdout()
+                    ):
                         return
                 except Exception:  # not listening yet
                     pass

@@ -9,6 +9,7 @@ file share one server, in file order; the last one stops it with SIGINT.
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import threading
@@ -256,7 +257,7 @@ def test_sigterm_stops_it_too(onnx, tmp_path):
     """docker stop and Kubernetes send SIGTERM: the same clean stop, exit 0."""
     s = Server(tmp_path, "--model", str(onnx))
     try:
-        s.wait_ready([NAME])
+        s.wait_ready([NAME, f"{NAME}_uint8"])
         below = descendants(s.proc.pid)
         assert s.stop(signal.SIGTERM) == 0, s.stderr()[-2000:]
         assert "srx serve: stopped by SIGTERM" in s.stderr()
@@ -264,5 +265,26 @@ def test_sigterm_stops_it_too(onnx, tmp_path):
         while [p for p in below if alive(p)] and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not [p for p in below if alive(p)]
+    finally:
+        s.kill_group()
+
+
+def test_a_crashed_tritonserver_ends_srx_serve_in_one_line(onnx, tmp_path):
+    s = Server(tmp_path, "--model", str(onnx))
+    try:
+        s.wait_ready([NAME, f"{NAME}_uint8"])  # serving, not loading
+        below = descendants(s.proc.pid)
+        (triton,) = [p for p in below if Path(cmdline(p)[0]).name == "tritonserver"]
+        os.kill(triton, signal.SIGKILL)
+        assert s.proc.wait(60) == 1
+        lines = [ln for ln in s.stderr().splitlines() if ln.startswith("srx: error:")]
+        assert lines == [
+            "srx: error: the Triton server stopped by itself: its log is above; run again with --debug for more"
+        ]
+        assert "Traceback" not in s.stderr()
+        deadline = time.monotonic() + 10
+        while [p for p in below if alive(p)] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [cmdline(p) for p in below if alive(p)]
     finally:
         s.kill_group()

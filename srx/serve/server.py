@@ -124,6 +124,7 @@ def serve(
         folders: set[Path] = set()
         stack.callback(_remove_folders, folders)  # runs after triton.stop (callbacks run last first)
         stack.callback(triton.stop)  # stops tritonserver and its stubs, removes PyTriton's workspace
+        stack.callback(lambda: folders.update(model_folders(os.getpid())))  # also when stopped while loading
         for model_name, dtype in models.items():
             handler = Handler(pool, source.spec, dtype, limits)
             triton.bind(
@@ -160,7 +161,7 @@ def serve(
         folders.update(model_folders(os.getpid()))
         while triton.is_alive():
             time.sleep(0.5)  # Ctrl-C and SIGTERM arrive here as an exception
-        raise SrxError("the Triton server stopped by itself (its log: run again with --debug)")
+        raise SrxError("the Triton server stopped by itself: its log is above; run again with --debug for more")
 
 
 def _remove_folders(folders: set[Path]) -> None:
