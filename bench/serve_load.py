@@ -103,6 +103,17 @@ def main() -> None:
         "git_commit": subprocess.run(
             ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO
         ).stdout.strip(),
+        # Uncommitted changes outside this output folder: the commit alone does not say what ran.
+        "git_dirty": bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--", ".", f":(exclude){out.resolve().relative_to(REPO)}"]
+                if out.resolve().is_relative_to(REPO)
+                else ["git", "status", "--porcelain"],
+                capture_output=True,
+                text=True,
+                cwd=REPO,
+            ).stdout.strip()
+        ),
         "lscpu": subprocess.run(["lscpu"], capture_output=True, text=True).stdout,
         "nproc": os.cpu_count(),
     }
