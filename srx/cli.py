@@ -863,12 +863,10 @@ def serve(
 ) -> None:
     """Serve a model on a Triton Inference Server (PyTriton) until Ctrl-C: HTTP, gRPC, metrics."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as bench: spinning OpenMP collapses on a busy CPU
-    import logging
-
     from srx.runtime.device import has_cuda
     from srx.runtime.registry import auto_backend, get_backend
     from srx.runtime.source import ModelSource
-    from srx.serve.server import ServeOptions, check_options
+    from srx.serve.server import ServeOptions, check_options, format_ready, log_to_stderr
     from srx.serve.server import serve as run_server
     from srx.sizes import parse_size
 
@@ -887,21 +885,11 @@ def serve(
         max_size=parse_size(max_size, what="--max-size"),
     )
     check_options(options)  # before loading the model
-    debug = _debug_requested(sys.argv[1:])
-    logging.basicConfig(level=logging.INFO if debug else logging.WARNING, format="srx serve: %(message)s")
-    if not debug:
-        # PyTriton logs every failed request with a traceback; srx.serve logs it in one line.
-        logging.getLogger("pytriton").setLevel(logging.ERROR)
+    log_to_stderr(debug=_debug_requested(sys.argv[1:]))
     dev = device or ("cuda" if has_cuda() else "cpu")
 
     def ready(info: dict[str, Any]) -> None:
-        click.echo(
-            f"serving {', '.join(info['models'])} ({source.spec.label}) on {info['backend']} ({info['device']})\n"
-            f"  http     {info['http']}    grpc {info['grpc']}    metrics {info['metrics']}\n"
-            f"  batching up to {info['max_batch']}, queue delay {info['max_queue_delay_us']} us, "
-            f"{info['instances']} instance(s); inputs {source.spec.min_size}x{source.spec.min_size} .. {info['max_size']}\n"
-            "  Ctrl-C stops the server"
-        )
+        click.echo(format_ready(info))
         sys.stdout.flush()
 
     with ModelSource.from_options(weights, model_file, scale, param_key) as source:

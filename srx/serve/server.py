@@ -35,6 +35,7 @@ from srx.serve.env import check_port_free, model_folders, stub_library_path
 from srx.serve.handler import DTYPES, INPUT, OUTPUT, Handler, Limits, RunnerPool
 from srx.serve.repository import DEFAULT_MAX_BATCH, DEFAULT_QUEUE_DELAY_US, model_name_from
 from srx.sizes import Size
+from srx.spec import ModelSpec
 
 LOG = logging.getLogger("srx.serve")
 
@@ -168,6 +169,26 @@ def _remove_folders(folders: set[Path]) -> None:
     """What a tritonserver that exited without unloading its models left in /tmp (srx.serve.env)."""
     for folder in folders:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def log_to_stderr(debug: bool) -> None:
+    """The server's log lines on stderr: srx's one line per refused request; PyTriton's own
+    (a warning with a traceback for every failed request) with --debug only."""
+    logging.basicConfig(level=logging.INFO if debug else logging.WARNING, format="srx serve: %(message)s")
+    if not debug:
+        logging.getLogger("pytriton").setLevel(logging.ERROR)
+
+
+def format_ready(info: dict[str, Any]) -> str:
+    spec = info["spec"]
+    label = ModelSpec.from_dict(spec).label
+    return (
+        f"serving {', '.join(info['models'])} ({label}) on {info['backend']} ({info['device']})\n"
+        f"  http     {info['http']}    grpc {info['grpc']}    metrics {info['metrics']}\n"
+        f"  batching up to {info['max_batch']}, queue delay {info['max_queue_delay_us']} us, "
+        f"{info['instances']} instance(s); inputs {spec['min_size']}x{spec['min_size']} .. {info['max_size']}\n"
+        "  Ctrl-C stops the server"
+    )
 
 
 def default_name(source: ModelSource, given: str | None = None) -> str:
