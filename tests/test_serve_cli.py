@@ -65,3 +65,38 @@ def test_help_without_optional_packages():
         proc = _run(f"import sys; sys.argv = ['srx', '{command}', '--help']; from srx.cli import main; main()")
         assert proc.returncode == 0, proc.stderr
         assert "Usage: srx " + command in proc.stdout
+
+
+def _loadtest(*args: str):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("SRX_DEBUG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "srx.serve.loadtest", *args], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "expect"),
+    [
+        (["--clients", "0"], "--clients '0'"),
+        (["--seconds", "0"], "--seconds 0"),
+        (["--distinct", "0"], "--distinct 0"),
+        (["--input", "4x4"], "smaller than this model's minimum"),
+        (["--url", "127.0.0.1:{port}"], "no Triton server answers at 127.0.0.1:"),
+        (["--url", "127.0.0.1:{port}", "--protocol", "grpc"], "no Triton server answers at 127.0.0.1:"),
+    ],
+)
+def test_loadtest_bad_input(onnx, args, expect):
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    argv = [a.replace("{port}", str(port)) for a in args]
+    proc = _loadtest("--model", str(onnx), *argv)
+    line = assert_one_line_error(proc, 2)
+    assert expect in line, line

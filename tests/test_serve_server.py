@@ -206,6 +206,15 @@ def test_loadtest_command(server, onnx):
     assert "serving overhead at 1 client" in proc.stderr  # the table, on stderr beside --json -
 
 
+def test_loadtest_names_a_model_the_server_does_not_have(server, onnx):
+    from conftest import assert_one_line_error
+
+    proc = run_serve_python(
+        "-m", "srx.serve.loadtest", "--url", server.url, "--model", str(onnx), "--model-name", "nope", "--seconds", "1"
+    )
+    assert "has no ready model 'nope'" in assert_one_line_error(proc, 2)
+
+
 def test_port_in_use_is_one_line(server, onnx, tmp_path):
     from conftest import assert_one_line_error
 

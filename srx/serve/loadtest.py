@@ -88,6 +88,27 @@ def infer(client: Any, protocol: str, model: str, x: np.ndarray, timeout_s: floa
     return result.as_numpy("sr")
 
 
+def check_server(url: str, protocol: str, model: str, timeout_s: float = 10.0) -> None:
+    """BadInput unless a Triton server answers at `url` and serves `model`."""
+    try:
+        client = make_client(url, protocol, timeout_s)
+    except Exception as e:  # a malformed URL
+        raise BadInput(f"--url {url}: {server_message(e)}; give host:port") from e
+    try:
+        try:
+            live = client.is_server_live()
+        except Exception as e:  # refused, unreachable, timed out
+            raise BadInput(
+                f"no Triton server answers at {url} ({protocol}): {server_message(e)}; start srx serve or check --url"
+            ) from e
+        if not live or not client.is_model_ready(model):
+            raise BadInput(
+                f"the server at {url} has no ready model {model!r}: check --model-name (or wait for it to load)"
+            )
+    finally:
+        client.close()
+
+
 def model_statistics(client: Any, protocol: str, model: str) -> dict[str, Any]:
     """Counts from Triton's statistics extension: inferences (images), executions (batches run)
     and executions per batch size."""
@@ -384,6 +405,10 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         _fail(f"the load test needs the Python package '{e.name}': pip install 'srx[triton-client]'", 2)
+    except Exception as e:  # the server went away mid-test, or what no check foresaw: one line
+        if debug:
+            raise
+        _fail(f"{type(e).__name__}: {server_message(e)} (run again with --debug for the traceback)", 1)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -450,6 +475,7 @@ def command(
     with ModelSource.from_options(weights, model_file, scale, param_key) as source:
         source.spec.check_input_size(size.height, size.width)
         name = model_name or default_name(source) + ("_uint8" if dtype == "uint8" else "")
+        check_server(url, protocol, name)  # before minutes of work in-process
         chosen = auto_backend(source, dev) if backend == "auto" else backend
         inputs = make_inputs(size.height, size.width, distinct, dtype)
         # uint8: the same float output on both sides can still round to neighbouring levels where
