@@ -40,4 +40,4 @@ lint: setup
 	$(BIN)/ruff format --check srx tests bench
 
 test: lint serve-env
-	SRX_SERVE_PYTHON=$(SERVE_VENV)/bin/python $(BIN)/python -m pytest -q
+	SRX_SERVE_PYTHON=$(abspath $(SERVE_VENV))/bin/python $(BIN)/python -m pytest -q

@@ -30,7 +30,7 @@ def serve_python() -> Path:
     if (platform.system(), platform.machine()) not in WHEEL_PLATFORMS:
         pytest.skip(f"nvidia-pytriton ships tritonserver for Linux x86-64 and aarch64 only, not {platform.machine()}")
     given = os.environ.get("SRX_SERVE_PYTHON")
-    path = Path(given) if given else REPO / ".venv-serve" / "bin" / "python"
+    path = Path(given).absolute() if given else REPO / ".venv-serve" / "bin" / "python"
     if not path.is_file():
         pytest.fail(f"no serving environment at {path}: run 'make serve-env' (make test does), or set SRX_SERVE_PYTHON")
     return path
