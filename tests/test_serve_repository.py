@@ -301,12 +301,15 @@ def test_serve_config_bad_input(dynamic_onnx, tmp_path, args, expect):
 
 
 def test_export_writes_the_repository_too(tmp_path):
+    # --static at a small size: the quickest export (its verification), the wiring is the same.
     out = tmp_path / "x2.onnx"
-    proc = run_srx("export", "--scale", "2", "-o", str(out), "--triton-repo", str(tmp_path / "repo"), "--json", "-")
+    argv = ["--scale", "2", "--static", "--input", "32x24", "-o", str(out), "--triton-repo", str(tmp_path / "repo")]
+    proc = run_srx("export", *argv, "--json", "-")
     assert proc.returncode == 0, proc.stderr
     r = json.loads(proc.stdout)["triton_repo"]
     assert Path(r["model_file"]).read_bytes() == out.read_bytes()
-    assert parse(r["config"]).name == "x2"
+    cfg = parse(r["config"])
+    assert (cfg.name, cfg.max_batch_size, list(cfg.input[0].dims)) == ("x2", 0, [1, 3, 24, 32])
 
 
 def test_export_refuses_a_repository_it_cannot_write_before_exporting(tmp_path):
