@@ -7,8 +7,8 @@ them on srx runners. Two models are served:
     NAME        lr FP32 [N, 3, H, W] in [0, 1]  ->  sr FP32 [N, 3, sH, sW]   (as the ONNX / plan repositories)
     NAME_uint8  lr UINT8 [N, 3, H, W]           ->  sr UINT8 [N, 3, sH, sW]
 
-both with dynamic batching (requests of one size are batched together), `instances` instances
-each sharing `instances` runners, HTTP and gRPC inference, health and readiness
+both with dynamic batching (requests of one size are batched together) and `instances` Triton
+instances, all sharing `instances` runners; HTTP and gRPC inference, health and readiness
 (/v2/health/live, /v2/health/ready), per-model statistics (/v2/models/NAME/stats) and Prometheus
 metrics (:METRICS_PORT/metrics). The model configuration carries the ModelSpec in `parameters`,
 as `srx serve-config` writes it.
@@ -42,7 +42,7 @@ LOG = logging.getLogger("srx.serve")
 # Endpoints PyTriton 0.7 protects by default, less statistics (read-only counters).
 PROTECTED_ENDPOINTS = ["shared-memory", "model-repository", "trace", "logging"]
 DEFAULT_MAX_SIZE = Size(1920, 1080)
-# How long Triton waits for requests in flight when it stops (Ctrl-C): a few batches.
+# How long tritonserver gives open connections, requests in flight and unloading when it stops.
 EXIT_TIMEOUT_S = 10
 
 
