@@ -182,8 +182,8 @@ def _onnx_entry(path: Path, o: RepoOptions) -> RepoEntry:
     if accelerator == "tensorrt":
         trt = _ort_trt_parameters(spec, info.input_dims, max_batch, o)
         notes.append(
-            "onnxruntime builds its TensorRT engine when the model loads (minutes on a small GPU); "
-            "inputs outside the profile make it build another"
+            "onnxruntime builds its TensorRT engine before the first inference (minutes on a small GPU): "
+            "keep inputs inside the profile"
         )
     comments = [
         f"{HEADER}: written by srx {__version__} from {path.name}",
