@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import shutil
 import signal
 import socket
 import subprocess
@@ -124,14 +125,23 @@ class Server:
         return self.proc.returncode
 
     def kill_group(self) -> None:
-        """Last resort after a failed test: nothing of the server survives the session."""
-        below = descendants(self.proc.pid)  # before the kill: orphans are re-parented and lost
+        """After the tests (or a failed one): stop the server as a user would (SIGINT), and if that
+        does not end it, kill everything of it and remove the model folders tritonserver made."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(60)
+        below = descendants(self.proc.pid)  # before a kill: orphans are re-parented and lost
+        folders = {Path(cmdline(p)[1]).parent.parent for p in below if cmdline(p)[0].endswith("_backend_stub")}
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
         for pid in below:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        for folder in folders:
+            if folder.parent == Path("/tmp") and folder.name.startswith("folder"):
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def descendants(pid: int) -> set[int]:

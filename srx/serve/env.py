@@ -27,6 +27,7 @@ from pathlib import Path
 from srx.errors import BadInput
 
 STUB = "triton_python_backend_stub"
+TRITON_TMP = Path("/tmp")  # fixed in tritonserver, not TMPDIR
 
 
 def libpython_dir() -> Path | None:
@@ -112,6 +113,8 @@ def model_folders(pid: int) -> set[Path]:
                 continue
             if len(argv) > 1 and argv[0].decode(errors="replace").endswith(STUB):
                 model_py = Path(argv[1].decode(errors="replace"))
-                if model_py.name == "model.py" and model_py.parent.parent.name.startswith("folder"):
-                    found.add(model_py.parent.parent)
+                folder = model_py.parent.parent
+                # Only what tritonserver makes (its template is /tmp/folderXXXXXX): srx removes these.
+                if model_py.name == "model.py" and folder.parent == TRITON_TMP and folder.name.startswith("folder"):
+                    found.add(folder)
     return found
