@@ -133,6 +133,12 @@ class Server:
                 self.proc.wait(60)
         below = descendants(self.proc.pid)  # before a kill: orphans are re-parented and lost
         folders = {Path(cmdline(p)[1]).parent.parent for p in below if cmdline(p)[0].endswith("_backend_stub")}
+        shm_prefixes, workspaces = set(), set()
+        for p in below:
+            args = cmdline(p)
+            if Path(args[0]).name == "tritonserver" and "--model-repository" in args:
+                workspaces.add(Path(args[args.index("--model-repository") + 1]).parent)
+                shm_prefixes |= {a.split("=", 1)[1] for a in args if a.startswith("python,shm-region-prefix-name=")}
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
@@ -142,6 +148,13 @@ class Server:
         for folder in folders:
             if folder.parent == Path("/tmp") and folder.name.startswith("folder"):
                 shutil.rmtree(folder, ignore_errors=True)
+        # A server that was still there had to be killed: remove what PyTriton would have.
+        for w in workspaces:
+            if w.name.startswith("workspace_"):
+                shutil.rmtree(w, ignore_errors=True)
+        for seg in Path("/dev/shm").iterdir() if shm_prefixes else []:
+            if any(seg.name.startswith(prefix) for prefix in shm_prefixes):
+                seg.unlink(missing_ok=True)
 
 
 def descendants(pid: int) -> set[int]:
