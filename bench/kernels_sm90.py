@@ -249,6 +249,19 @@ def run(
     return rows
 
 
+def doc_table(rows: list[dict[str, Any]]) -> str:
+    """docs/kernels.md's table: each launcher's default configuration at the first input size."""
+    first = rows[0]["input"]
+    cols = ("REG", "STACK", "SHARED", "HGMMA", "FFMA", "LDGSTS", "LDG", "LDG128", "STG")
+    lines = ["| kernel | launches | mode | config | " + " | ".join(cols) + " |", "|" + " --- |" * (4 + len(cols))]
+    for r in rows:
+        if r["default"] and r["input"] == first:
+            kernel = r["kernel"] + (f" ({r['variant']})" if r["variant"] != "-" else "")
+            vals = (kernel, str(r["launches"]), r["mode"], r["config"], *(str(r[c]) for c in cols))
+            lines.append("| " + " | ".join(vals) + " |")
+    return "\n".join(lines)
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     head = ("kernel", "variant", "launches", "mode", "input", "config", *COLUMNS, "gemm")
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
@@ -278,6 +291,8 @@ def main() -> int:
     ap.add_argument("--modes", default=",".join(m for m in MODES if m != "bf16"), help=f"of {', '.join(MODES)}")
     ap.add_argument("--defaults-only", action="store_true", help="compile only each launcher's default configuration")
     ap.add_argument("--json", type=Path, help="write the rows as JSON")
+    ap.add_argument("--doc-table", action="store_true", help="print docs/kernels.md's table (defaults, first size)")
+    ap.add_argument("--from-json", type=Path, help="print the tables of an earlier --json run instead of compiling")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="compile in parallel processes")
     ap.add_argument(
         "--warm-cache",
@@ -297,6 +312,10 @@ def main() -> int:
         return 2
     import triton
 
+    if args.from_json:
+        rows = json.loads(args.from_json.read_text())["rows"]
+        print(doc_table(rows) if args.doc_table else table(rows))
+        return 0
     t0 = time.time()
     if args.warm_cache:
         n = warm_cache(sizes, 1, args.workers)
@@ -304,7 +323,7 @@ def main() -> int:
         return 0
     rows = run(sizes, modes, args.defaults_only, workers=args.workers)
     print(f"srx kernels compiled for sm_90 with Triton {triton.__version__} in {time.time() - t0:.0f} s (no GPU used)")
-    print(table(rows))
+    print(doc_table(rows) if args.doc_table else table(rows))
     bad = problems(rows)
     for line in bad:
         print("PROBLEM:", line)

@@ -39,7 +39,8 @@ class Config:
     num_stages: int = 1
 
     def __str__(self) -> str:
-        return f"BLOCK_P={self.block_p} warps={self.num_warps} stages={self.num_stages}"
+        tile = f"BLOCK_P={self.block_p}" if self.block_p else "tiles per level"  # the pooling kernel's own
+        return f"{tile} warps={self.num_warps} stages={self.num_stages}"
 
     def kwargs(self, kernel: Any) -> dict[str, int]:
         """Launch keyword arguments: the constexprs the kernel takes, and the compile options."""
