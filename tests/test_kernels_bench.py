@@ -64,10 +64,11 @@ def test_benchmark_smoke_run_covers_every_cpu_code_path(tmp_path):
         ("srx fused + CUDA graph", "fp32-tf32x3"),
         ("srx fused + CUDA graph", "fp32-ieee"),
     ]
-    for batch in (1, 2):
-        for backend, precision in expected:
-            row = models[(backend, precision, batch)]
-            assert row["latency_ms"]["median"] > 0 and row["psnr_vs_fp32"] > 0, row
+    for backend, precision in expected:
+        row = models[(backend, precision, 1)]
+        assert row["latency_ms"]["median"] > 0 and row["psnr_vs_fp32"] > 0, row
+    for key in [("torch", "fp32", 2), ("srx fused + CUDA graph", "fp16", 2)]:  # the batch path, once
+        assert models[key]["latency_ms"]["median"] > 0 and models[key]["fps"] > 0, models[key]
     # FP32 fused is exact (1e-4 contract) in both exact modes; FP16 keeps >= 50 dB.
     assert models[("srx fused + CUDA graph", "fp32-ieee", 1)]["max_abs_diff_vs_fp32"] <= 1e-4
     assert models[("srx fused + CUDA graph", "fp32-tf32x3", 1)]["max_abs_diff_vs_fp32"] <= 1e-4
