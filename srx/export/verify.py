@@ -69,18 +69,23 @@ def verify_onnx(
     onnx_model: onnx.ModelProto | bytes | str | Path, torch_model: nn.Module, cases: Sequence[VerifyCase]
 ) -> list[VerifyResult]:
     """Run both on the same natural-looking images; report max |ONNX - PyTorch| per case."""
-    import torch
-
     session = _ort_session(onnx_model)
     input_name = session.get_inputs()[0].name
     results = []
     for case in cases:
         x = natural_image(case.height, case.width, batch=case.batch, seed=case.seed)
-        with torch.inference_mode():
-            ref = torch_model(torch.from_numpy(x)).numpy()
+        ref = pytorch_output(torch_model, x)
         got = session.run(None, {input_name: x})[0]
         results.append(_compare(case, got, ref))
     return results
+
+
+def pytorch_output(torch_model: nn.Module, x: np.ndarray) -> np.ndarray:
+    """The reference an export is held to: the PyTorch model's output for the NCHW float32 batch `x`."""
+    import torch
+
+    with torch.inference_mode():
+        return torch_model(torch.from_numpy(x)).numpy()
 
 
 def _compare(case: VerifyCase, got: np.ndarray, ref: np.ndarray) -> VerifyResult:
