@@ -132,7 +132,7 @@ def test_dynamic_batch_and_dla():
 
 
 def test_precision_flags_against_the_onnx():
-    from srx.runtime.engine import resolve_precision
+    from srx.engines.build import resolve_precision
 
     assert resolve_precision("fp32", None, None) == "fp32"
     assert resolve_precision("int8", None, None) == "int8"

@@ -17,8 +17,8 @@ from onnx_models import write_onnx
 from robust import files_under, run_inprocess, save_image
 from trt_fakes import FakeCudart, make_trt
 
+from srx.engines.build import engine_from_onnx
 from srx.runtime.cudart import DeviceInfo
-from srx.runtime.engine import engine_from_onnx
 from srx.runtime.sidecar import sidecar_path
 
 HERE = DeviceInfo("NVIDIA Fake GPU", "8.9", 24000, 128)
@@ -98,3 +98,29 @@ def test_the_same_engine_runs_when_its_sidecar_fits(tmp_path, engine):
     result = run_inprocess(*args)
     assert result.returncode == 0, result.stderr
     assert out.is_file()
+
+
+def test_a_sidecar_named_like_the_engine_stem_is_refused_the_same_way_everywhere(tmp_path, engine):
+    """`m.json` is not `m.engine.json`: every command refuses the engine with the same line, and
+    `srx info` shows that line as the reason it has no sidecar (issue 18: srx once read `m.json`
+    for the model's spec, then refused the engine deeper down, differently per command)."""
+    sidecar_path(engine).rename(engine.with_suffix(".json"))
+    img = save_image(tmp_path / "in.png", 24, 20)
+    data = tmp_path / "data"
+    data.mkdir()
+    save_image(data / "a.png", 96, 96)
+    out = tmp_path / "out"
+    out.mkdir()
+    commands = {
+        "upscale": ["upscale", str(img), "-o", str(out / "o.png"), "--model", str(engine)],
+        "bench": ["bench", "--model", str(engine), "--input", "24x20", "--runs", "1"],
+        "eval": ["eval", "--dataset", str(data), "--model", str(engine)],
+    }
+    lines = {name: assert_one_line_error(run_inprocess(*args, "--json", str(out / "r.json")), 2)
+             for name, args in commands.items()}  # fmt: skip
+    assert len(set(lines.values())) == 1, lines
+    assert "has no sidecar m.engine.json" in lines["bench"]
+    info = run_inprocess("info", str(engine), "--json", "-")
+    assert info.returncode == 0, info.stderr
+    assert "srx: error: " + json.loads(info.stdout)["details"]["sidecar"] == lines["bench"]
+    assert files_under(out) == set()
