@@ -6,23 +6,21 @@ from pathlib import Path
 from typing import Any
 
 from srx.errors import BadInput
-
-CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors", ".sft")
-ONNX_SUFFIXES = (".onnx",)
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+from srx.filekinds import CHECKPOINT_SUFFIXES, ENGINE_SUFFIXES, file_kind
 
 
 def describe(path: str | Path, *, param_key: str | None = None) -> dict[str, Any]:
     p = Path(path)
     if not p.exists():
         raise BadInput(f"{p} does not exist: check the path")
-    if p.suffix.lower() in CHECKPOINT_SUFFIXES:
+    kind = file_kind(p)
+    if kind == "checkpoint":
         return describe_checkpoint(p, param_key)
-    if p.suffix.lower() in ONNX_SUFFIXES:
+    if kind == "onnx":
         if param_key is not None:
             raise BadInput("--param-key applies to checkpoints, not to ONNX files: drop it")
         return describe_onnx(p)
-    if p.suffix.lower() in ENGINE_SUFFIXES:
+    if kind == "engine":
         from srx.runtime.sidecar import describe_engine
 
         return describe_engine(p)

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from srx.errors import BadInput
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+from srx.filekinds import DATASET_IMAGE_SUFFIXES
+from srx.images import read_rgb8
 
 
 @dataclass(frozen=True)
@@ -45,34 +45,14 @@ def list_images(folder: str | Path) -> list[Path]:
         p
         for root, _, names in os.walk(d, onerror=unreadable)
         for p in (Path(root) / n for n in names)
-        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+        if p.suffix.lower() in DATASET_IMAGE_SUFFIXES and p.is_file()
     )
     if not files:
         raise BadInput(
-            f"calibration folder {d} holds no images ({', '.join(IMAGE_SUFFIXES)}): "
+            f"calibration folder {d} holds no images ({', '.join(DATASET_IMAGE_SUFFIXES)}): "
             "point --calib-dir at training images such as T91 or BSD200, never at an evaluation set"
         )
     return files
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """An image as (H, W, 3) uint8 RGB; alpha dropped, gray expanded, 16-bit reduced to 8-bit."""
-    from PIL import Image, UnidentifiedImageError
-
-    from srx.evaluate import DECODERS
-    from srx.images import pixel_limit
-
-    try:
-        with pixel_limit(path), Image.open(path, formats=DECODERS) as im:
-            im.load()
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(im, dtype=np.float64)
-                scale = 257.0 if arr.max() > 255 else 1.0
-                gray = np.clip(np.round(arr / scale), 0, 255).astype(np.uint8)
-                return np.repeat(gray[..., None], 3, axis=2)
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise BadInput(f"cannot read {path} as an image ({e}); remove it from the calibration folder") from e
 
 
 def bicubic_down(hr: np.ndarray, scale: int) -> np.ndarray:
@@ -109,7 +89,7 @@ def random_crop_pair(path: Path, *, scale: int, lr_size: int, min_lr: int, rng: 
 
     None if the image is too small for the model's minimum LR size.
     """
-    img = read_rgb(path)
+    img = read_rgb8(path)
     h, w = img.shape[:2]
     ch = min(lr_size, h // scale) * scale
     cw = min(lr_size, w // scale) * scale
@@ -123,7 +103,7 @@ def random_crop_pair(path: Path, *, scale: int, lr_size: int, min_lr: int, rng: 
 
 def center_pair(path: Path, *, scale: int, max_lr: int, min_lr: int) -> Pair | None:
     """The image (centre-cropped to at most max_lr LR pixels a side, mod scale) and its bicubic LR."""
-    img = read_rgb(path)
+    img = read_rgb8(path)
     h, w = img.shape[:2]
     ch = min(max_lr, h // scale) * scale
     cw = min(max_lr, w // scale) * scale

@@ -27,7 +27,6 @@ from srx.spec import ModelSpec
 
 FORMAT = "srx-engine"
 FORMAT_VERSION = 1
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
 def sidecar_path(engine: str | Path) -> Path:
@@ -65,8 +64,8 @@ def read_sidecar(engine: str | Path) -> dict[str, Any]:
     side = sidecar_path(p)
     if not side.is_file():
         raise BadInput(
-            f"{p} has no sidecar {side.name}: srx refuses engines it cannot check (device, TensorRT version); "
-            "rebuild it with 'srx build-engine' (or, in code, pass check_engine=False to load it unchecked)"
+            f"{p} has no sidecar {side.name} next to it: srx refuses engines it cannot check (device, TensorRT "
+            "version); rebuild it with 'srx build-engine', which writes both"
         )
     try:
         d = json.loads(side.read_text())
