@@ -15,19 +15,16 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from srx import __version__
-from srx.errors import BadInput, MissingDependency, SrxError
+from srx.errors import BadInput, MissingDependency, SrxError, first_line
 from srx.export import DEFAULT_OPSET, DEFAULT_VERIFY_INPUT, MAX_OPSET, MIN_OPSET
 from srx.interrupt import Interrupted, raise_interrupted
+from srx.progress import Progress
 from srx.spec import ARCHS
-
-if TYPE_CHECKING:
-    from srx.export.model import ExportReport
-    from srx.sizes import Size
 
 
 def _debug_requested(argv: list[str]) -> bool:
@@ -60,7 +57,7 @@ def _unexpected(e: Exception, debug: bool) -> None:
     """Last line of defence: a failure no srx check anticipated, still as one line."""
     if debug:
         traceback.print_exc()
-    first = (str(e).strip().splitlines() or [""])[0][:200]
+    first = first_line(str(e), 200)
     if isinstance(e, OSError) and e.errno in FULL:
         _drop_stdout()
         where = e.filename or "the output (standard output?)"
@@ -80,6 +77,12 @@ def main(argv: list[str] | None = None) -> None:
     debug = _debug_requested(args)
     # --debug works anywhere on the line (`srx upscale ... --debug`), not only before the command.
     args = [a for a in args if a != "--debug"]
+    # Before torch loads OpenMP (every command imports it lazily, after this): with OpenMP's
+    # default spin-waiting, PyTorch on a CPU shared with other work ran 3-4x slower
+    # (docs/bench.md; the export's verification took 5.8 s instead of 1.8 s at load 6 on 2
+    # cores), which would also flatter every other backend in srx bench. A user's setting
+    # wins (bench records it).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     signal.signal(signal.SIGTERM, raise_interrupted)
     signal.signal(signal.SIGINT, raise_interrupted)
     try:
@@ -168,20 +171,28 @@ def emit_json(result: dict[str, Any], json_path: str | None) -> None:
     write_json_atomic(json_path, result)
 
 
-def _progress_lines() -> Callable[[str], None] | None:
-    """Progress messages on stderr for a person at a terminal; none in pipes and logs, where
-    stderr must hold only the one error line (as the tqdm bars of the other commands)."""
-    if not sys.stderr.isatty():
-        return None
-    return lambda message: click.echo(message, err=True)
+def _warn(message: str) -> None:
+    click.echo(f"srx: warning: {message}", err=True)
+
+
+def _check_writable_outputs(*pairs: tuple[str, str | None]) -> None:
+    """Refuse unwritable output paths (option, path) before the work, not after it."""
+    from srx.fileio import check_writable
+
+    for option, path in pairs:
+        if path not in (None, "-"):
+            check_writable(path, option)
+
+
+def _require_gpu(option: str, instead: str) -> None:
+    from srx.runtime.device import NO_GPU, has_cuda
+
+    if not has_cuda():
+        raise BadInput(f"{option}: {NO_GPU}; {instead}")
 
 
 def _check_json_path(json_path: str | None) -> None:
-    """Refuse an unwritable --json before the work, not after it."""
-    if json_path not in (None, "-"):
-        from srx.fileio import check_writable
-
-        check_writable(json_path, "--json")
+    _check_writable_outputs(("--json", json_path))
 
 
 def parse_scale(value: int | None) -> int | None:
@@ -236,21 +247,12 @@ def eval_(
     if model is not None and weights is not None:
         raise BadInput("give either --model or --weights, not both")
     _check_json_path(json_path)
+    progress = Progress.for_terminal(json_path=json_path).enabled
     result = evaluate(
-        dataset, weights or model or "bicubic", parse_scale(scale), param_key=param_key, progress=sys.stderr.isatty()
+        dataset, weights or model or "bicubic", parse_scale(scale), param_key=param_key, progress=progress
     )
     human(format_result(result), json_path)
     emit_json(result.to_dict(), json_path)
-
-
-def _progress_factory() -> Any:
-    """tqdm bars on stderr (hidden when stderr is not a terminal)."""
-    from tqdm import tqdm
-
-    def make(desc: str, total: int) -> Any:
-        return tqdm(total=total, desc=f"{desc:<17}", unit="run", file=sys.stderr, leave=False, disable=None)
-
-    return make
 
 
 @cli.command()
@@ -287,42 +289,48 @@ def bench(
     json_path: str | None,
 ) -> None:
     """Latency, peak memory and accuracy of every backend (CLI.md)."""
-    # Before torch loads OpenMP: with OpenMP's default spin-waiting, eager PyTorch on a CPU
-    # shared with other work ran 3-4x slower (docs/bench.md), which would flatter every
-    # other backend. Passive waiting is fair to it; a user's setting wins (recorded).
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from pathlib import Path
 
     from srx.bench.engine import BenchConfig, run_bench
-    from srx.bench.report import compare, format_compare, format_table, load_result
-    from srx.fileio import check_writable
-    from srx.runtime.registry import parse_backends
+    from srx.bench.report import load_result
+    from srx.runtime.registry import engine_mismatch, parse_backends
     from srx.runtime.source import ModelSource
     from srx.sizes import parse_size
 
     size = parse_size(input_size, what="--input")
     parse_scale(scale)
     names = parse_backends(backends) if backends is not None else None
-    if runs is not None and runs < 1:
-        raise BadInput(f"--runs {runs}: need at least 1 timed run")
-    if warmup is not None and warmup < 0:
-        raise BadInput(f"--warmup {warmup}: cannot be negative; use 0 or more")
-    if threads is not None and threads < 1:
-        raise BadInput(f"--threads {threads}: need at least 1; use 1 or more (default: every CPU)")
+    cfg = BenchConfig(size.height, size.width, device, names, runs, warmup, images, seed, threads)
     if images is not None and not Path(images).is_dir():
         raise BadInput(f"--images {images} is not a folder: give a folder of images")
     old = load_result(compare_path) if compare_path else None
-    for p, option in ((json_path, "--json"), (plot_path, "--plot")):
-        if p not in (None, "-"):
-            check_writable(p, option)
+    _check_writable_outputs(("--json", json_path), ("--plot", plot_path))
     if device == "cuda":
-        from srx.runtime.device import NO_GPU, has_cuda
+        _require_gpu("--device cuda", "use --device cpu")
+    progress = Progress.for_terminal(json_path=json_path)
 
-        if not has_cuda():
-            raise BadInput(f"--device cuda: {NO_GPU}; use --device cpu")
-    cfg = BenchConfig(size.height, size.width, device, names, runs, warmup, images, seed, threads)
+    def bars(what: str, total: int) -> Any:
+        return progress.bar(f"{what:<17}", total, "run")
+
     with ModelSource.from_options(weights, model_file, scale, param_key) as source:
-        result = run_bench(source, cfg, progress=_progress_factory(), command=["srx", *sys.argv[1:]])
+        for name in names or []:
+            if engine_mismatch(name, source):  # asked for by name: refused as upscale and eval refuse it
+                raise BadInput(f"--backends {name}: {engine_mismatch(name, source)}")
+        result = run_bench(source, cfg, progress=bars, command=["srx", *sys.argv[1:]])
+    _report_bench(result, old, compare_path, json_path, plot_path, source.origin, names or [])
+
+
+def _report_bench(
+    result: dict[str, Any],
+    old: dict[str, Any] | None,
+    compare_path: str | None,
+    json_path: str | None,
+    plot_path: str | None,
+    origin: str,
+    requested: list[str],
+) -> None:
+    from srx.bench.report import compare, format_compare, format_table
+
     text = format_table(result)
     if old is not None:
         result["compare"] = {"old": compare_path, **compare(result, old)}
@@ -334,9 +342,12 @@ def bench(
 
         plot_result(result, plot_path)
     if all(r["status"] == "skipped" for r in result["results"]):
+        # One or two backends asked for by name: their reasons fit in the line itself.
+        why = "; ".join(f"{r['backend']}: {r['reason']}" for r in result["results"] if r["backend"] in requested)
         raise BadInput(
-            f"no backend can run {source.origin} on {result['device']['kind']} here (reasons in the table above): "
-            "install what a row asks for, or choose another --model, --backends or --device"
+            f"no backend can run {origin} on {result['device']['kind']} here ("
+            + (why if why and len(requested) <= 2 else "reasons in the table above")
+            + "): install what a row asks for, or choose another --model, --backends or --device"
         )
     failed = [r["backend"] for r in result["results"] if r["status"] == "failed"]
     if failed:
@@ -369,63 +380,34 @@ def upscale(
     json_path: str | None,
 ) -> None:
     """Upscale PNG / JPEG / WebP files or folders (alpha, 16-bit and EXIF orientation kept)."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as bench: spinning OpenMP collapses on a busy CPU
     from srx.runtime.device import has_cuda
     from srx.runtime.registry import auto_backend, get_backend, open_runner
     from srx.runtime.source import ModelSource
-    from srx.upscale import output_folder, plan_jobs, upscale_files
+    from srx.tiling import check_tile_options
+    from srx.upscale import format_result, output_folder, plan_jobs, upscale_files
 
     parse_scale(scale)
     if backend != "auto":
         get_backend(backend)
-    if tile is not None and tile == 0:
-        tile = None
-    if tile_overlap is not None and tile_overlap < 0:
-        raise BadInput(f"--tile-overlap {tile_overlap}: cannot be negative; use 0 or more (default: the model's reach)")
     _check_json_path(json_path)
+    check_tile_options(None, tile, tile_overlap)
     jobs = plan_jobs(list(inputs), out)
     dev = device or ("cuda" if has_cuda() else "cpu")
+    progress = Progress.for_terminal(json_path=json_path)
     with ModelSource.from_options(weights, model_file, scale, param_key) as source:
-        if tile is not None and tile != -1:
-            from srx.tiling import plan_tiling
-
-            plan_tiling(source.spec, 1 << 14, 1 << 14, tile, tile_overlap)  # refuse a bad --tile before any work
+        check_tile_options(source.spec, tile, tile_overlap)
         name = auto_backend(source, dev) if backend == "auto" else backend
-        from tqdm import tqdm
-
-        def bar(desc: str, total: int | None) -> Any:
-            return tqdm(total=total, desc=desc[:30], unit="tile", file=sys.stderr, leave=False, disable=None)
-
-        def report(path: Any, message: str) -> None:
-            click.echo(f"srx: error: {message}", err=True)
-
-        files = tqdm(total=len(jobs), desc="images", unit="img", file=sys.stderr, leave=False, disable=None)
 
         def on_error(path: Any, message: str) -> None:
-            files.update(1)
-            report(path, message)
+            click.echo(f"srx: error: {message}", err=True)
 
         with output_folder(jobs), open_runner(name, source, dev) as runner:
-
-            def forward(x: Any) -> Any:
-                return runner.run(x)
-
             result = upscale_files(
-                jobs, forward, source.spec, tile=tile, overlap=tile_overlap, on_error=on_error, progress=bar
-            )
-        files.close()
+                jobs, runner.run, source.spec, tile=tile or None, overlap=tile_overlap, on_error=on_error,
+                progress=progress,
+            )  # fmt: skip
         result.update({"backend": name, "device": dev, "model": source.spec.label})
-    lines = [f"upscaled {len(result['outputs'])} image(s) with {source.spec.label} on {name} ({dev})"]
-    for o in result["outputs"]:
-        t = o["tiling"]
-        how = (
-            "whole"
-            if t["tile"] is None
-            else f"{o['tiles']} tiles of {t['tile']} (+{t['tile_overlap']}), "
-            + ("exact" if t["exact"] else f"blended: {t['note']}")
-        )
-        lines.append(f"  {o['input']} -> {o['output']} ({o['size_out']}, {how}, {o['seconds']:.1f} s)")
-    human("\n".join(lines), json_path)
+    human(format_result(result), json_path)
     emit_json(result, json_path)
     if result["failed"]:
         n, total = len(result["failed"]), len(jobs)
@@ -480,80 +462,25 @@ def export(
     json_path: str | None,
 ) -> None:
     """Export an exact ONNX model (dynamic batch, height, width) and verify it against PyTorch."""
-    # Before torch loads OpenMP: spinning OpenMP threads collapse on a busy CPU (the
-    # PyTorch reference of the verification took 5.8 s instead of 1.8 s at load 6 on
-    # 2 cores). Verification is a check, not a benchmark; a user's setting wins.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from srx.export import check_opset
-    from srx.fileio import check_writable
     from srx.sizes import parse_size
 
     parse_scale(scale)
     check_opset(opset)
     size = parse_size(input_text, what="--input")
-    if param_key is not None and weights is None:
-        raise BadInput("--param-key needs --weights: the embedded default model has no checkpoint entries")
-    for path, option in ((output, "-o"), (None if json_path == "-" else json_path, "--json")):
-        if path is not None:
-            check_writable(path, option)
-    model = _model_from_options(weights, arch, scale, param_key)
+    _check_writable_outputs(("-o", output), ("--json", json_path))
+    from srx.models import model_from_options
+
+    model = model_from_options(weights, arch=arch, scale=scale, param_key=param_key)
     spec = model.spec
     spec.check_input_size(size.height, size.width)
+    from srx.export.model import default_onnx_name, export_onnx
+
     if output is None:
-        output = _default_onnx_name(weights, spec.arch, spec.scale, size if static else None)
-
-    from srx.export.model import export_onnx
-
+        output = default_onnx_name(weights, spec.arch, spec.scale, size if static else None)
     report = export_onnx(model, output, opset=opset, dynamic=not static, input_size=size)
-    human(_format_export(report), json_path)
+    human(report.format(), json_path)
     emit_json(report.to_json(), json_path)
-
-
-def _model_from_options(weights: str | None, arch: str, scale: int | None, param_key: str | None) -> Any:
-    """The checkpoint's network, or the embedded default (untrained) for --arch and --scale."""
-    if weights is not None:
-        from srx.models import load_model
-
-        return load_model(weights, arch=arch, scale=scale, param_key=param_key)
-    from srx.models import DEFAULT_SEED, build_model, default_model
-
-    scale = scale or 4
-    if arch in ("auto", "safmn"):
-        return default_model(scale)
-    return build_model(
-        arch, scale, seed=DEFAULT_SEED, trained=False, source=f"embedded default {arch} x{scale} (seed {DEFAULT_SEED})"
-    )
-
-
-def _default_onnx_name(weights: str | None, arch: str, scale: int, static_size: Size | None) -> str:
-    from pathlib import Path
-
-    stem = Path(weights).stem if weights else f"{arch.replace('-', '_')}_x{scale}"
-    return f"{stem}_{static_size}.onnx" if static_size else f"{stem}.onnx"
-
-
-def _format_export(report: ExportReport) -> str:
-    spec = report.spec
-    shape = (
-        "dynamic batch, height, width" if report.dynamic else f"static 1x3x{report.input.height}x{report.input.width}"
-    )
-    simplify = (
-        f"{report.simplifier}: {report.nodes_before_simplify:,} -> {report.nodes:,} nodes"
-        if report.simplifier
-        else "off"
-    )
-    lines = [
-        f"exported {spec.label}",
-        f"  onnx       {report.onnx} ({shape}; opset {report.opset}; {report.nodes:,} nodes; "
-        f"{report.onnx_bytes / 1e6:.2f} MB)",
-        f"  simplify   {simplify}",
-        f"  verify     onnxruntime CPU vs PyTorch, max |diff| (tolerance {report.tolerance:g}):",
-    ]
-    for r in report.verify:
-        lines.append(f"             {r.case.input:>9}  batch {r.case.batch}  {r.max_abs_diff:.2e}")
-    total = sum(report.seconds.values())
-    lines.append(f"  time       {total:.1f} s (verify {report.seconds.get('verify', 0):.1f} s)")
-    return "\n".join(lines)
 
 
 # -- precision and engines (issue 4) ---------------------------------------------------------
@@ -614,7 +541,7 @@ def quantize(
     json_path: str | None,
 ) -> None:
     """Explicit INT8 Q/DQ ONNX for TensorRT, calibrated on a folder of images."""
-    from srx.precision.int8 import QuantSettings, quantize_file
+    from srx.precision.int8 import QuantSettings, format_report, quantize_file
 
     _check_json_path(json_path)
     settings = QuantSettings(
@@ -627,27 +554,9 @@ def quantize(
         method=method,
         seed=seed,
     )
-    r = quantize_file(
-        model,
-        calib_dir,
-        output,
-        settings=settings,
-        max_psnr_drop=max_psnr_drop,
-        progress=_progress_lines(),
-    )
-    human(
-        "\n".join(
-            [
-                f"wrote {r['onnx']}",
-                f"  INT8 layers   {len(r['int8_layers'])} of {len(r['int8_layers']) + len(r['kept_layers'])}"
-                + (f" (kept in {high_precision.upper()}: {', '.join(r['kept_layers'])})" if r["kept_layers"] else ""),
-                f"  calibration   {r['calibration_images']} crops; {r['held_out_images']} images held back",
-                f"  held-out      Y-PSNR {r['psnr_fp32_db']:.3f} dB FP32 -> {r['psnr_int8_db']:.3f} dB INT8 "
-                f"(drop {r['psnr_drop_db']:.3f} dB); INT8 vs FP32 {r['psnr_vs_fp32']:.2f} dB",
-            ]
-        ),
-        json_path,
-    )
+    progress = Progress.for_terminal(json_path=json_path)
+    r = quantize_file(model, calib_dir, output, settings=settings, max_psnr_drop=max_psnr_drop, progress=progress)
+    human(format_report(r), json_path)
     emit_json(r, json_path)
 
 
@@ -664,64 +573,37 @@ def quantize(
 @click.option(
     "--batch", default=None, metavar="N|MIN:OPT:MAX", help="Batch size, or a dynamic batch range (default 1)."
 )
-@click.option("--workspace", type=int, default=None, metavar="MiB", help="Builder workspace cap (Jetson default 1024).")
+@click.option(
+    "--workspace",
+    "workspace_mib",
+    type=int,
+    default=None,
+    metavar="MiB",
+    help="Builder workspace cap (Jetson default 1024).",
+)
 @click.option("--target", type=click.Choice(["gpu", "jetson"]), default="gpu", show_default=True)
 @click.option("--dla-core", type=int, default=None, metavar="N", help="Jetson DLA core (static shapes, GPU fallback).")
 @click.option("--timing-cache", default=None, metavar="FILE", help="TensorRT timing cache to read and update.")
 @click.option("--rtx-targets", default=None, metavar="CC,...", help="TensorRT-RTX compute capabilities, e.g. 8.6,8.9.")
 @click.option("-o", "--output", default=None, help="Engine file (default: MODEL.<precision>.engine).")
 @json_option
-def build_engine(
-    model: str,
-    fp32: bool,
-    fp16: bool,
-    int8: bool,
-    calib_dir: str | None,
-    backend: str,
-    min_size: str | None,
-    opt_size: str | None,
-    max_size: str | None,
-    batch: str | None,
-    workspace: int | None,
-    target: str,
-    dla_core: int | None,
-    timing_cache: str | None,
-    rtx_targets: str | None,
-    output: str | None,
-    json_path: str | None,
-) -> None:
+def build_engine(model: str, fp32: bool, fp16: bool, int8: bool, json_path: str | None, **options: Any) -> None:
     """TensorRT / TensorRT-RTX engine + sidecar from an srx ONNX."""
-    from srx.runtime.engine import engine_from_onnx
+    from srx.engines.build import engine_from_onnx, format_report
 
     _check_json_path(json_path)
     chosen = [name for name, on in (("fp32", fp32), ("fp16", fp16), ("int8", int8)) if on]
     if len(chosen) > 1:
         raise BadInput(f"give one precision, not {' and '.join('--' + c for c in chosen)}")
+    targets = options.pop("rtx_targets")
     r = engine_from_onnx(
         model,
-        output,
+        options.pop("output"),
         precision=chosen[0] if chosen else None,
-        calib_dir=calib_dir,
-        backend=backend,
-        min_size=min_size,
-        opt_size=opt_size,
-        max_size=max_size,
-        batch=batch,
-        workspace_mib=workspace,
-        target=target,
-        dla_core=dla_core,
-        timing_cache=timing_cache,
-        rtx_targets=[t.strip() for t in rtx_targets.split(",") if t.strip()] if rtx_targets else None,
-        progress=_progress_lines(),
-        warn=lambda m: click.echo(f"srx: warning: {m}", err=True),
+        rtx_targets=[t.strip() for t in targets.split(",") if t.strip()] if targets else None,
+        progress=Progress.for_terminal(json_path=json_path),
+        warn=_warn,
+        **options,
     )
-    p = r["profile"]
-    lines = [
-        f"wrote {r['engine']} ({r['engine_bytes'] / 2**20:.1f} MiB) and {r['sidecar']}",
-        f"  backend     {r['backend']} {r['backend_version']}, {r['network']}",
-        f"  precision   {r['precision']}" + (f" (built from {r['precision_onnx']})" if r["precision_onnx"] else ""),
-        f"  profile     {p['min']} .. {p['max']}, opt {p['opt']}, batch {p['batch']}",
-        f"  built in    {r['build_seconds']:.1f} s",
-    ]
-    human("\n".join(lines), json_path)
+    human(format_report(r), json_path)
     emit_json(r, json_path)

@@ -28,7 +28,9 @@ from typing import Any
 import numpy as np
 
 from srx.errors import BadInput, CheckFailed, SrxError
-from srx.images import FORMATS, IMAGE_SUFFIXES, LoadedImage, image_files, quantize, read_image, write_image
+from srx.filekinds import IMAGE_SUFFIXES
+from srx.images import FORMATS, LoadedImage, image_files, quantize, read_image, write_image
+from srx.progress import Progress
 from srx.resources import check_memory
 from srx.spec import ModelSpec
 from srx.tiling import AUTO_TILE, TilePlan, plan_tiling, tiled_apply
@@ -142,10 +144,11 @@ def upscale_image(
     *,
     tile: int | None = None,
     overlap: int | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
+    what: str = "tiles",
 ) -> tuple[np.ndarray, TilePlan, int]:
     """Upscale one decoded image; returns quantized pixels ((sH, sW[, C]) uint8 or uint16),
-    the tiling plan used and the number of tiles."""
+    the tiling plan used and the number of tiles. A tiled image shows a bar of its tiles."""
     s = spec.scale
     h, w = img.height, img.width
     lr = np.ascontiguousarray(img.rgb.transpose(2, 0, 1), dtype=np.float32)
@@ -174,7 +177,13 @@ def upscale_image(
             block = (block @ LUMA)[..., None]
         out[y0:y1, :, :color] = quantize(block, img.bit_depth)
 
-    n_tiles = tiled_apply(lr, forward, s, plan, emit, progress)
+    n = plan.tiles(ph, pw)
+    bar = (progress or Progress.off()).bar(what, n, "tile") if n > 1 else None
+    try:
+        n_tiles = tiled_apply(lr, forward, s, plan, emit, bar.update if bar is not None else None)
+    finally:
+        if bar is not None:
+            bar.close()
     if img.alpha is not None:
         out[..., color] = quantize(_bicubic(img.alpha, w * s, h * s), img.bit_depth)
     pixels = out[..., 0] if channels == 1 else out
@@ -215,41 +224,72 @@ def upscale_files(
     tile: int | None = None,
     overlap: int | None = None,
     on_error: Callable[[Path, str], None] | None = None,
-    progress: Callable[[str, int | None], Any] | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Upscale every job; a bad file is reported through `on_error` and skipped."""
-    done, failed = [], []
-    for job in jobs:
-        t0 = time.perf_counter()
-        try:
-            img = read_image(job.src)
-            fmt = FORMATS.get(job.dst.suffix.lower(), img.format)
-            bar = progress(job.src.name, None) if progress else None
-            pixels, plan, n_tiles = upscale_image(
-                img, forward, spec, tile=tile, overlap=overlap, progress=(bar.update if bar is not None else None)
-            )
-            if bar is not None:
-                bar.close()
-            write_image(job.dst, pixels, bit_depth=img.bit_depth, format=fmt, icc_profile=img.icc_profile)
-        except SrxError as e:
-            if len(jobs) == 1:
-                raise
-            failed.append({"input": str(job.src), "error": str(e)})
-            if on_error:
-                on_error(job.src, str(e))
-            continue
-        done.append(
-            {
-                "input": str(job.src),
-                "output": str(job.dst),
-                "size_in": f"{img.width}x{img.height}",
-                "size_out": f"{img.width * spec.scale}x{img.height * spec.scale}",
-                "bit_depth": img.bit_depth,
-                "gray": img.gray,
-                "alpha": img.alpha is not None,
-                "tiles": n_tiles,
-                "tiling": plan.to_dict(),
-                "seconds": round(time.perf_counter() - t0, 3),
-            }
-        )
+    """Upscale every job; a bad file is reported through `on_error` and skipped. Progress:
+    a bar of the images when there are several, and of the tiles of a tiled image."""
+    progress = progress or Progress.off()
+    done: list[dict[str, Any]] = []
+    failed: list[dict[str, str]] = []
+    images = (progress if len(jobs) > 1 else Progress.off()).bar("images", len(jobs), "img")
+    try:
+        for job in jobs:
+            try:
+                done.append(_upscale_file(job, forward, spec, tile, overlap, progress))
+            except SrxError as e:
+                if len(jobs) == 1:
+                    raise
+                failed.append({"input": str(job.src), "error": str(e)})
+                if on_error:
+                    on_error(job.src, str(e))
+            images.update(1)
+    finally:
+        images.close()
     return {"outputs": done, "failed": failed}
+
+
+def _upscale_file(
+    job: Job,
+    forward: Callable[[np.ndarray], np.ndarray],
+    spec: ModelSpec,
+    tile: int | None,
+    overlap: int | None,
+    progress: Progress,
+) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    img = read_image(job.src)
+    fmt = FORMATS.get(job.dst.suffix.lower(), img.format)
+    pixels, plan, n_tiles = upscale_image(
+        img, forward, spec, tile=tile, overlap=overlap, progress=progress, what=job.src.name[-30:]
+    )
+    write_image(job.dst, pixels, bit_depth=img.bit_depth, format=fmt, icc_profile=img.icc_profile)
+    return {
+        "input": str(job.src),
+        "output": str(job.dst),
+        "size_in": f"{img.width}x{img.height}",
+        "size_out": f"{img.width * spec.scale}x{img.height * spec.scale}",
+        "bit_depth": img.bit_depth,
+        "gray": img.gray,
+        "alpha": img.alpha is not None,
+        "tiles": n_tiles,
+        "tiling": plan.to_dict(),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+
+
+def format_result(result: dict[str, Any]) -> str:
+    """The lines `srx upscale` prints: what ran, and per image its size, tiling and time."""
+    n = len(result["outputs"])
+    lines = [
+        f"upscaled {n} image{'s' if n != 1 else ''} with {result['model']} on {result['backend']} ({result['device']})"
+    ]
+    for o in result["outputs"]:
+        t = o["tiling"]
+        how = (
+            "whole"
+            if t["tile"] is None
+            else f"{o['tiles']} tiles of {t['tile']} (+{t['tile_overlap']}), "
+            + ("exact" if t["exact"] else f"blended: {t['note']}")
+        )
+        lines.append(f"  {o['input']} -> {o['output']} ({o['size_out']}, {how}, {o['seconds']:.1f} s)")
+    return "\n".join(lines)

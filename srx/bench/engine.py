@@ -27,8 +27,8 @@ import numpy as np
 
 from srx import __version__
 from srx.bench.complexity import count_complexity
-from srx.bench.inputs import DEFAULT_COUNT, DEFAULT_SEED, folder_inputs, synthetic_inputs
-from srx.errors import BadInput
+from srx.bench.inputs import DEFAULT_COUNT, INPUT_SEED, folder_inputs, synthetic_inputs
+from srx.errors import BadInput, first_line
 from srx.resources import check_memory
 from srx.runtime.device import device_info, has_cuda
 from srx.runtime.registry import backend_names, check_backend, default_backends, get_backend, runner_class
@@ -50,9 +50,18 @@ class BenchConfig:
     runs: int | None = None  # None: 50 on CUDA, 10 on CPU
     warmup: int | None = None
     images: str | None = None
-    seed: int = DEFAULT_SEED
+    seed: int = INPUT_SEED
     threads: int | None = None
     backend_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """The counts are checked where they are defined, before any model is loaded."""
+        if self.runs is not None and self.runs < 1:
+            raise BadInput(f"--runs {self.runs}: need at least 1 timed run")
+        if self.warmup is not None and self.warmup < 0:
+            raise BadInput(f"--warmup {self.warmup}: cannot be negative; use 0 or more")
+        if self.threads is not None and self.threads < 1:
+            raise BadInput(f"--threads {self.threads}: need at least 1; use 1 or more (default: every CPU)")
 
     def resolved(self) -> BenchConfig:
         device = self.device or ("cuda" if has_cuda() else "cpu")
@@ -62,10 +71,6 @@ class BenchConfig:
         warmup = self.warmup
         if warmup is None:
             warmup = CUDA_DEFAULT_WARMUP if device == "cuda" else CPU_DEFAULT_WARMUP
-        if runs < 1:
-            raise BadInput(f"--runs {runs}: need at least 1 timed run")
-        if warmup < 0:
-            raise BadInput(f"--warmup {warmup}: cannot be negative")
         return BenchConfig(
             self.height,
             self.width,
@@ -359,12 +364,11 @@ def _bench_one(
     except (KeyboardInterrupt, BadInput):
         raise
     except Exception as e:
-        first = (str(e).strip().splitlines() or [""])[0][:300]
         row = {
             "backend": name,
             "precision": runner.precision,
             "status": "failed",
-            "reason": f"{type(e).__name__}: {first}",
+            "reason": f"{type(e).__name__}: {first_line(str(e), 300)}",
         }
     finally:
         bar.close()
