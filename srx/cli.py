@@ -155,6 +155,32 @@ def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
     )(f)
 
 
+def quiet_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "-q",
+        "--quiet",
+        is_flag=True,
+        help="No progress bars or stage notes (shown on a terminal only; never with --json -).",
+    )(f)
+
+
+MODEL_HELP = "What to run: a checkpoint, an srx ONNX, or an engine with its sidecar (built by srx build-engine)."
+OUTSCALE_HELP = (
+    "Final size as a multiple of the input's (default: the model's scale); the model's output is resampled "
+    "with Lanczos."
+)
+
+
+def _backend_names() -> str:
+    from srx.runtime.registry import backend_names
+
+    return ", ".join(backend_names())
+
+
+BACKEND_HELP = f"auto (the fastest exact one that can run here), or one of: {_backend_names()}."
+BACKENDS_HELP = f"Comma-separated backends, or 'all' (default: the set for --device): {_backend_names()}."
+
+
 def human(text: str, json_path: str | None) -> None:
     """Human-readable output; goes to stderr when the JSON goes to stdout."""
     click.echo(text, err=json_path == "-")
@@ -204,7 +230,7 @@ def parse_scale(value: int | None) -> int | None:
 # -- commands ------------------------------------------------------------------------------
 
 
-@cli.command()
+@cli.command(short_help="What a checkpoint, ONNX or engine holds.")
 @click.argument("file", type=str)
 @click.option("--param-key", default=None, help="Checkpoint entry to read (default: params, as BasicSR).")
 @json_option
@@ -218,7 +244,7 @@ def info(file: str, param_key: str | None, json_path: str | None) -> None:
     emit_json(d, json_path)
 
 
-@cli.command(name="eval")
+@cli.command(name="eval", short_help="Y-PSNR / SSIM on a dataset, as SR papers.")
 @click.option(
     "--dataset", required=True, type=str, metavar="DIR", help="Folder of HR images, or with HR/ and LR_bicubic/X{s}/."
 )
@@ -232,6 +258,7 @@ def info(file: str, param_key: str | None, json_path: str | None) -> None:
 )
 @click.option("--weights", default=None, metavar="CKPT", help="A checkpoint to score (same as --model CKPT).")
 @click.option("--param-key", default=None, help="Checkpoint entry to read (default: params, as BasicSR).")
+@quiet_option
 @json_option
 def eval_(
     dataset: str,
@@ -239,6 +266,7 @@ def eval_(
     model: str | None,
     weights: str | None,
     param_key: str | None,
+    quiet: bool,
     json_path: str | None,
 ) -> None:
     """Y-channel PSNR / SSIM on a dataset, with MATLAB-compatible bicubic LR (as published SR tables)."""
@@ -247,7 +275,7 @@ def eval_(
     if model is not None and weights is not None:
         raise BadInput("give either --model or --weights, not both")
     _check_json_path(json_path)
-    progress = Progress.for_terminal(json_path=json_path).enabled
+    progress = Progress.for_terminal(quiet=quiet, json_path=json_path)
     result = evaluate(
         dataset, weights or model or "bicubic", parse_scale(scale), param_key=param_key, progress=progress
     )
@@ -255,13 +283,13 @@ def eval_(
     emit_json(result.to_dict(), json_path)
 
 
-@cli.command()
+@cli.command(short_help="Latency, memory, accuracy per backend.")
 @click.option("--input", "input_size", default="320x180", show_default=True, help="LR input size WIDTHxHEIGHT.")
-@click.option("--weights", default=None, help="Checkpoint (default: the embedded untrained model).")
-@click.option("--model", "model_file", default=None, help="Exported model: .onnx, or .engine with its sidecar.")
+@click.option("--weights", default=None, metavar="CKPT", help="Checkpoint (default: the embedded untrained model).")
+@click.option("--model", "model_file", default=None, metavar="CKPT|ONNX|ENGINE", help=MODEL_HELP)
 @click.option("--scale", type=int, default=None, help="Scale of the embedded default model (2, 3, 4; default 4).")
 @click.option("--param-key", default=None, help="Checkpoint entry to read (default: params).")
-@click.option("--backends", default=None, help="Comma-separated backends, or 'all' (default: the set for --device).")
+@click.option("--backends", default=None, metavar="LIST", help=BACKENDS_HELP)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None, help="Default: cuda when a GPU is visible.")
 @click.option("--runs", type=int, default=None, help="Timed runs per backend (default 50 on CUDA, 10 on CPU).")
 @click.option("--warmup", type=int, default=None, help="Untimed runs first (default 10 on CUDA, 1 on CPU).")
@@ -270,6 +298,7 @@ def eval_(
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthetic inputs.")
 @click.option("--plot", "plot_path", default=None, metavar="PNG", help="Write a latency / memory plot here.")
 @click.option("--compare", "compare_path", default=None, metavar="OLD.json", help="Show the change against a run.")
+@quiet_option
 @json_option
 def bench(
     input_size: str,
@@ -286,9 +315,10 @@ def bench(
     seed: int,
     plot_path: str | None,
     compare_path: str | None,
+    quiet: bool,
     json_path: str | None,
 ) -> None:
-    """Latency, peak memory and accuracy of every backend (CLI.md)."""
+    """Latency, peak memory and accuracy of every backend, against the FP32 PyTorch output."""
     from pathlib import Path
 
     from srx.bench.engine import BenchConfig, run_bench
@@ -307,7 +337,7 @@ def bench(
     _check_writable_outputs(("--json", json_path), ("--plot", plot_path))
     if device == "cuda":
         _require_gpu("--device cuda", "use --device cpu")
-    progress = Progress.for_terminal(json_path=json_path)
+    progress = Progress.for_terminal(quiet=quiet, json_path=json_path)
 
     def bars(what: str, total: int) -> Any:
         return progress.bar(f"{what:<17}", total, "run")
@@ -354,69 +384,112 @@ def _report_bench(
         raise SrxError(f"backend(s) failed: {', '.join(failed)} (reasons in the table above)")
 
 
-@cli.command()
+TILE_HELP = (
+    "Tile side in input pixels: bounds memory, costs time (each tile also computes the model's reach, 136 pixels "
+    "for the x4 paper SAFMN, on every inner side). Default (or 0): whole images up to 1 MP, 512 above; -1: never tile."
+)
+
+
+@cli.command(short_help="Upscale image files or folders.")
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("-o", "--output", "out", required=True, help="Output file (one input) or folder.")
-@click.option("--weights", default=None, help="Checkpoint (default: the embedded untrained model).")
-@click.option("--model", "model_file", default=None, help="Exported model: .onnx, or .engine with its sidecar.")
+@click.option("-o", "--output", "out", required=True, help="Output file (one input) or folder (created if missing).")
+@click.option(
+    "--weights", default=None, metavar="CKPT", help="Checkpoint (default: the embedded UNTRAINED model: noise)."
+)
+@click.option("--model", "model_file", default=None, metavar="CKPT|ONNX|ENGINE", help=MODEL_HELP)
 @click.option("--scale", type=int, default=None, help="Scale of the embedded default model (2, 3, 4; default 4).")
 @click.option("--param-key", default=None, help="Checkpoint entry to read (default: params).")
-@click.option("--tile", type=int, default=None, help="Tile side in input pixels (default: 512 above 1 MP; -1: never).")
+@click.option("--tile", type=int, default=None, metavar="N", help=TILE_HELP)
 @click.option("--tile-overlap", type=int, default=None, help="Context around each tile (default: the model's reach).")
-@click.option("--backend", default="auto", show_default=True, help="Backend name (see srx bench), or auto.")
+@click.option("--backend", default="auto", show_default=True, metavar="NAME", help=BACKEND_HELP)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None, help="Default: cuda when a GPU is visible.")
+@click.option("--outscale", type=float, default=None, metavar="F", help=OUTSCALE_HELP)
+@click.option("--suffix", default="", help="Added to each output name in a folder: photo.png -> photo<SUFFIX>.png.")
+@click.option("--ext", type=click.Choice(["png", "jpg", "webp"]), default=None, help="Output format in a folder.")
+@click.option("--quality", type=int, default=95, show_default=True, help="JPEG and WebP quality, 1-100.")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs (default: refuse them before any work).")
+@click.option("--skip-existing", is_flag=True, help="Leave existing outputs alone and skip their inputs.")
+@quiet_option
 @json_option
 def upscale(
     inputs: tuple[str, ...],
     out: str,
-    weights: str | None,
-    model_file: str | None,
-    scale: int | None,
-    param_key: str | None,
     tile: int | None,
     tile_overlap: int | None,
     backend: str,
     device: str | None,
+    quiet: bool,
     json_path: str | None,
+    **options: Any,
 ) -> None:
     """Upscale PNG / JPEG / WebP files or folders (alpha, 16-bit and EXIF orientation kept)."""
     from srx.runtime.device import has_cuda
     from srx.runtime.registry import auto_backend, get_backend, open_runner
     from srx.runtime.source import ModelSource
     from srx.tiling import check_tile_options
-    from srx.upscale import format_result, output_folder, plan_jobs, upscale_files
+    from srx.upscale import OutputOptions, format_result, output_folder, plan_jobs, upscale_files
 
-    parse_scale(scale)
+    model = {k: options.pop(k) for k in ("weights", "model_file", "scale", "param_key")}
+    if options["overwrite"] and options["skip_existing"]:
+        raise BadInput("give --overwrite or --skip-existing, not both")
+    output = OutputOptions(**options)
+    parse_scale(model["scale"])
     if backend != "auto":
         get_backend(backend)
     _check_json_path(json_path)
     check_tile_options(None, tile, tile_overlap)
-    jobs = plan_jobs(list(inputs), out)
+    plan = plan_jobs(list(inputs), out, output)
+    skipped = [str(j.src) for j in plan.skipped]
+    if not plan.jobs:
+        human(f"nothing to do: every output exists already ({len(skipped)}; --skip-existing)", json_path)
+        emit_json({"outputs": [], "failed": [], "skipped": skipped}, json_path)
+        return
     dev = device or ("cuda" if has_cuda() else "cpu")
-    progress = Progress.for_terminal(json_path=json_path)
-    with ModelSource.from_options(weights, model_file, scale, param_key) as source:
+    progress = Progress.for_terminal(quiet=quiet, json_path=json_path)
+    with ModelSource.from_options(model["weights"], model["model_file"], model["scale"], model["param_key"]) as source:
         check_tile_options(source.spec, tile, tile_overlap)
+        _upscale_warnings(source, tile, tile_overlap, default=model["weights"] is None and model["model_file"] is None)
         name = auto_backend(source, dev) if backend == "auto" else backend
 
         def on_error(path: Any, message: str) -> None:
             click.echo(f"srx: error: {message}", err=True)
 
-        with output_folder(jobs), open_runner(name, source, dev) as runner:
+        with output_folder(plan.jobs), open_runner(name, source, dev) as runner:
             result = upscale_files(
-                jobs, runner.run, source.spec, tile=tile or None, overlap=tile_overlap, on_error=on_error,
-                progress=progress,
+                plan.jobs, runner.run, source.spec, tile=tile or None, overlap=tile_overlap, on_error=on_error,
+                progress=progress, output=output,
             )  # fmt: skip
-        result.update({"backend": name, "device": dev, "model": source.spec.label})
+        result.update({"backend": name, "device": dev, "model": source.spec.label, "skipped": skipped})
+        result["untrained"] = not source.spec.trained
     human(format_result(result), json_path)
     emit_json(result, json_path)
     if result["failed"]:
-        n, total = len(result["failed"]), len(jobs)
+        n, total = len(result["failed"]), len(plan.jobs)
         if n == total:
             raise BadInput(f"none of the {total} inputs could be upscaled (reasons above): fix or remove them")
         raise BadInput(f"{n} of {total} input(s) could not be upscaled (listed above); the others were written")
 
 
-@cli.command()
+def _upscale_warnings(source: Any, tile: int | None, tile_overlap: int | None, *, default: bool) -> None:
+    """What a user must know before the work starts: an untrained model, tiles that are mostly context."""
+    from srx.tiling import context_warning
+
+    spec = source.spec
+    if not spec.trained and default:
+        _warn(
+            f"no trained model given: the embedded default ({spec.title} x{spec.scale}) is UNTRAINED and its output "
+            "is noise, for latency tests only; pass --weights CKPT (or --model) to upscale for real"
+        )
+    elif not spec.trained:
+        _warn(
+            f"{source.origin} is an UNTRAINED model (exported from srx's embedded default?) and its output is noise; "
+            "upscale with a trained checkpoint or its export"
+        )
+    if context_warning(spec, tile, tile_overlap):
+        _warn(context_warning(spec, tile, tile_overlap))
+
+
+@cli.command(short_help="Exact ONNX, verified against PyTorch.")
 @click.option(
     "--weights",
     default=None,
@@ -486,7 +559,7 @@ def export(
 # -- precision and engines (issue 4) ---------------------------------------------------------
 
 
-@cli.command()
+@cli.command(short_help="INT8 Q/DQ ONNX, calibrated on images.")
 @click.argument("model", type=str)
 @click.option("--calib-dir", required=True, metavar="DIR", help="Training images to calibrate on (never Set5/Set14).")
 @click.option("-o", "--output", default=None, help="Output ONNX (default: MODEL with .int8.onnx).")
@@ -524,6 +597,7 @@ def export(
     help="How activation ranges are chosen.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split and the crops.")
+@quiet_option
 @json_option
 def quantize(
     model: str,
@@ -538,6 +612,7 @@ def quantize(
     sensitivity_crops: int,
     method: str,
     seed: int,
+    quiet: bool,
     json_path: str | None,
 ) -> None:
     """Explicit INT8 Q/DQ ONNX for TensorRT, calibrated on a folder of images."""
@@ -554,19 +629,33 @@ def quantize(
         method=method,
         seed=seed,
     )
-    progress = Progress.for_terminal(json_path=json_path)
-    r = quantize_file(model, calib_dir, output, settings=settings, max_psnr_drop=max_psnr_drop, progress=progress)
+    progress = Progress.for_terminal(quiet=quiet, json_path=json_path)
+    r = quantize_file(
+        model, calib_dir, output, settings=settings, max_psnr_drop=max_psnr_drop, progress=progress, warn=_warn
+    )
     human(format_report(r), json_path)
     emit_json(r, json_path)
 
 
-@cli.command("build-engine")
+@cli.command("build-engine", short_help="TensorRT / TensorRT-RTX engine from ONNX.")
 @click.argument("model", type=str)
-@click.option("--fp32", "fp32", is_flag=True, help="FP32 engine (TF32 off).")
+@click.option(
+    "--fp32",
+    "fp32",
+    is_flag=True,
+    help="FP32 engine (TF32 off). No precision flag: the ONNX's own, FP32 for srx export.",
+)
 @click.option("--fp16", "fp16", is_flag=True, help="FP16 with FP32 normalisation islands (writes the FP16 ONNX too).")
 @click.option("--int8", "int8", is_flag=True, help="INT8 Q/DQ, calibrated on --calib-dir (writes the Q/DQ ONNX too).")
 @click.option("--calib-dir", default=None, metavar="DIR", help="Training images for --int8 (never Set5/Set14).")
-@click.option("--backend", type=click.Choice(["auto", "tensorrt", "tensorrt-rtx"]), default="auto", show_default=True)
+@click.option(
+    "--backend",
+    type=click.Choice(["auto", "tensorrt", "tensorrt-rtx"]),
+    default="auto",
+    show_default=True,
+    help="Which TensorRT builds: tensorrt (GPU, Jetson; engines per GPU) or tensorrt-rtx (ahead of time, even on a CPU); "
+    "auto: tensorrt if installed, else tensorrt-rtx.",
+)
 @click.option("--min", "min_size", default=None, metavar="WxH", help="Smallest input (default 64x64).")
 @click.option("--opt", "opt_size", default=None, metavar="WxH", help="Input to tune for (default 640x360).")
 @click.option("--max", "max_size", default=None, metavar="WxH", help="Largest input (default 1920x1080).")
@@ -586,8 +675,12 @@ def quantize(
 @click.option("--timing-cache", default=None, metavar="FILE", help="TensorRT timing cache to read and update.")
 @click.option("--rtx-targets", default=None, metavar="CC,...", help="TensorRT-RTX compute capabilities, e.g. 8.6,8.9.")
 @click.option("-o", "--output", default=None, help="Engine file (default: MODEL.<precision>.engine).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing FP16 / Q/DQ ONNX next to the engine.")
+@quiet_option
 @json_option
-def build_engine(model: str, fp32: bool, fp16: bool, int8: bool, json_path: str | None, **options: Any) -> None:
+def build_engine(
+    model: str, fp32: bool, fp16: bool, int8: bool, quiet: bool, json_path: str | None, **options: Any
+) -> None:
     """TensorRT / TensorRT-RTX engine + sidecar from an srx ONNX."""
     from srx.engines.build import engine_from_onnx, format_report
 
@@ -601,7 +694,7 @@ def build_engine(model: str, fp32: bool, fp16: bool, int8: bool, json_path: str 
         options.pop("output"),
         precision=chosen[0] if chosen else None,
         rtx_targets=[t.strip() for t in targets.split(",") if t.strip()] if targets else None,
-        progress=Progress.for_terminal(json_path=json_path),
+        progress=Progress.for_terminal(quiet=quiet, json_path=json_path),
         warn=_warn,
         **options,
     )

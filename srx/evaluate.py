@@ -35,6 +35,7 @@ from srx.filekinds import DATASET_IMAGE_SUFFIXES, file_kind
 from srx.images import DATASET_DECODERS, pixel_limit, read_rgb8
 from srx.imresize import imresize
 from srx.metrics import mod_crop, psnr, rgb_to_y, shave, ssim
+from srx.progress import Progress
 
 if TYPE_CHECKING:
     from torch import nn
@@ -346,7 +347,7 @@ def _check_sizes(pairs: Sequence[DatasetImage], scale: int, min_lr: int) -> None
 # -- evaluation ----------------------------------------------------------------------------
 
 
-def evaluate_model(dataset: str | Path, resolved: ResolvedModel, *, progress: bool = False) -> EvalResult:
+def evaluate_model(dataset: str | Path, resolved: ResolvedModel, *, progress: Progress | None = None) -> EvalResult:
     """Score `resolved` on every image of `dataset`; see the module docstring for the protocol."""
     scale = resolved.scale
     pairs, lr_source = dataset_pairs(dataset, scale)
@@ -365,10 +366,9 @@ def evaluate_model(dataset: str | Path, resolved: ResolvedModel, *, progress: bo
         protocol = "LR RGB uint8 -> model -> clamp [0, 1], round to uint8 -> MATLAB rgb2ycbcr Y"
     protocol += f"; PSNR/SSIM on Y, {scale}-pixel border cropped; SSIM 11x11 Gaussian sigma 1.5"
 
-    from tqdm import tqdm
-
     scores = []
-    for pair in tqdm(pairs, desc=f"eval x{scale}", unit="img", disable=not progress, leave=False):
+    bar = (progress or Progress.off()).bar(f"eval x{scale}", len(pairs), "img")
+    for pair in pairs:
         hr = mod_crop(read_rgb8(pair.hr), scale)
         if published:
             y_sr = resolved.upscaler.y_from_hr(hr, scale)  # type: ignore[union-attr]
@@ -390,6 +390,8 @@ def evaluate_model(dataset: str | Path, resolved: ResolvedModel, *, progress: bo
         y_hr = shave(rgb_to_y(hr), scale).astype(np.float64)
         y_sr = shave(y_sr, scale).astype(np.float64)
         scores.append(ImageScore(pair.name, psnr(y_hr, y_sr), ssim(y_hr, y_sr)))
+        bar.update(1)
+    bar.close()
     return EvalResult(
         dataset=str(dataset),
         scale=scale,
@@ -408,7 +410,7 @@ def evaluate(
     scale: int | None = None,
     *,
     param_key: str | None = None,
-    progress: bool = False,
+    progress: Progress | None = None,
 ) -> EvalResult:
     """`srx eval`: resolve `model` (bicubic, bicubic-rgb, checkpoint) and score it on `dataset`."""
     hr_images(dataset)  # the cheaper mistake first: before a model is loaded

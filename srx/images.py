@@ -252,9 +252,11 @@ def write_image(
     bit_depth: int = 8,
     format: str | None = None,
     icc_profile: bytes | None = None,
+    quality: int = 95,
 ) -> Path:
     """Write quantized pixels atomically: (H, W) gray, (H, W, 2) gray+alpha, (H, W, 3) RGB or
-    (H, W, 4) RGBA, dtype uint8 or uint16 (`bit_depth`). `format` defaults from the suffix."""
+    (H, W, 4) RGBA, dtype uint8 or uint16 (`bit_depth`). `format` defaults from the suffix;
+    `quality` (1-100) applies to JPEG and WebP."""
     from PIL import Image
 
     p = Path(path)
@@ -276,9 +278,9 @@ def write_image(
                 im = Image.fromarray(pixels if channels > 1 else pixels.reshape(pixels.shape[:2]))
             kwargs: dict[str, object] = {"icc_profile": icc_profile} if icc_profile else {}
             if fmt == "JPEG":
-                kwargs.update(quality=95, subsampling=0)
+                kwargs.update(quality=quality, subsampling=0)
             elif fmt == "WEBP":
-                kwargs.update(quality=95, method=4)
+                kwargs.update(quality=quality, method=4)
             try:
                 im.save(tmp, format=fmt, **kwargs)
             except OSError as e:

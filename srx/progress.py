@@ -9,8 +9,13 @@ when a bar is shown.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any, Protocol
+
+# A terminal that reports no size (some pseudo-terminals, `script`) has 0 rows and columns,
+# and tqdm then draws nothing at all: such a terminal gets this many columns and lines.
+FALLBACK_SIZE = (100, 24)
 
 
 class Bar(Protocol):
@@ -54,7 +59,17 @@ class Progress:
             return _NoBar()
         from tqdm import tqdm
 
-        return tqdm(total=total, desc=what, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True)
+        size = _terminal_size()
+        return tqdm(
+            total=total,
+            desc=what,
+            unit=unit,
+            file=sys.stderr,
+            leave=False,
+            dynamic_ncols=size is not None,
+            ncols=None if size else FALLBACK_SIZE[0],
+            nrows=None if size else FALLBACK_SIZE[1],
+        )
 
     def note(self, text: str) -> None:
         if not self.enabled:
@@ -62,3 +77,12 @@ class Progress:
         from tqdm import tqdm
 
         tqdm.write(f"srx: {text}", file=sys.stderr)  # above any bar that is showing
+
+
+def _terminal_size() -> tuple[int, int] | None:
+    """The terminal's (columns, lines), or None when it reports no size."""
+    try:
+        size = os.get_terminal_size(sys.stderr.fileno())
+    except (OSError, ValueError):
+        return None
+    return (size.columns, size.lines) if size.columns and size.lines else None

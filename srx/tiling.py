@@ -116,6 +116,31 @@ def check_tile_options(spec: ModelSpec | None, tile: int | None, overlap: int | 
         )
 
 
+# A tile that computes this many times the pixels it keeps is mostly context: a warning.
+CONTEXT_WORK_WARN = 4.0
+
+
+def context_warning(spec: ModelSpec, tile: int | None, overlap: int | None) -> str:
+    """Why a --tile is slow, when its context dominates ('' otherwise).
+
+    Each tile computes its core plus `overlap` pixels on every inner side (the network's
+    reach, 136 for the x4 paper SAFMN): a 128-pixel tile computes 400x400 to keep 128x128,
+    about 10x the work of the whole image for the same output."""
+    if not tile or tile < 0:
+        return ""
+    g = pool_grid(spec)
+    core = max(g, tile // g * g)
+    ov = math.ceil((default_overlap(spec) if overlap is None else overlap) / g) * g
+    work = ((core + 2 * ov) / core) ** 2
+    if work < CONTEXT_WORK_WARN:
+        return ""
+    return (
+        f"--tile {tile}: each tile also computes {ov} pixels of context on every inner side (the model's reach), "
+        f"{core + 2 * ov}x{core + 2 * ov} pixels to keep {core}x{core}: up to {work:.1f}x the work of one piece; "
+        f"tiles only bound memory, so use the default (whole images up to 1 MP, {AUTO_TILE} above) or a larger --tile"
+    )
+
+
 def plan_tiling(spec: ModelSpec, height: int, width: int, tile: int | None, overlap: int | None) -> TilePlan:
     """Decide tile size, context and blending for one image. tile=None or 0: automatic
     (whole image up to AUTO_TILE_PIXELS, AUTO_TILE tiles above); tile=-1: never tile."""

@@ -210,6 +210,7 @@ def run_bench(
             "arch": spec.arch,
             "trained": spec.trained,
             "source": source.origin,
+            "precision": source.precision,
             "spec": spec.to_dict(),
         },
         "untrained": not spec.trained,

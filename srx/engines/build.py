@@ -167,14 +167,17 @@ def check_plan(plan: BuildPlan, src: SrxOnnx, prec: str, version: str, opts: Bui
             )
 
 
-def check_calibration(calib_dir: str | Path | None) -> None:
-    from srx.precision.calib import list_images
+def check_calibration(calib_dir: str | Path | None, warn: Callable[[str], None]) -> None:
+    from srx.precision.calib import evaluation_set_warning, list_images
 
-    n = len(list_images(calib_dir))  # type: ignore[arg-type]
-    if n < 2:
+    files = list_images(calib_dir)  # type: ignore[arg-type]
+    if len(files) < 2:
         raise BadInput(
-            f"--calib-dir {calib_dir} holds {n} image(s); calibration needs at least 2 (one is held back): add training images"
+            f"--calib-dir {calib_dir} holds {len(files)} image(s); calibration needs at least 2 (one is held back): "
+            "add training images"
         )
+    if evaluation_set_warning(calib_dir, files):  # type: ignore[arg-type]
+        warn(evaluation_set_warning(calib_dir, files))  # type: ignore[arg-type]
 
 
 def workspace_for(opts: BuildOptions, warn: Callable[[str], None]) -> int | None:
@@ -223,7 +226,7 @@ def engine_from_onnx(
                            max_size=opts.max_size, batch=opts.batch, dla=opts.dla_core is not None)  # fmt: skip
     opts = replace(opts, workspace_mib=workspace_for(opts, warn))
     if prec == "int8" and src.precision == "fp32":
-        check_calibration(opts.calib_dir)
+        check_calibration(opts.calib_dir, warn)
     dev = device if device is not None else _device(name)
 
     t0 = time.perf_counter()
@@ -419,4 +422,14 @@ def format_report(r: dict[str, Any]) -> str:
         f"  profile     {p['min']} .. {p['max']}, opt {p['opt']}, batch {p['batch']}",
         f"  built in    {r['build_seconds']:.1f} s",
     ]
+    q = r.get("quantize") or {}
+    if "psnr_drop_db" in q:
+        # What `srx quantize` reports: the INT8 graph's accuracy on images held back from calibration.
+        held = q.get("held_out_images", "?")
+        lines.insert(
+            3,
+            f"  accuracy    INT8 Y-PSNR drop {q['psnr_drop_db']:.3f} dB on {held} held-back image"
+            + ("" if held == 1 else "s")
+            + (f" (INT8 vs FP32 {q['psnr_vs_fp32']:.2f} dB)" if "psnr_vs_fp32" in q else ""),
+        )
     return "\n".join(lines)

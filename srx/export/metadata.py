@@ -91,6 +91,11 @@ class SrxOnnx:
         return self.model
 
 
+class NotSrxModel(BadInput):
+    """A readable ONNX that is not an srx image model (no srx.spec, or not lr -> sr): what
+    `srx info` can still describe, and what every command that runs a model refuses."""
+
+
 # One protobuf message cannot exceed 2 GiB, so no single-file ONNX is larger; srx models
 # are a few MB. Checked before reading: a huge file named .onnx must not be read into memory.
 MAX_ONNX_BYTES = 2**31
@@ -198,9 +203,9 @@ def srx_onnx_from_model(
         f"'{OUTPUT_NAME}' interface): srx reads ONNX files written by 'srx export'"
     )
     if META_SPEC not in meta or len(ins) != 1 or len(outs) != 1:
-        raise BadInput(not_srx)
+        raise NotSrxModel(not_srx)
     if ins[0].name != INPUT_NAME or outs[0].name != OUTPUT_NAME:
-        raise BadInput(not_srx)
+        raise NotSrxModel(not_srx)
     t = ins[0].type.tensor_type
     if t.elem_type != onnx.TensorProto.FLOAT or len(t.shape.dim) != 4:
         found = onnx.TensorProto.DataType.Name(t.elem_type).lower() if t.elem_type else "untyped"

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from srx.errors import BadInput, first_line
-from srx.filekinds import SAFETENSORS_SUFFIXES, file_kind
+from srx.filekinds import CHECKPOINT_SUFFIXES, SAFETENSORS_SUFFIXES, file_kind
 
 # BasicSR saves {"params": sd} and, with EMA, {"params": sd, "params_ema": sd_ema}.
 # BasicSR's SRModel loads `params` unless the config names another key; so do we.
@@ -59,6 +59,11 @@ def read_checkpoint(path: str | Path, param_key: str | None = None) -> Checkpoin
         raise BadInput(
             f"{p} is {kind}, not a checkpoint: give the .pth or .safetensors file it came from "
             "(commands that run exported models take it with --model)"
+        )
+    if file_kind(p) == "image":
+        raise BadInput(
+            f"{p}: unknown file type {p.suffix} for a checkpoint (it is named like an image); give the network's "
+            f"weights ({', '.join(CHECKPOINT_SUFFIXES)})"
         )
     if p.suffix.lower() in SAFETENSORS_SUFFIXES:
         obj = _read_safetensors(p)

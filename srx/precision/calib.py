@@ -55,6 +55,54 @@ def list_images(folder: str | Path) -> list[Path]:
     return files
 
 
+# Benchmark sets that SR papers score on: calibrating on them tunes the INT8 ranges to the
+# test images. Recognised by a folder name on the way to the images, or by their file names.
+EVALUATION_SETS = ("set5", "set14", "b100", "bsd100", "urban100", "manga109", "general100", "div2k_valid")
+EVALUATION_IMAGES = {
+    "Set5": frozenset(["baby", "bird", "butterfly", "head", "woman"]),
+    "Set14": frozenset(
+        [
+            "baboon",
+            "barbara",
+            "bridge",
+            "coastguard",
+            "comic",
+            "face",
+            "flowers",
+            "foreman",
+            "lenna",
+            "man",
+            "monarch",
+            "pepper",
+            "ppt3",
+            "zebra",
+        ]
+    ),
+}
+
+
+def evaluation_set(folder: str | Path, files: list[Path]) -> str | None:
+    """The name of the evaluation set `folder` looks like (by folder or image names), else None."""
+    root = Path(folder).resolve()
+    names = {part.lower() for part in root.parts}
+    names |= {part.lower() for f in files for part in f.resolve().relative_to(root).parts[:-1]}
+    named = next((n for n in EVALUATION_SETS if n in names), None)
+    if named is not None:
+        return next((k for k in EVALUATION_IMAGES if k.lower() == named), named)
+    stems = {f.stem.lower() for f in files}
+    return next((name for name, images in EVALUATION_IMAGES.items() if len(images & stems) >= len(images) - 1), None)
+
+
+def evaluation_set_warning(folder: str | Path, files: list[Path]) -> str:
+    found = evaluation_set(folder, files)
+    if found is None:
+        return ""
+    return (
+        f"--calib-dir {folder} looks like the {found} evaluation set: calibrating on it tunes INT8 to the images it "
+        "is scored on, so its scores are no longer a fair measure; calibrate on training images (T91, BSD200, DIV2K train)"
+    )
+
+
 def bicubic_down(hr: np.ndarray, scale: int) -> np.ndarray:
     """(H, W, 3) uint8 -> (H/s, W/s, 3) uint8, MATLAB imresize bicubic (H, W multiples of s)."""
     from srx.imresize import imresize

@@ -35,7 +35,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +49,7 @@ from srx.precision.calib import (
     Pair,
     batches_by_size,
     center_pair,
+    evaluation_set_warning,
     list_images,
     random_crop_pair,
     split_images,
@@ -623,6 +624,7 @@ def quantize_file(
     settings: QuantSettings = QuantSettings(),
     max_psnr_drop: float | None = None,
     progress: Progress | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """`srx quantize`: check inputs, quantize, gate on `max_psnr_drop`, write the Q/DQ ONNX.
 
@@ -642,6 +644,8 @@ def quantize_file(
         raise BadInput(
             f"--calib-dir {calib_dir} holds {len(files)} image; calibration needs at least 2 (one is held back): add training images"
         )
+    if warn is not None and evaluation_set_warning(calib_dir, files):
+        warn(evaluation_set_warning(calib_dir, files))
     model, report = int8_from_onnx(src, calib_dir, settings, progress=progress)
     result = {"onnx": str(out), **report.to_dict(), "max_psnr_drop": max_psnr_drop, "source_onnx": str(src_path)}
     if max_psnr_drop is not None and report.psnr_drop_db > max_psnr_drop:

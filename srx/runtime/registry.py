@@ -278,6 +278,9 @@ def check_backend(name: str, device: str, source: ModelSource | None = None) -> 
     """Can backend `name` run with `--device device` on `source` here? Never raises for a known name."""
     b = get_backend(name)
     where = b.runs_on(device)
+    if source is not None and engine_mismatch(name, source):
+        # The engine's sidecar decides; whether this backend is installed does not matter.
+        return Availability.no(engine_mismatch(name, source))
     try:
         avail = b.check(where, source)
     except Exception as e:  # a broken optional install must not take the whole bench down
@@ -287,9 +290,6 @@ def check_backend(name: str, device: str, source: ModelSource | None = None) -> 
     if source is not None:
         if b.needs == "engine" and source.kind != "engine":
             return Availability.no("runs a prebuilt engine: build one with srx build-engine and pass --model ENGINE")
-        mismatch = engine_mismatch(name, source)
-        if mismatch:
-            return Availability.no(mismatch)
         if b.needs in ("onnx", "torch") and source.kind == "engine":
             return Availability.no(f"runs {'an ONNX model' if b.needs == 'onnx' else 'PyTorch weights'}, not an engine")
     if where != device:

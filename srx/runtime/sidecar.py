@@ -161,6 +161,15 @@ def describe_engine(path: str | Path) -> dict[str, Any]:
         "target": side.get("target", "gpu")
         + (f", DLA core {side['dla_core']}" if side.get("dla_core") is not None else ""),
         "built": f"{side.get('created', '?')} by srx {side.get('srx_version', '?')} in {side.get('build_seconds', '?')} s",
-        "onnx": f"{side.get('source_onnx')} (sha256 {str(side.get('source_onnx_sha256', ''))[:12]}...)",
+        "onnx": _built_from(side),
     }
     return out
+
+
+def _built_from(side: dict[str, Any]) -> str:
+    """The ONNX the engine was built from: the FP16 / Q/DQ ONNX build-engine wrote, or the given one."""
+    made = side.get("precision_onnx")
+    if made:
+        precision = str(side.get("precision", "")).upper()
+        return f"{made} (sha256 {str(side.get('onnx_sha256', ''))[:12]}...), the {precision} ONNX made from {side.get('source_onnx')}"
+    return f"{side.get('source_onnx')} (sha256 {str(side.get('source_onnx_sha256', ''))[:12]}...)"

@@ -85,7 +85,6 @@ CASES: dict[str, Case] = {
     "info-onnx-garbage": Case("info {ws}/onnx/garbage.onnx", "not a readable ONNX file"),
     "info-onnx-truncated": Case("info {ws}/onnx/truncated.onnx", "not a readable ONNX file"),
     "info-onnx-empty": Case("info {ws}/onnx/empty.onnx", "not an ONNX model"),
-    "info-onnx-not-image-model": Case("info {ws}/onnx/relu.onnx", "not an srx image model"),
     "info-onnx-external-data": Case("info {ws}/onnx/external.onnx", "external data files"),
     "info-onnx-path-traversal": Case("info {ws}/onnx/traversal.onnx", "external data files"),
     "info-onnx-huge": Case("info {ws}/onnx/huge.onnx", "larger than any single-file ONNX"),
