@@ -1,25 +1,30 @@
-"""GPU benchmark of srx's fused Triton kernels (issue 5). CUDA only; nothing here is a result.
+"""GPU benchmark of srx's fused Triton kernels against what a user could run instead. CUDA only.
 
-    python bench/kernels_bench.py                      # default seeded paper SAFMN x4
-    python bench/kernels_bench.py --weights ../shared/weights/team15_SAFMN.pth
-    python bench/kernels_bench.py --sizes 320x180 --skip-compile --sweep
+    python bench/kernels_bench.py --data DIR                 # DIR: weights (*.pth) and images (*.png), optional
+    python bench/kernels_bench.py --sizes 320x180 --budget-s 120 --compile-mode none
+    TRITON_INTERPRET=1 python bench/kernels_bench.py --smoke --out /tmp/kb   # CPU dry run: no results
 
-Measures, at each input size (WIDTHxHEIGHT, default 320x180 and 1280x720):
-  * per kernel: the fused kernel against the eager PyTorch ops computing the same output
-    from the same inputs (triton.testing.do_bench: CUDA events, L2 flushed before each
-    run, median / p10 / p90), with the bytes it must move (srx.kernels.cost) and the
-    bandwidth that implies;
-  * whole model: eager FP32, eager FP16, torch.compile(mode="max-autotune") FP16, fused
-    FP32 and FP16 (plain launches and CUDA graph): latency (CUDA events per run after
-    warm-up, median / p90 / mean / min), peak memory, max abs difference and PSNR against
-    the FP32 reference (TF32 off), analytical bytes and FLOPs, and the roofline floor
-    from the H100 datasheet peaks (or --hbm-tbps / --fp32-tflops / --fp16-tflops).
-Writes bench/results/<date>-<gpu>/kernels.json (device, versions, command, one row per
-measurement) and kernels.log (everything printed), atomically.
-
---smoke runs every code path on the CPU under the Triton interpreter (TRITON_INTERPRET=1)
-at a tiny size with host-clock timing, to test this script without a GPU; its numbers
-mean nothing and it writes only under --out (tests/test_kernels_bench.py).
+In priority order, each part skipped (and said so) once --budget-s is spent:
+  1. peaks measured on this card: HBM bandwidth (a 1 GiB device copy) and FP16 tensor-core
+     FLOP/s (an 8192^3 matmul), used for every roofline floor below;
+  2. whole model at each size, batch 1: eager FP32 (PyTorch defaults: TF32 convolutions),
+     eager FP16, eager FP16 + CUDA graph, torch.compile FP16 (mode="reduce-overhead": the
+     strongest peer measured on an H200), srx fused FP16 / BF16 and FP32 in each precision
+     mode (tf32x3, ieee, tf32), all replayed as CUDA graphs: latency (CUDA events per run,
+     median / p10 / p90), setup time (capture, compilation, kernel tuning), peak memory
+     above what was allocated before the row (the row's own weights, activations and graph
+     pool; not the setup's transients such as the kernel tuning's cache-flush buffer), max
+     abs difference and PSNR against eager FP32 with TF32 off, on real image crops when
+     --data has images;
+  3. per kernel at each size (FP16, and FP32 tf32x3): every candidate launch configuration
+     (the tuning sweep) against the eager ops that compute the same output, with its bytes
+     and FLOPs (srx.kernels.cost), achieved GB/s and TFLOP/s and its own roofline floor;
+  4. whole model at the first size with --batch (default 4);
+  5. the NTIRE 2023 checkpoint (team15_SAFMN.pth) when --data holds it: eager vs fused.
+Writes <out>/<date>-<gpu>/kernels.json (device, versions, command, kernel choices, one row
+per measurement; rewritten after every row, so a run cut short keeps what it measured) and
+kernels.log. --smoke runs every code path on the CPU under the Triton interpreter at a tiny
+size with host-clock timing, to test this script without a GPU (tests/test_kernels_bench.py).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +53,7 @@ from portable import portable  # noqa: E402
 
 LOG: list[str] = []
 DEVICE = "cuda"  # "cpu" with --smoke
+T0 = time.perf_counter()
 
 
 def say(line: str = "") -> None:
@@ -70,19 +77,10 @@ def device_info() -> dict[str, Any]:
         "multiprocessors": props.multi_processor_count,
     }
     try:
-        smi = subprocess.run(
-            [
-                "nvidia-smi",
-                "--query-gpu=driver_version,clocks.max.sm,clocks.max.mem,power.limit",
-                "--format=csv,noheader",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        if smi.returncode == 0:
-            info["nvidia_smi"] = smi.stdout.strip().splitlines()[0]
-    except (OSError, subprocess.TimeoutExpired):
+        query = "--query-gpu=driver_version,clocks.sm,clocks.max.sm,clocks.max.mem,power.limit"
+        smi = subprocess.run(["nvidia-smi", query, "--format=csv,noheader"], capture_output=True, text=True, timeout=30)
+        info["nvidia_smi"] = smi.stdout.strip().splitlines()[0] if smi.returncode == 0 else "unavailable"
+    except (OSError, subprocess.TimeoutExpired, IndexError):
         info["nvidia_smi"] = "unavailable"
     return info
 
@@ -100,16 +98,7 @@ def versions() -> dict[str, Any]:
         "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None,
         "python": platform.python_version(),
         "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
-    }
-
-
-def summary_ms(times: list[float]) -> dict[str, float]:
-    s = sorted(times)
-    return {
-        "median": statistics.median(s),
-        "p90": s[min(len(s) - 1, int(0.9 * len(s)))],
-        "mean": statistics.fmean(s),
-        "min": s[0],
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
     }
 
 
@@ -118,59 +107,47 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
-def reset_peak() -> None:
-    if DEVICE == "cuda":
-        torch.cuda.reset_peak_memory_stats()
+def summary_ms(times: list[float]) -> dict[str, float]:
+    s = sorted(times)
+    return {
+        "median": statistics.median(s),
+        "p10": s[int(0.1 * (len(s) - 1))],
+        "p90": s[int(0.9 * (len(s) - 1))],
+        "mean": statistics.fmean(s),
+        "min": s[0],
+    }
 
 
-def peak_mb() -> float:
-    return torch.cuda.max_memory_allocated() / 2**20 if DEVICE == "cuda" else 0.0
+def time_calls(fn: Callable[[], Any], warmup: int, runs: int) -> dict[str, float]:
+    """CUDA events around each call, back to back on the current stream (a video loop)."""
+    with torch.inference_mode():
+        for _ in range(warmup):
+            fn()
+        sync()
+        if DEVICE != "cuda":  # --smoke: host clock, meaningless numbers
+            times = []
+            for _ in range(runs):
+                t = time.perf_counter()
+                fn()
+                times.append((time.perf_counter() - t) * 1e3)
+            return summary_ms(times)
+        ev = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(runs)]
+        for a, b in ev:
+            a.record()
+            fn()
+            b.record()
+        torch.cuda.synchronize()
+    return summary_ms([a.elapsed_time(b) for a, b in ev])
 
 
-def bench_ms(fn, args) -> tuple[float, float, float]:
-    """Median, p10, p90 in ms: triton.testing.do_bench (CUDA events, L2 flushed before each run)."""
-    if DEVICE != "cuda":  # --smoke: one host-timed call
-        t0 = time.perf_counter()
-        fn()
-        t = (time.perf_counter() - t0) * 1e3
-        return t, t, t
+def kernel_ms(fn: Callable[[], Any], args: argparse.Namespace) -> dict[str, float]:
+    """triton.testing.do_bench: CUDA events, L2 flushed before each run; median / p10 / p90."""
+    if DEVICE != "cuda":
+        return time_calls(fn, 0, 1)
     import triton.testing
 
     q = triton.testing.do_bench(fn, warmup=args.kernel_warmup, rep=args.kernel_rep, quantiles=[0.5, 0.1, 0.9])
-    return q[0], q[1], q[2]
-
-
-def time_model(fn, x: torch.Tensor, warmup: int, runs: int) -> dict[str, float]:
-    """Per-run CUDA events on the current stream, back to back (no L2 flush): a video loop."""
-    if DEVICE != "cuda":  # --smoke
-        times = []
-        with torch.inference_mode():
-            for _ in range(runs):
-                t0 = time.perf_counter()
-                fn(x)
-                times.append((time.perf_counter() - t0) * 1e3)
-        return summary_ms(times)
-    with torch.inference_mode():
-        for _ in range(warmup):
-            fn(x)
-        torch.cuda.synchronize()
-        starts = [torch.cuda.Event(enable_timing=True) for _ in range(runs)]
-        ends = [torch.cuda.Event(enable_timing=True) for _ in range(runs)]
-        for i in range(runs):
-            starts[i].record()
-            fn(x)
-            ends[i].record()
-        torch.cuda.synchronize()
-    return summary_ms([s.elapsed_time(e) for s, e in zip(starts, ends, strict=True)])
-
-
-def peak_memory_mb(fn, x: torch.Tensor) -> float:
-    sync()
-    reset_peak()
-    with torch.inference_mode():
-        fn(x)
-    sync()
-    return peak_mb()
+    return {"median": q[0], "p10": q[1], "p90": q[2]}
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -178,325 +155,366 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float("inf") if mse == 0 else 10.0 * torch.log10(torch.tensor(1.0 / mse)).item()
 
 
-def natural_input(h: int, w: int, image: Path | None) -> torch.Tensor:
-    """A real image crop when given (SAFMN++-style models blow up on U(0,1) noise), else smooth gradients."""
-    if image is not None:
-        from PIL import Image
-
-        img = Image.open(image).convert("RGB").resize((w, h), Image.BICUBIC)
-        t = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).reshape(h, w, 3)
-        return (t.permute(2, 0, 1).float() / 255.0)[None].to(DEVICE)
-    yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
-    base = torch.stack([0.5 + 0.4 * torch.sin(9 * xx + 5 * yy + 2 * k) for k in range(3)])
-    g = torch.Generator().manual_seed(0)
-    return (base + 0.03 * torch.randn(3, h, w, generator=g)).clamp(0, 1)[None].to(DEVICE)
+def images_in(folder: Path | None) -> list[Path]:
+    if folder is None:
+        return []
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp"))
 
 
-# --- per-kernel comparisons -----------------------------------------------------------
+def lr_input(h: int, w: int, batch: int, images: list[Path]) -> torch.Tensor:
+    """Real photo crops (resized so the crop keeps most of the scene), else smooth synthetic gradients."""
+    frames = []
+    for i in range(batch):
+        if images:
+            from PIL import Image
+
+            img = Image.open(images[i % len(images)]).convert("RGB")
+            f = max(w / img.width, h / img.height)
+            img = img.resize((max(w, round(img.width * f)), max(h, round(img.height * f))), Image.BICUBIC)
+            img = img.crop((0, 0, w, h))
+            t = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).reshape(h, w, 3)
+            frames.append(t.permute(2, 0, 1).float() / 255.0)
+        else:
+            yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+            base = torch.stack([0.5 + 0.4 * torch.sin(9 * xx + 5 * yy + 2 * k + i) for k in range(3)])
+            g = torch.Generator().manual_seed(i)
+            frames.append((base + 0.03 * torch.randn(3, h, w, generator=g)).clamp(0, 1))
+    return torch.stack(frames).to(DEVICE)
 
 
-def kernel_cases(block, x: torch.Tensor) -> list[tuple[str, str, Any, Any, int]]:
-    """(name, fused kernel, eager fn, fused fn, bytes the fused kernel must move) for one paper FMM."""
-    from srx.kernels import cost
-    from srx.kernels.ccm import ccm
-    from srx.kernels.layer_norm import layer_norm, layer_norm_stats
-    from srx.kernels.model import FusedAttBlock
-    from srx.kernels.multiscale import lowres_dwconv, multiscale_pool
-    from srx.kernels.safm_tail import safm_tail
+class Run:
+    """Rows, the time budget, and the results file rewritten after every row."""
 
-    fb = FusedAttBlock(block).to(x.device, x.dtype)
-    fs, fc = fb.safm, fb.ccm
-    h, w = x.shape[-2:]
-    c = x.shape[1]
-    b = x.element_size()
-    parts = cost.fmm_breakdown(c, fc.w1.shape[-1] / c, h, w, b, fused=True)
-    stats = layer_norm_stats(x)
-    with torch.inference_mode():
-        u = block.norm1(x)
-        low = lowres_dwconv(multiscale_pool(x, fs.pool_factors, stats, fs.ln_w, fs.ln_b), fs.low_w, fs.low_b)
-        x1, stats2 = safm_tail(
-            x,
-            low,
-            fs.dw0_w,
-            fs.dw0_b,
-            fs.aggr_wt,
-            fs.aggr_b,
-            stats=stats,
-            ln_weight=fs.ln_w,
-            ln_bias=fs.ln_b,
-            want_stats=True,
-        )
-        ds = []
-        chunks = u.chunk(4, dim=1)
-        for i, f in enumerate(block.safm.pool_factors, start=1):
-            ds.append(block.safm.mfr[i](F.adaptive_max_pool2d(chunks[i], (h // f, w // f))))
+    def __init__(self, args: argparse.Namespace, out_dir: Path, meta: dict[str, Any]) -> None:
+        self.args, self.out_dir, self.meta, self.rows = args, out_dir, meta, []
 
-    def eager_ln():
-        return block.norm1(x)
+    def left_s(self) -> float:
+        return self.args.budget_s - (time.perf_counter() - T0)
 
-    def eager_branch():
-        uu = block.norm1(x).chunk(4, dim=1)
-        return [
-            block.safm.mfr[i](F.adaptive_max_pool2d(uu[i], (h // f, w // f)))
-            for i, f in enumerate(block.safm.pool_factors, start=1)
-        ]
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        self.save()
 
-    def eager_tail():
-        s = [block.safm.mfr[0](u[:, : c // 4])] + [F.interpolate(d, size=(h, w), mode="nearest") for d in ds]
-        return block.safm.act(block.safm.aggr(torch.cat(s, dim=1))) * u + x
+    def save(self) -> None:
+        from srx.fileio import write_json_atomic, write_text_atomic
+        from srx.kernels import tuning
 
-    def eager_ccm():
-        return block.ccm(block.norm2(x1)) + x1
+        result = {**self.meta, "kernel_choices": tuning.choices(), "results": self.rows}
+        write_json_atomic(self.out_dir / "kernels.json", portable(json.loads(json.dumps(result, default=str))))
+        write_text_atomic(self.out_dir / "kernels.log", portable("\n".join(LOG) + "\n"))
 
-    ln_bytes = 2 * c * h * w * b
-    return [
-        ("LayerNorm2d", "layer_norm", eager_ln, lambda: layer_norm(x, fs.ln_w, fs.ln_b), ln_bytes),
-        (
-            "LN1 + 3 x (adaptive max pool, low-res dwconv)",
-            "multiscale_pool + lowres_dwconv",
-            eager_branch,
-            lambda: lowres_dwconv(multiscale_pool(x, fs.pool_factors, stats, fs.ln_w, fs.ln_b), fs.low_w, fs.low_b),
-            parts["multiscale_pool"] + parts["lowres_dwconv"],
-        ),
-        (
-            "dwconv0 + 3 nearest + cat + 1x1 + GELU + * u + x",
-            "safm_tail",
-            eager_tail,
-            lambda: safm_tail(
-                x,
-                low,
-                fs.dw0_w,
-                fs.dw0_b,
-                fs.aggr_wt,
-                fs.aggr_b,
-                stats=stats,
-                ln_weight=fs.ln_w,
-                ln_bias=fs.ln_b,
-                want_stats=True,
-            ),
-            parts["safm_tail"],
-        ),
-        (
-            "LN2 + conv3x3 + GELU + conv1x1 + x",
-            "ccm",
-            eager_ccm,
-            lambda: ccm(
-                x1, fc.w1, fc.b1, fc.w2, fc.b2, stats=stats2, ln_weight=fc.ln_w, ln_bias=fc.ln_b, want_stats=True
-            ),
-            parts["ccm"],
-        ),
-        (
-            "FMM block (AttBlock)",
-            "4 fused kernels",
-            lambda: block(x),
-            lambda: fb.run(x, stats, want_stats=True),
-            sum(parts.values()),
-        ),
+
+def failure(e: BaseException) -> str:
+    text = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+    return f"failed: {type(e).__name__}: {text}"
+
+
+# --- 1. peaks --------------------------------------------------------------------------------
+
+
+def _copy_ms(args: argparse.Namespace) -> float:
+    src = torch.empty(2**29, dtype=torch.float16, device="cuda")  # 1 GiB
+    dst = torch.empty_like(src)
+    return kernel_ms(lambda: dst.copy_(src), args)["median"]
+
+
+def _matmul_ms(args: argparse.Namespace) -> float:
+    a = torch.randn(8192, 8192, dtype=torch.float16, device="cuda")
+    b = torch.randn(8192, 8192, dtype=torch.float16, device="cuda")
+    return kernel_ms(lambda: a @ b, args)["median"]
+
+
+def measure_peaks(run: Run) -> dict[str, float]:
+    """HBM bandwidth (bytes read + written by a device copy) and dense FP16 matmul FLOP/s."""
+    if DEVICE != "cuda":
+        return {"hbm_bytes_per_s": 3.35e12, "tensor_fp16_flops": 990e12, "source": "smoke: datasheet placeholders"}
+    copy_ms = _copy_ms(run.args)
+    mm_ms = _matmul_ms(run.args)
+    torch.cuda.empty_cache()
+    peaks = {
+        "hbm_bytes_per_s": 2 * 2**30 / (copy_ms * 1e-3),
+        "tensor_fp16_flops": 2 * 8192**3 / (mm_ms * 1e-3),
+        "source": "measured here: 1 GiB device-to-device copy, 8192^3 FP16 matmul (do_bench medians)",
+    }
+    say(
+        f"peaks measured: HBM {peaks['hbm_bytes_per_s'] / 1e12:.2f} TB/s, "
+        f"FP16 tensor {peaks['tensor_fp16_flops'] / 1e12:.0f} TFLOP/s"
+    )
+    run.add({"kind": "peaks", **peaks})
+    return peaks
+
+
+# --- 2, 4, 5. whole models -------------------------------------------------------------------
+
+
+def model_variants(args: argparse.Namespace) -> list[tuple[str, str, str]]:
+    """(backend, precision, how) for each whole-model row; `how` says what the row runs."""
+    rows = [
+        ("torch", "fp32", "eager, PyTorch defaults (TF32 convolutions)"),
+        ("torch-fp16", "fp16", "eager"),
+        ("torch-fp16 + CUDA graph", "fp16", "eager captured as one CUDA graph"),
     ]
+    if args.compile_mode != "none":
+        rows.append(("torch-compile", "fp16", f'torch.compile(mode="{args.compile_mode}")'))
+    rows += [
+        ("srx fused + CUDA graph", "fp16", "srx.kernels.fuse(model).half(), cuda_graph_runner"),
+        ("srx fused + CUDA graph", "bf16", "srx.kernels.fuse(model).bfloat16(), cuda_graph_runner"),
+    ]
+    rows += [("srx fused + CUDA graph", f"fp32-{p}", f'fuse(model, fp32_precision="{p}")') for p in args.fp32_modes]
+    return rows
 
 
-def bench_kernels(model, size: tuple[int, int], args, rows: list[dict[str, Any]]) -> None:
-    from srx.models import build_model
-
-    h, w = size
-    spec = model.spec
-    # Kernel times do not depend on weight values: a seeded paper block of the same width
-    # (it has both LayerNorms, so every prologue and epilogue is timed).
-    paper = build_model("safmn", 4, dim=spec.dim, n_blocks=1, ffn_scale=spec.ffn_scale, seed=0)
-    for dtype in (torch.float32, torch.float16):
-        block = copy.deepcopy(paper.feats[0]).to(DEVICE, dtype).eval()
-        g = torch.Generator().manual_seed(1)
-        x = torch.randn(1, block.safm.aggr.weight.shape[0], h, w, generator=g).to(DEVICE, dtype)
-        say(f"\nper-kernel, {w}x{h}, {str(dtype).replace('torch.', '')} (do_bench: median [p10, p90] ms, L2 flushed)")
-        for name, kernel, eager, fused, nbytes in kernel_cases(block, x):
-            with torch.inference_mode():
-                te, tf = bench_ms(eager, args), bench_ms(fused, args)
-            gbps = nbytes / (tf[0] * 1e-3) / 1e9
-            say(
-                f"  {kernel:34s} {tf[0]:8.4f} [{tf[1]:.4f}, {tf[2]:.4f}]  vs eager {name}: {te[0]:8.4f} "
-                f"[{te[1]:.4f}, {te[2]:.4f}]  x{te[0] / tf[0]:.2f}  ({nbytes / 1e6:.2f} MB -> {gbps:.0f} GB/s)"
-            )
-            rows.append(
-                {
-                    "kind": "kernel",
-                    "input": f"{w}x{h}",
-                    "precision": str(dtype).replace("torch.", ""),
-                    "kernel": kernel,
-                    "replaces": name,
-                    "fused_ms": {"median": tf[0], "p10": tf[1], "p90": tf[2]},
-                    "eager_ms": {"median": te[0], "p10": te[1], "p90": te[2]},
-                    "speedup": te[0] / tf[0],
-                    "fused_bytes_model": nbytes,
-                    "fused_achieved_gb_per_s": gbps,
-                }
-            )
-
-
-def bench_sweep(model, size: tuple[int, int], args, rows: list[dict[str, Any]]) -> None:
-    """Tile sizes of the CCM kernel (the defaults were chosen without a GPU)."""
-    from srx.kernels.ccm import ccm
-    from srx.kernels.layer_norm import layer_norm_stats
-    from srx.kernels.model import FusedAttBlock
-    from srx.models import build_model
-
-    h, w = size
-    spec = model.spec
-    block = build_model("safmn", 4, dim=spec.dim, n_blocks=1, ffn_scale=spec.ffn_scale, seed=0).feats[0]
-    fc = FusedAttBlock(block).to(DEVICE, torch.float16).ccm
-    x = torch.randn(1, fc.w2.shape[1], h, w).to(DEVICE, torch.float16)
-    stats = layer_norm_stats(x)
-    say(f"\nccm tile sweep, {w}x{h} fp16 (block_p, hid_block, k_block): median ms")
-    for bp in (32, 64, 128):
-        for hb in (16, 32, 64, 128):
-            for kb in (16, 32, 64):
-                try:
-
-                    def fn(bp=bp, hb=hb, kb=kb):
-                        return ccm(
-                            x,
-                            fc.w1,
-                            fc.b1,
-                            fc.w2,
-                            fc.b2,
-                            stats=stats,
-                            ln_weight=fc.ln_w,
-                            ln_bias=fc.ln_b,
-                            block_p=bp,
-                            hid_block=hb,
-                            k_block=kb,
-                        )
-
-                    with torch.inference_mode():
-                        t = bench_ms(fn, args)[0]
-                    status = "ok"
-                except Exception as e:  # out of registers / shared memory on this GPU
-                    t, status = float("nan"), f"failed: {type(e).__name__}: {str(e).splitlines()[0][:120]}"
-                say(f"  ({bp:3d}, {hb:3d}, {kb:2d}): {t:.4f} {'' if status == 'ok' else status}")
-                rows.append(
-                    {
-                        "kind": "sweep",
-                        "kernel": "ccm",
-                        "input": f"{w}x{h}",
-                        "precision": "float16",
-                        "block_p": bp,
-                        "hid_block": hb,
-                        "k_block": kb,
-                        "median_ms": t,
-                        "status": status,
-                    }
-                )
-
-
-# --- whole model ------------------------------------------------------------------------
-
-
-def bench_models(model, size: tuple[int, int], args, rows: list[dict[str, Any]]) -> None:
+def make_runner(model: torch.nn.Module, backend: str, precision: str, x: torch.Tensor, args) -> Callable[[], Any]:
     import srx.kernels
-    from srx.kernels import cost
 
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
+    xin = x.to(dtype)
+    if backend.startswith("srx fused"):
+        fp32_mode = precision.split("-", 1)[1] if precision.startswith("fp32-") else "tf32x3"
+        fused = srx.kernels.fuse(model, strict=True, fp32_precision=fp32_mode).to(dtype)
+        if DEVICE != "cuda":
+            return lambda: fused(xin)
+        replay = srx.kernels.cuda_graph_runner(fused, xin)
+        return lambda: replay(xin)
+    m = copy.deepcopy(model).to(dtype)
+    if backend == "torch-compile":
+        compiled = torch.compile(m, mode=args.compile_mode, dynamic=False)
+        return lambda: compiled(xin)
+    if backend.endswith("CUDA graph") and DEVICE == "cuda":
+        replay = srx.kernels.cuda_graph_runner(m, xin)
+        return lambda: replay(xin)
+    return lambda: m(xin)
+
+
+def bench_model_rows(run: Run, model: torch.nn.Module, label: str, size: tuple[int, int], batch: int) -> None:
+    args = run.args
     h, w = size
-    spec = model.spec
-    x32 = natural_input(h, w, args.image)
+    x = lr_input(h, w, batch, args.images)
     tf32 = torch.backends.cudnn.allow_tf32
     torch.backends.cudnn.allow_tf32 = False
     with torch.inference_mode():
-        ref = model(x32)
+        ref = model(x).float()
     torch.backends.cudnn.allow_tf32 = tf32
-    m16 = copy.deepcopy(model).half()
-    backends: list[tuple[str, str, Any]] = [
-        ("torch", "fp32", lambda: model),
-        ("torch-fp16", "fp16", lambda: m16),
-    ]
-    if not args.skip_compile:
-        backends.append(
-            ("torch-compile max-autotune", "fp16", lambda: torch.compile(m16, mode="max-autotune", dynamic=False))
-        )
-    fused32 = srx.kernels.fuse(model, strict=True)
-    fused16 = srx.kernels.fuse(model, strict=True).half()
-    backends += [
-        ("torch-fused", "fp32", lambda: fused32),
-        ("torch-fused", "fp16", lambda: fused16),
-        ("torch-fused + CUDA graph", "fp32", lambda: srx.kernels.cuda_graph_runner(fused32, x32)),
-        ("torch-fused + CUDA graph", "fp16", lambda: srx.kernels.cuda_graph_runner(fused16, x32.half())),
-    ]
-    peaks = {"fp32": args.fp32_tflops * 1e12, "fp16": args.fp16_tflops * 1e12}
-    say(f"\nwhole model {spec.label}, {w}x{h} -> {w * spec.scale}x{h * spec.scale} (CUDA events per run)")
-    for name, prec, make in backends:
-        x = x32 if prec == "fp32" else x32.half()
-        elem = 4 if prec == "fp32" else 2
-        fused = name.startswith("torch-fused")
-        traffic = cost.model_traffic(
-            spec.arch, spec.scale, spec.dim, spec.n_blocks, spec.ffn_scale, h, w, elem, fused=fused
-        )
-        floor_ms = cost.roofline_floor_s(traffic, args.hbm_tbps * 1e12, peaks[prec]) * 1e3
+    say(f"\nwhole model {label}, {w}x{h} batch {batch} (CUDA events per run; accuracy vs eager FP32, TF32 off)")
+    for backend, precision, how in model_variants(args):
         row: dict[str, Any] = {
             "kind": "model",
-            "backend": name,
-            "precision": prec,
+            "model": label,
+            "backend": backend,
+            "precision": precision,
+            "how": how,
             "input": f"{w}x{h}",
-            "scale": spec.scale,
-            "model": spec.label,
-            "bytes_model": traffic.bytes,
-            "flops_model": traffic.flops,
-            "floor_ms_computed": floor_ms,
+            "batch": batch,
         }
+        if run.left_s() < args.reserve_s:
+            row["status"] = "skipped: time budget"
+            say(f"  {backend:28s} {precision:12s} {row['status']}")
+            run.add(row)
+            continue
         try:
             sync()
-            reset_peak()
-            t0 = time.perf_counter()
-            fn = make()  # a CUDA graph is captured here, its memory pool allocated
+            if DEVICE == "cuda":
+                torch.cuda.empty_cache()
+                before = torch.cuda.memory_allocated()
+                torch.cuda.reset_peak_memory_stats()
+            t = time.perf_counter()
+            fn = make_runner(model, backend, precision, x, args)
             with torch.inference_mode():
-                out = fn(x)  # torch.compile compiles here
+                out = fn()  # compiles, tunes the kernels, captures the graph
+                out = fn().float()
             sync()
-            row["setup_s"] = time.perf_counter() - t0
-            setup_peak = peak_mb()
-            lat = time_model(fn, x, args.warmup, args.runs)
+            row["setup_s"] = round(time.perf_counter() - t, 2)
+            if DEVICE == "cuda":  # what stays allocated (weights, a graph's pool) and what the runs add,
+                torch.cuda.reset_peak_memory_stats()  # not the setup's transients (kernel tuning)
+            lat = time_calls(fn, args.warmup, args.runs if h * w <= 320 * 180 else max(20, args.runs // 6))
+            peak = (torch.cuda.max_memory_allocated() - before) / 2**20 if DEVICE == "cuda" else None
+            err = float((out - ref).abs().max())
             row.update(
                 status="ok",
                 latency_ms=lat,
-                fps=1000.0 / lat["median"],
-                # a graph's activations live in its private pool, allocated at capture
-                peak_memory_mb=setup_peak if "graph" in name else peak_memory_mb(fn, x),
-                max_abs_diff_vs_fp32=float((out.float() - ref).abs().max()),
-                psnr_vs_fp32=psnr(out, ref) if spec.trained else None,
-                floor_ratio=lat["median"] / floor_ms,
+                fps=1000.0 * batch / lat["median"],
+                peak_memory_mb_above_baseline=peak,
+                max_abs_diff_vs_fp32=err,
+                psnr_vs_fp32=psnr(out, ref),
             )
             say(
-                f"  {name:28s} {prec}  median {lat['median']:8.3f} ms  p90 {lat['p90']:8.3f}  "
-                f"peak {row['peak_memory_mb']:8.1f} MB  max|d| {row['max_abs_diff_vs_fp32']:.2e}  "
-                f"bytes {traffic.bytes / 1e6:8.1f} MB  floor {floor_ms:.3f} ms (x{row['floor_ratio']:.1f})"
+                f"  {backend:28s} {precision:12s} median {lat['median']:8.3f} ms  p90 {lat['p90']:8.3f}  "
+                f"fps {row['fps']:8.1f}  peak {peak if peak is not None else float('nan'):8.1f} MB  "
+                f"max|d| {err:.2e}  PSNR {row['psnr_vs_fp32']:.1f} dB  setup {row['setup_s']} s"
             )
-        except Exception as e:  # reported, never silently dropped
-            row.update(
-                status=f"failed: {type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}"
-            )
-            say(f"  {name:28s} {prec}  {row['status']}")
-        rows.append(row)
-        if DEVICE == "cuda":
-            torch.cuda.empty_cache()
+            del fn, out
+        except Exception as e:  # a row that fails is reported, never dropped
+            row["status"] = failure(e)
+            say(f"  {backend:28s} {precision:12s} {row['status']}")
+        run.add(row)
+
+
+# --- 3. per kernel ---------------------------------------------------------------------------
+
+
+def kernel_cases(block_model: torch.nn.Module, x: torch.Tensor, fp32_mode: str) -> list[dict[str, Any]]:
+    """Each fused kernel of a paper model as (name, eager equivalent, fused launch per config)."""
+    from srx.kernels import ccm as ccm_mod
+    from srx.kernels import conv, multiscale, safm_tail, tuning
+    from srx.kernels._common import to_nhwc
+    from srx.kernels.model import FusedSAFMN
+
+    m = block_model
+    block = m.feats[0]
+    mode = tuning.compute_mode(x.dtype, fp32_mode)
+    fused = FusedSAFMN(m, fp32_mode).to(x.device, x.dtype)
+    fb = fused.blocks[0]
+    c = fused.dim
+    h, w = x.shape[-2:]
+    with torch.inference_mode():
+        feat = m.to_feat(x)
+        u = block.norm1(feat)
+        chunks = u.chunk(4, dim=1)
+        pooled = [F.adaptive_max_pool2d(chunks[i], (h // f, w // f)) for i, f in enumerate((2, 4, 8), start=1)]
+        x1 = block.safm(u) + feat
+        u2 = block.norm2(x1)
+        xs, us, x1s, u2s = (to_nhwc(t) for t in (feat, u, x1, u2))
+        low = multiscale.multiscale_pool(us, c, fb.pool_factors)
+    safm_p = {k[5:]: v for k, v in fb._buffers.items() if k.startswith("safm_")}
+    ccm_p = {k[4:]: v for k, v in fb._buffers.items() if k.startswith("ccm_")}
+    ln1 = fb.ln1()
+    ln2 = (fb.norm2_w, fb.norm2_b, fb.eps)
+
+    def eager_tail():
+        s = [block.safm.mfr[0](chunks[0])]
+        s += [F.interpolate(block.safm.mfr[i](pooled[i - 1]), size=(h, w)) for i in (1, 2, 3)]
+        y = block.safm.act(block.safm.aggr(torch.cat(s, dim=1))) * u + feat
+        return block.norm2(y)
+
+    kernels = {
+        "conv_head": (
+            "to_feat conv3x3 + LayerNorm2d",
+            lambda: block.norm1(m.to_feat(x)),
+            conv.HEAD_CONFIGS[mode],
+            lambda cfg: conv.conv_head(x, fused.head_w, fused.head_b, c, ln=ln1, fp32_precision=fp32_mode, config=cfg),
+            "conv_head",
+        ),
+        "multiscale_pool": (
+            "3 adaptive max pools",
+            lambda: [F.adaptive_max_pool2d(chunks[i], (h // f, w // f)) for i, f in enumerate((2, 4, 8), start=1)],
+            (multiscale.POOL_CONFIG,),
+            lambda cfg: multiscale.multiscale_pool(us, c, fb.pool_factors),
+            "multiscale_pool",
+        ),
+        "safm_tail": (
+            "4 dwconv3x3 + 3 nearest + cat + 1x1 + GELU + * u + x + LayerNorm2d",
+            eager_tail,
+            safm_tail.CONFIGS[mode],
+            lambda cfg: safm_tail.safm_tail(xs, us, low, safm_p, c, ln_out=ln2, fp32_precision=fp32_mode, config=cfg),
+            "safm_tail",
+        ),
+        "ccm": (
+            "conv3x3 + GELU + conv1x1 + x + LayerNorm2d",
+            lambda: block.norm1(block.ccm(u2) + x1),
+            ccm_mod.candidate_configs(x.dtype, fp32_mode, ccm_p["w1"].shape[1]),
+            lambda cfg: ccm_mod.ccm(x1s, u2s, ccm_p, c, ln_out=ln1, fp32_precision=fp32_mode, config=cfg),
+            "ccm",
+        ),
+        "conv_tail": (
+            "to_img conv3x3 + PixelShuffle",
+            lambda: m.to_img(x1),
+            conv.TAIL_CONFIGS[mode],
+            lambda cfg: conv.conv_tail(
+                x1s, fused.tail_w, fused.tail_b, c, m.spec.scale, fp32_precision=fp32_mode, config=cfg
+            ),
+            "conv_tail",
+        ),
+        "block (pool + safm_tail + ccm)": (
+            "AttBlock",
+            lambda: block(feat),
+            (None,),
+            lambda cfg: fb.run(xs, us, ln_next=ln1),
+            None,
+        ),
+    }
+    return [
+        {"kernel": k, "replaces": v[0], "eager": v[1], "configs": v[2], "fused": v[3], "cost": v[4]}
+        for k, v in kernels.items()
+    ]
+
+
+def bench_kernel_rows(run: Run, size: tuple[int, int], dtype: torch.dtype, fp32_mode: str, peaks) -> None:
+    from srx.kernels import cost
+    from srx.models import build_model
+
+    args = run.args
+    h, w = size
+    precision = "fp16" if dtype == torch.float16 else f"fp32-{fp32_mode}"
+    model = build_model("safmn", 4, n_blocks=1, seed=0).to(DEVICE, dtype).eval()
+    x = lr_input(h, w, 1, args.images).to(dtype)
+    costs = cost.fused_kernel_costs(36, 2.0, h, w, x.element_size(), 4)
+    say(f"\nper kernel, {w}x{h} {precision} (do_bench, L2 flushed: median [p10, p90] ms)")
+    for case in kernel_cases(model, x, fp32_mode):
+        if run.left_s() < args.reserve_s:
+            run.add({"kind": "kernel", "kernel": case["kernel"], "input": f"{w}x{h}", "status": "skipped: time budget"})
+            say(f"  {case['kernel']:32s} skipped: time budget")
+            continue
+        base = {"kind": "kernel", "kernel": case["kernel"], "replaces": case["replaces"], "input": f"{w}x{h}"}
+        base["precision"] = precision
+        try:
+            with torch.inference_mode():
+                eager = kernel_ms(case["eager"], args)
+        except Exception as e:
+            eager = None
+            say(f"  eager {case['replaces']}: {failure(e)}")
+        for cfg in case["configs"][: 2 if args.smoke else None]:
+            row = {**base, "config": str(cfg) if cfg is not None else "tuned", "eager_ms": eager}
+            try:
+                with torch.inference_mode():
+                    t = kernel_ms(lambda cfg=cfg, fused=case["fused"]: fused(cfg), args)
+                row.update(status="ok", fused_ms=t, speedup=(eager["median"] / t["median"]) if eager else None)
+                extra = ""
+                if case["cost"] is not None:
+                    nbytes, flops = costs[case["cost"]]
+                    floor_ms = 1e3 * max(nbytes / peaks["hbm_bytes_per_s"], flops / peaks["tensor_fp16_flops"])
+                    row.update(
+                        bytes_model=nbytes,
+                        flops_model=flops,
+                        achieved_gb_per_s=nbytes / (t["median"] * 1e-3) / 1e9,
+                        achieved_tflops=flops / (t["median"] * 1e-3) / 1e12,
+                        floor_ms=floor_ms,
+                        floor_ratio=t["median"] / floor_ms,
+                    )
+                    extra = f"  {row['achieved_gb_per_s']:6.0f} GB/s  x{row['floor_ratio']:.1f} floor"
+                vs = f"eager {eager['median']:.4f} x{row['speedup']:.2f}" if eager else "eager n/a"
+                say(
+                    f"  {case['kernel']:32s} {row['config']:34s} {t['median']:.4f} [{t['p10']:.4f}, {t['p90']:.4f}]  "
+                    f"{vs}{extra}"
+                )
+            except Exception as e:
+                row["status"] = failure(e)
+                say(f"  {case['kernel']:32s} {row['config']:34s} {row['status']}")
+            run.add(row)
+
+
+# --- main ------------------------------------------------------------------------------------
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument(
-        "--weights", type=Path, help="checkpoint (paper SAFMN or NTIRE 2023 SAFMN); default: seeded paper x4"
+        "--data", type=Path, help="folder with images (*.png, ...) and optionally team15_SAFMN.pth, anywhere in it"
     )
-    ap.add_argument("--image", type=Path, help="image to resize as the input (default: smooth synthetic gradients)")
+    ap.add_argument("--weights", type=Path, help="checkpoint for the whole-model rows (default: embedded paper x4)")
     ap.add_argument("--sizes", default="320x180,1280x720")
+    ap.add_argument("--batch", type=int, default=4, help="batch of the extra whole-model rows at the first size")
     ap.add_argument("--runs", type=int, default=200)
-    ap.add_argument("--warmup", type=int, default=30)
-    ap.add_argument("--kernel-warmup", type=int, default=25, help="do_bench warm-up time (ms)")
-    ap.add_argument("--kernel-rep", type=int, default=200, help="do_bench measuring time (ms)")
-    ap.add_argument(
-        "--skip-compile", action="store_true", help="skip torch.compile (max-autotune compiles for minutes)"
-    )
-    ap.add_argument("--sweep", action="store_true", help="also sweep the CCM kernel's tile sizes")
-    ap.add_argument("--hbm-tbps", type=float, default=3.35, help="HBM bandwidth for the floor (H100 SXM: 3.35)")
-    ap.add_argument("--fp32-tflops", type=float, default=67.0, help="FP32 non-tensor peak (H100 SXM: 67)")
-    ap.add_argument("--fp16-tflops", type=float, default=990.0, help="dense FP16 tensor peak (H100 SXM: 990)")
+    ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--kernel-warmup", type=int, default=10, help="do_bench warm-up time (ms)")
+    ap.add_argument("--kernel-rep", type=int, default=60, help="do_bench measuring time (ms)")
+    ap.add_argument("--compile-mode", default="reduce-overhead", help="torch.compile mode of the peer row, or none")
+    ap.add_argument("--fp32-modes", default="tf32x3,ieee,tf32", help="srx FP32 precisions to time")
+    ap.add_argument("--budget-s", type=float, default=330.0, help="stop starting new rows after this many seconds")
+    ap.add_argument("--reserve-s", type=float, default=15.0, help="what a row may need past the budget check")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     ap.add_argument("--smoke", action="store_true", help="test this script on the CPU (Triton interpreter); no results")
     args = ap.parse_args()
+    args.fp32_modes = [m for m in args.fp32_modes.split(",") if m]
 
     global DEVICE
     if args.smoke:
@@ -504,7 +522,8 @@ def main() -> int:
             print("kernels_bench: --smoke needs TRITON_INTERPRET=1 in the environment", file=sys.stderr)
             return 2
         DEVICE = "cpu"
-        args.runs, args.warmup, args.skip_compile = 1, 0, True
+        args.runs, args.warmup, args.compile_mode, args.batch = 1, 0, "none", 2
+        args.fp32_modes = args.fp32_modes[:2]
         if args.sizes == ap.get_default("sizes"):
             args.sizes = "23x17"
     elif not torch.cuda.is_available():
@@ -521,6 +540,7 @@ def main() -> int:
     import srx.kernels
     from srx.models import build_model, default_model, load_model
 
+    args.images = images_in(args.data)
     sizes = [parse_size(s) for s in args.sizes.split(",")]
     if args.weights:
         model = load_model(args.weights)
@@ -533,40 +553,43 @@ def main() -> int:
     if reason is not None:
         print(f"kernels_bench: {reason}", file=sys.stderr)
         return 2
+    if DEVICE == "cuda":
+        torch.backends.cudnn.benchmark = True
 
     dev = device_info() if not args.smoke else {"name": "smoke-cpu-interpreter (not a measurement)"}
     gpu = re.sub(r"[^A-Za-z0-9]+", "-", dev["name"]).strip("-").lower()
     out_dir = args.out / f"{dt.date.today().isoformat()}-{gpu}"
     out_dir.mkdir(parents=True, exist_ok=True)
     command = " ".join([Path(sys.executable).name, *sys.argv])
-    say(f"srx kernels bench: {dev}")
-    say(f"versions: {versions()}")
-    say(f"command: {command}")
-    if "H100" not in dev["name"] and (args.hbm_tbps, args.fp32_tflops, args.fp16_tflops) == (3.35, 67.0, 990.0):
-        say("note: the floor uses H100 SXM datasheet peaks; pass --hbm-tbps/--fp32-tflops/--fp16-tflops for this GPU")
-
-    rows: list[dict[str, Any]] = []
-    for size in sizes:
-        bench_kernels(model, size, args, rows)
-        if args.sweep:
-            bench_sweep(model, size, args, rows)
-        bench_models(model, size, args, rows)
-
-    from srx.fileio import write_json_atomic, write_text_atomic
-
-    result = {
+    meta = {
         "smoke_test_not_a_result": args.smoke,
         "device": dev,
         "versions": versions(),
         "command": command,
         "date": dt.datetime.now().isoformat(timespec="seconds"),
-        "floor_peaks": {"hbm_tbps": args.hbm_tbps, "fp32_tflops": args.fp32_tflops, "fp16_tflops": args.fp16_tflops},
-        "notes": "floor_ms_computed and bytes_model are analytical (srx.kernels.cost), not measured",
-        "results": rows,
+        "inputs": f"{len(args.images)} images from --data" if args.images else "synthetic gradients (no --data images)",
+        "notes": "bytes_model / flops_model are analytical (srx.kernels.cost); floors use the measured peaks row",
     }
-    write_json_atomic(out_dir / "kernels.json", portable(json.loads(json.dumps(result, default=str))))
-    write_text_atomic(out_dir / "kernels.log", portable("\n".join(LOG) + "\n"))
-    say(f"\nwrote {out_dir / 'kernels.json'} and {out_dir / 'kernels.log'}")
+    run = Run(args, out_dir, meta)
+    say(f"srx kernels bench: {dev}")
+    say(f"versions: {meta['versions']}")
+    say(f"command: {command}")
+    say(f"inputs: {meta['inputs']}")
+
+    peaks = measure_peaks(run)
+    for size in sizes:
+        bench_model_rows(run, model, model.spec.label, size, 1)
+    for size in sizes:
+        bench_kernel_rows(run, size, torch.float16, "tf32x3", peaks)
+        if not args.smoke:
+            bench_kernel_rows(run, size, torch.float32, "tf32x3", peaks)
+    bench_model_rows(run, model, model.spec.label, sizes[0], args.batch)
+    team15 = next(iter(sorted(args.data.rglob("team15_SAFMN.pth"))), None) if args.data else None
+    if team15 is not None:
+        bench_model_rows(run, load_model(team15).to(DEVICE).eval(), "team15_SAFMN.pth", sizes[0], 1)
+    run.save()
+    say(f"\nwrote {out_dir / 'kernels.json'} and {out_dir / 'kernels.log'} in {time.perf_counter() - T0:.0f} s")
+    run.save()
     return 0
 
 

@@ -26,6 +26,8 @@ from srx.interrupt import Interrupted, raise_interrupted
 from srx.progress import Progress
 from srx.spec import ARCHS
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
 
 def _debug_requested(argv: list[str]) -> bool:
     return "--debug" in argv or os.environ.get("SRX_DEBUG", "") not in ("", "0")
@@ -298,6 +300,14 @@ def eval_(
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthetic inputs.")
 @click.option("--plot", "plot_path", default=None, metavar="PNG", help="Write a latency / memory plot here.")
 @click.option("--compare", "compare_path", default=None, metavar="OLD.json", help="Show the change against a run.")
+@click.option("--batch", type=int, default=1, show_default=True, help="Inputs per run; FPS counts frames.")
+@click.option("--profile", is_flag=True, help="Add where the time goes per backend, by operation kind.")
+@click.option(
+    "--compile-mode",
+    type=click.Choice(COMPILE_MODES),
+    default=None,
+    help="torch.compile mode of the torch-compile rows (default: reduce-overhead for FP16 on CUDA, else default).",
+)
 @quiet_option
 @json_option
 def bench(
@@ -315,6 +325,9 @@ def bench(
     seed: int,
     plot_path: str | None,
     compare_path: str | None,
+    batch: int,
+    profile: bool,
+    compile_mode: str | None,
     quiet: bool,
     json_path: str | None,
 ) -> None:
@@ -330,7 +343,8 @@ def bench(
     size = parse_size(input_size, what="--input")
     parse_scale(scale)
     names = parse_backends(backends) if backends is not None else None
-    cfg = BenchConfig(size.height, size.width, device, names, runs, warmup, images, seed, threads)
+    cfg = BenchConfig(size.height, size.width, device, names, runs, warmup, images, seed, threads,
+                      batch=batch, profile=profile, compile_mode=compile_mode)  # fmt: skip
     if images is not None and not Path(images).is_dir():
         raise BadInput(f"--images {images} is not a folder: give a folder of images")
     old = load_result(compare_path) if compare_path else None
@@ -522,6 +536,12 @@ def _upscale_warnings(source: Any, tile: int | None, tile_overlap: int | None, *
     help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET} ({MIN_OPSET} for TensorRT 8.6 / JetPack 6.0).",
 )
 @click.option("-o", "--output", default=None, metavar="OUT.onnx", help="Output file (default: derived from the model).")
+@click.option(
+    "--triton-repo",
+    default=None,
+    metavar="DIR",
+    help="Also write a Triton model repository entry for the ONNX here (defaults of 'srx serve-config').",
+)
 @json_option
 def export(
     weights: str | None,
@@ -532,6 +552,7 @@ def export(
     static: bool,
     opset: int,
     output: str | None,
+    triton_repo: str | None,
     json_path: str | None,
 ) -> None:
     """Export an exact ONNX model (dynamic batch, height, width) and verify it against PyTorch."""
@@ -551,9 +572,22 @@ def export(
 
     if output is None:
         output = default_onnx_name(weights, spec.arch, spec.scale, size if static else None)
+    if triton_repo is not None:
+        from pathlib import Path
+
+        from srx.serve.repository import check_destination, model_name_from
+
+        check_destination(model_name_from(Path(output), None), triton_repo)  # before the export, not after
     report = export_onnx(model, output, opset=opset, dynamic=not static, input_size=size)
-    human(report.format(), json_path)
-    emit_json(report.to_json(), json_path)
+    result = report.to_json()
+    text = report.format()
+    if triton_repo is not None:
+        from srx.serve.repository import write_model_repository
+
+        result["triton_repo"] = write_model_repository(output, triton_repo)
+        text += "\n" + _format_repo(result["triton_repo"])
+    human(text, json_path)
+    emit_json(result, json_path)
 
 
 # -- precision and engines (issue 4) ---------------------------------------------------------
@@ -700,3 +734,156 @@ def build_engine(
     )
     human(format_report(r), json_path)
     emit_json(r, json_path)
+
+
+# -- serving on Triton Inference Server (issue 17) ---------------------------------------------
+
+
+def _format_repo(r: dict[str, Any]) -> str:
+    batching = (
+        f"dynamic batching up to {r['max_batch_size']} (queue delay {r['max_queue_delay_us']} us)"
+        if r["dynamic_batching"]
+        else f"max_batch_size {r['max_batch_size']}"
+    )
+    accel = f", {r['accelerator']} accelerator" if r["accelerator"] != "none" else ""
+    lines = [
+        f"wrote Triton model {r['model']} version {r['version']}: {r['config']}",
+        f"  backend     {r['backend']}{accel}, {r['instance_group']['count']} x KIND_{r['instance_group']['kind'].upper()}",
+        f"  batching    {batching}",
+        f"  run         tritonserver --model-repository={r['repository']}",
+    ]
+    lines += [f"  note        {n}" for n in r["notes"]]
+    return "\n".join(lines)
+
+
+@cli.command("serve-config", short_help="Triton model repository entry for a model.")
+@click.argument("model", type=str)
+@click.option("-o", "--output", "repo", required=True, metavar="DIR", help="Model repository folder (created if new).")
+@click.option("--name", default=None, help="Model name (default: the file's name).")
+@click.option("--model-version", "version", type=int, default=1, show_default=True, help="Version folder.")
+@click.option("--max-batch", type=int, default=None, help="max_batch_size (default 8; a plan: its profile's largest).")
+@click.option(
+    "--max-queue-delay-us", "queue_delay", type=int, default=None, help="Dynamic batching delay (default 1000)."
+)
+@click.option(
+    "--instances", type=int, default=1, show_default=True, help="Instances per device (instance_group count)."
+)
+@click.option("--kind", type=click.Choice(["gpu", "cpu"]), default="gpu", show_default=True, help="Instance kind.")
+@click.option(
+    "--accelerator",
+    type=click.Choice(["cuda", "tensorrt", "none"]),
+    default=None,
+    help="ONNX on the GPU: onnxruntime's CUDA (default) or TensorRT execution accelerator.",
+)
+@click.option("--min", "min_size", default=None, metavar="WxH", help="--accelerator tensorrt: smallest input.")
+@click.option("--opt", "opt_size", default=None, metavar="WxH", help="--accelerator tensorrt: input to tune for.")
+@click.option("--max", "max_size", default=None, metavar="WxH", help="--accelerator tensorrt: largest input.")
+@json_option
+def serve_config(
+    model: str,
+    repo: str,
+    name: str | None,
+    version: int,
+    max_batch: int | None,
+    queue_delay: int | None,
+    instances: int,
+    kind: str,
+    accelerator: str | None,
+    min_size: str | None,
+    opt_size: str | None,
+    max_size: str | None,
+    json_path: str | None,
+) -> None:
+    """Write a Triton model repository entry (config.pbtxt + model) for an srx ONNX or engine."""
+    from srx.serve.repository import DEFAULT_QUEUE_DELAY_US, RepoOptions, write_model_repository
+
+    _check_json_path(json_path)
+    options = RepoOptions(
+        name=name,
+        version=version,
+        max_batch=max_batch,
+        queue_delay_us=DEFAULT_QUEUE_DELAY_US if queue_delay is None else queue_delay,
+        instances=instances,
+        kind=kind,
+        accelerator=accelerator,
+        trt_min=min_size,
+        trt_opt=opt_size,
+        trt_max=max_size,
+    )
+    r = write_model_repository(model, repo, options)
+    human(_format_repo(r), json_path)
+    emit_json(r, json_path)
+
+
+@cli.command(short_help="Serve a model on Triton (PyTriton).")
+@click.option("--weights", default=None, metavar="CKPT", help="Checkpoint (default: the embedded untrained model).")
+@click.option("--model", "model_file", default=None, metavar="ONNX|ENGINE", help="Exported model to serve.")
+@click.option("--scale", type=int, default=None, help="Scale of the embedded default model (2, 3, 4; default 4).")
+@click.option("--param-key", default=None, help="Checkpoint entry to read (default: params).")
+@click.option("--backend", default="auto", show_default=True, metavar="NAME", help=BACKEND_HELP)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None, help="Default: cuda when a GPU is visible.")
+@click.option("--name", default=None, help="Model name (default: the file's name, or e.g. safmn_x4).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
+@click.option("--http-port", type=int, default=8000, show_default=True)
+@click.option("--grpc-port", type=int, default=8001, show_default=True)
+@click.option("--metrics-port", type=int, default=8002, show_default=True)
+@click.option("--max-batch", type=int, default=8, show_default=True, help="Largest batch the dynamic batcher forms.")
+@click.option(
+    "--max-queue-delay-us", "queue_delay", type=int, default=1000, show_default=True, help="Dynamic batching delay."
+)
+@click.option("--instances", type=int, default=1, show_default=True, help="Model instances (and runners).")
+@click.option("--max-size", default="1920x1080", show_default=True, metavar="WxH", help="Largest input image.")
+def serve(
+    weights: str | None,
+    model_file: str | None,
+    scale: int | None,
+    param_key: str | None,
+    backend: str,
+    device: str | None,
+    name: str | None,
+    host: str,
+    http_port: int,
+    grpc_port: int,
+    metrics_port: int,
+    max_batch: int,
+    queue_delay: int,
+    instances: int,
+    max_size: str,
+) -> None:
+    """Serve a model on a Triton Inference Server (PyTriton) until Ctrl-C: HTTP, gRPC, metrics."""
+    from srx.runtime.device import has_cuda
+    from srx.runtime.registry import auto_backend, get_backend
+    from srx.runtime.source import ModelSource
+    from srx.serve.server import ServeOptions, check_options, format_ready, log_to_stderr
+    from srx.serve.server import serve as run_server
+    from srx.sizes import parse_size
+
+    parse_scale(scale)
+    if backend != "auto":
+        get_backend(backend)
+    options = ServeOptions(
+        name=name,
+        host=host,
+        http_port=http_port,
+        grpc_port=grpc_port,
+        metrics_port=metrics_port,
+        max_batch=max_batch,
+        queue_delay_us=queue_delay,
+        instances=instances,
+        max_size=parse_size(max_size, what="--max-size"),
+    )
+    check_options(options)  # before loading the model
+    log_to_stderr(debug=_debug_requested(sys.argv[1:]))
+    dev = device or ("cuda" if has_cuda() else "cpu")
+
+    def ready(info: dict[str, Any]) -> None:
+        click.echo(format_ready(info))
+        sys.stdout.flush()
+
+    with ModelSource.from_options(weights, model_file, scale, param_key) as source:
+        chosen = auto_backend(source, dev) if backend == "auto" else backend
+        try:
+            run_server(source, chosen, dev, options, ready, warn=lambda m: click.echo(f"srx: warning: {m}", err=True))
+        except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: how a server is meant to stop
+            how = f" by {signal.Signals(e.signum).name}" if isinstance(e, Interrupted) else ""
+            click.echo(f"srx serve: stopped{how}", err=True)

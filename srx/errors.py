@@ -38,6 +38,9 @@ OPTIONAL_MODULES: dict[str, tuple[str, str]] = {
     "cuda": ("cuda-python", "pip install 'srx[gpu]'"),
     "triton": ("triton", "pip install 'srx[kernels]'"),
     "matplotlib": ("matplotlib", "pip install 'srx[plot]'"),
+    # nvidia-pytriton requires numpy<2: an environment of its own (README: Serving).
+    "pytriton": ("nvidia-pytriton", "pip install 'srx[serve]' in an environment of its own (it requires numpy<2)"),
+    "tritonclient": ("tritonclient", "pip install 'srx[triton-client]'"),
 }
 
 

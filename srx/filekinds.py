@@ -17,7 +17,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 # Datasets and calibration folders also hold BMP and TIFF (DIV2K mirrors, Urban100 packs).
 DATASET_IMAGE_SUFFIXES = (*IMAGE_SUFFIXES, ".bmp", ".tif", ".tiff")
 
-KINDS = {
+SUFFIXES_BY_KIND = {
     "checkpoint": CHECKPOINT_SUFFIXES,
     "onnx": ONNX_SUFFIXES,
     "engine": ENGINE_SUFFIXES,
@@ -28,7 +28,7 @@ KINDS = {
 def file_kind(path: str | Path) -> str | None:
     """'checkpoint', 'onnx', 'engine' or 'image' from the file name; None when srx does not know it."""
     suffix = Path(path).suffix.lower()
-    return next((kind for kind, suffixes in KINDS.items() if suffix in suffixes), None)
+    return next((kind for kind, suffixes in SUFFIXES_BY_KIND.items() if suffix in suffixes), None)
 
 
 def describe_suffix(path: str | Path) -> str:

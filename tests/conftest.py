@@ -71,3 +71,16 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, code: int = 2) -> s
     assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{err}"
     assert lines[0].startswith("srx: error: "), lines[0]
     return lines[0]
+
+
+@pytest.fixture
+def exact_fp32_reference():
+    """PyTorch FP32 references in true FP32: on Ampere and newer GPUs cuDNN runs FP32
+    convolutions in TF32 by default (10-bit mantissas), 1e-3-sized errors that a 1e-4
+    comparison would blame on the code under test."""
+    import torch
+
+    old = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old

@@ -82,7 +82,7 @@ def test_run_bench_library_reuses_the_torch_output_as_reference():
     rows = {x["backend"]: x for x in r["results"]}
     assert rows["torch"]["identical_to_fp32"] and rows["torch"]["speedup_vs_torch"] == 1.0
     assert rows["torch-fp16"]["status"] == "ok" and 0 < rows["torch-fp16"]["max_abs_diff_vs_fp32"] < 0.05
-    assert {x["backend"] for x in r["results"]} == set(rows) and len(rows) == 8
+    assert {x["backend"] for x in r["results"]} == set(rows) and len(rows) == 10
     assert rows["torch-compile"]["status"] == "skipped" and "not requested" in rows["torch-compile"]["reason"]
 
 
@@ -91,18 +91,21 @@ def test_bench_cli_json_fields(tmp_path):
     torch.save({"params": build_model("safmn", 4, dim=8, n_blocks=1).state_dict()}, weights)
     out, plot = tmp_path / "b.json", tmp_path / "b.png"
     args = ["bench", "--weights", str(weights), "--input", "40x24", "--runs", "2", "--warmup", "1"]
-    proc = run_srx(*args, "--device", "cpu", "--json", str(out), "--plot", str(plot))
+    # --batch 2: every backend the CPU runs by default (torch, torch-compile, onnxruntime) takes a batch.
+    proc = run_srx(*args, "--batch", "2", "--device", "cpu", "--json", str(out), "--plot", str(plot))
     assert proc.returncode == 0, proc.stderr
     d = json.loads(out.read_text())
     for key in ("device", "versions", "input", "scale", "runs", "results", "complexity", "accuracy", "model"):
         assert key in d, key
     assert d["device"]["name"] and d["versions"]["srx"] and d["input"] == "40x24" and d["scale"] == 4
-    assert d["runs"] == 2 and d["model"]["trained"] and not d["untrained"]
+    assert d["runs"] == 2 and d["model"]["trained"] and not d["untrained"] and d["batch"] == 2
     rows = {r["backend"]: r for r in d["results"]}
     assert set(rows) == {
         "torch",
         "torch-fp16",
+        "torch-fp16-graph",
         "torch-compile",
+        "torch-compile-fp16",
         "torch-fused",
         "onnxruntime",
         "onnxruntime-cuda",
@@ -115,10 +118,15 @@ def test_bench_cli_json_fields(tmp_path):
     assert t["peak_memory_mb"] is not None and t["max_abs_diff_vs_fp32"] == 0 and t["psnr_vs_fp32"] is None
     for r in rows.values():
         assert r["status"] in ("ok", "skipped") and (r["status"] == "ok" or r["reason"])
+        if r["status"] == "ok":
+            assert r["fps"] == pytest.approx(2000.0 / r["latency_ms"]["median"], rel=1e-3)
+            assert r["mode"] and r["speedup_vs_best_peer"] > 0
+    assert {n for n, r in rows.items() if r["status"] == "ok"} == {"torch", "torch-compile", "onnxruntime"}
+    assert d["best_peer"]["backend"] in ("torch", "torch-compile")
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "torch" in proc.stdout and "skipped" in proc.stdout
 
-    again = run_srx(*args, "--backends", "torch", "--compare", str(out), "--json", "-")
+    again = run_srx(*args, "--batch", "2", "--backends", "torch", "--compare", str(out), "--json", "-")
     assert again.returncode == 0, again.stderr
     d2 = json.loads(again.stdout)
     assert d2["compare"]["rows"][0]["backend"] == "torch" and "compared with" in again.stderr
@@ -143,6 +151,8 @@ def test_bench_default_model_is_labelled_untrained():
         (["--json", "/nonexistent/dir/b.json"], "cannot write"),
         (["--scale", "5"], "not supported"),
         (["--model", "/nonexistent.onnx"], "does not exist"),
+        (["--batch", "0"], "--batch 0: need at least 1"),
+        (["--compile-mode", "fastest"], "'fastest' is not one of"),
     ],
 )
 def test_bench_bad_input_is_one_line_exit_2(args, message):
@@ -169,3 +179,27 @@ def test_bench_config_checks_its_counts(field, value, message):
     """BenchConfig owns these checks (issue 18), so the CLI and library callers get the same answer."""
     with pytest.raises(BadInput, match=message):
         BenchConfig(**{field: value})
+
+
+def test_bench_batch_on_every_cpu_backend_and_a_fixed_batch_onnx(tmp_path):
+    """--batch 4: torch and torch-fp16 on the CPU take it, onnxruntime runs the dynamic export;
+    an ONNX file with a fixed batch of 1 is skipped with the reason, not failed."""
+    from srx.export.model import onnx_from_model
+
+    model = build_model("safmn", 2, dim=8, n_blocks=1)
+    fixed = tmp_path / "fixed.onnx"
+    fixed.write_bytes(onnx_from_model(model, dynamic=False, input_size=(24, 16)).SerializeToString())
+    weights = tmp_path / "tiny.pth"
+    torch.save({"params": model.state_dict()}, weights)
+    base = ["bench", "--input", "24x16", "--runs", "2", "--warmup", "1", "--batch", "4", "--device", "cpu"]
+    proc = run_srx(*base, "--weights", str(weights), "--backends", "torch,torch-fp16,onnxruntime", "--json", "-")
+    assert proc.returncode == 0, proc.stderr
+    d = json.loads(proc.stdout)
+    rows = {r["backend"]: r for r in d["results"] if r["status"] == "ok"}
+    assert set(rows) == {"torch", "torch-fp16", "onnxruntime"} and d["batch"] == 4
+    assert rows["onnxruntime"]["max_abs_diff_vs_fp32"] < 1e-4 and d["accuracy"]["inputs"] == 8
+    assert "dims pinned" in next(iter(rows["onnxruntime"]["settings"]["graphs"].values()))
+    proc = run_srx(*base, "--model", str(fixed), "--backends", "onnxruntime", "--json", "-")
+    assert proc.returncode == 2, proc.stderr  # nothing could run: every row skipped
+    row = next(r for r in json.loads(proc.stdout)["results"] if r["backend"] == "onnxruntime")
+    assert row["status"] == "skipped" and "has a fixed batch of 1" in row["reason"] and "--batch 4" in row["reason"]

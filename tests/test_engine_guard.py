@@ -159,3 +159,49 @@ def test_describe_engine_for_srx_info(built):
     assert "NVIDIA Fake GPU, compute capability 8.9" in d["details"]["device"]
     sidecar_path(engine).unlink()
     assert "has no sidecar" in describe_engine(engine)["details"]["sidecar"]
+
+
+def test_each_staged_input_is_run_from_its_own_buffer(built, monkeypatch):
+    """srx bench stages every input before timing; each run must read its own input (with one
+    shared input buffer every run read the last input staged, and accuracy compared the wrong
+    output with each reference)."""
+    engine, trt = built
+    import srx.runtime.cudart as cudart
+    import srx.runtime.trt_session as ts
+    from srx.runtime.source import ModelSource
+    from srx.runtime.tensorrt_runner import TensorRTRunner
+
+    rt = FakeCudart()
+    monkeypatch.setattr(ts, "import_backend", lambda backend: trt)
+    monkeypatch.setattr(cudart, "import_cudart", lambda: rt)
+    runner = TensorRTRunner(ModelSource.from_file(engine), "cuda")
+    xs = [natural_batch(30, 20, seed=i) for i in range(3)]
+    with runner:
+        staged = [runner.stage(x) for x in xs]
+        for x, st in [*zip(xs, staged, strict=True), (xs[0], staged[0])]:
+            np.testing.assert_array_equal(runner.fetch(runner.execute(st)), x.repeat(4, axis=2).repeat(4, axis=3))
+        assert np.array_equal(runner.run(xs[1]), xs[1].repeat(4, axis=2).repeat(4, axis=3))
+    assert not rt.buffers and rt.streams == 0
+
+
+def test_an_engine_built_for_other_batches_is_skipped_with_the_reason(built, monkeypatch):
+    import dataclasses
+
+    from srx.bench.engine import BenchConfig, run_bench
+    from srx.runtime.base import Availability
+    from srx.runtime.registry import BACKENDS
+    from srx.runtime.source import ModelSource
+    from srx.runtime.tensorrt_runner import TensorRTRunner
+
+    engine, _trt = built
+    source = ModelSource.from_file(engine)
+    runner = TensorRTRunner(source, "cuda")
+    assert runner.unsupported_batch(1) == runner.unsupported_batch(2) == ""
+    reason = "this engine was built for batches 1 to 2: rebuild it with srx build-engine --batch 4 (or MIN:OPT:MAX)"
+    assert runner.unsupported_batch(4) == reason
+    monkeypatch.setitem(
+        BACKENDS, "tensorrt", dataclasses.replace(BACKENDS["tensorrt"], check=lambda d, s: Availability.yes())
+    )
+    r = run_bench(source, BenchConfig(16, 16, "cuda", ["tensorrt"], runs=1, warmup=0, batch=4))
+    row = next(x for x in r["results"] if x["backend"] == "tensorrt")
+    assert row["status"] == "skipped" and row["reason"] == reason

@@ -69,7 +69,7 @@ def test_runtime_registry_is_torch_free():
     assert proc.returncode == 0, proc.stderr
     lines = dict(line.split(" ", 1) for line in proc.stdout.strip().splitlines())
     assert lines["torch"].startswith("False Python package 'torch' is not installed")
-    assert len(lines) == 8
+    assert len(lines) == 10
 
 
 def test_tensorrt_runtime_path_needs_no_torch(tmp_path):

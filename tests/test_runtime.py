@@ -22,7 +22,9 @@ from srx.runtime import (
 CLI_BACKENDS = [
     "torch",
     "torch-fp16",
+    "torch-fp16-graph",
     "torch-compile",
+    "torch-compile-fp16",
     "torch-fused",
     "onnxruntime",
     "onnxruntime-cuda",
@@ -49,7 +51,11 @@ def test_every_backend_answers_with_a_reason(device, tiny):
 
 
 def test_cpu_defaults_and_unknown_names():
-    assert default_backends("cpu") == [n for n in CLI_BACKENDS if n != "torch-fp16"]
+    fp16 = ("torch-fp16", "torch-fp16-graph", "torch-compile-fp16")
+    assert default_backends("cpu") == [n for n in CLI_BACKENDS if n not in fp16]
+    # On a GPU: the peers a user would pick (eager FP32 and FP16, FP16 + CUDA graph, torch.compile
+    # FP16 reduce-overhead), srx's fused kernels and every engine; FP32 torch.compile on request.
+    assert default_backends("cuda") == [n for n in CLI_BACKENDS if n not in ("torch-compile", "onnxruntime")]
     assert parse_backends("torch, onnxruntime,torch") == ["torch", "onnxruntime"]
     assert parse_backends("all") == CLI_BACKENDS
     with pytest.raises(BadInput, match="unknown backend 'tensort'"):
@@ -182,36 +188,63 @@ def test_onnxruntime_runs_a_checkpoint_through_the_exporter(tiny):
     assert np.abs(got - ref).max() < 1e-4
 
 
-def test_torch_fused_replays_one_cuda_graph_per_input_shape(tiny, monkeypatch):
-    """On CUDA, torch-fused captures a graph on the first call for a shape and replays it for
-    later calls of that shape. The capture needs a GPU, so srx.kernels.cuda_graph_runner is
-    stood in for by a recorder here; the real one is tested on a GPU (test_kernels_model)."""
-    import srx.kernels
+@pytest.mark.parametrize("name", ["torch-fused", "torch-fp16-graph"])
+def test_graph_backends_replay_one_cuda_graph_per_input_shape(tiny, monkeypatch, name):
+    """On CUDA, torch-fused and torch-fp16-graph capture a graph on the first call for a shape
+    and replay it for later calls of that shape (srx.runtime.cuda_graph.GraphCache). The capture
+    needs a GPU, so GraphReplay is stood in for by a recorder here."""
+    import srx.runtime.cuda_graph as cg
     from srx.runtime.registry import runner_class
 
     captured = []
 
-    def capture(model, example):
-        captured.append(tuple(example.shape))
-        return lambda x: model(x)
+    class Recorder:
+        def __init__(self, fn, example, warmup=3):
+            captured.append(tuple(example.shape))
+            self.fn = fn
 
-    monkeypatch.setattr(srx.kernels, "cuda_graph_runner", capture)
-    cls = runner_class("torch-fused")
+        def __call__(self, x):
+            return self.fn(x)
+
+    monkeypatch.setattr(cg, "GraphReplay", Recorder)
+    cls = runner_class(name)
     src = ModelSource.from_module(tiny)
     runner = cls(src, "cuda")
-    runner.model, runner._graphs = tiny, {}
+    runner.model, runner._graphs = tiny, cg.GraphCache(runner._forward)
     a, b = torch.rand(1, 3, 16, 24), torch.rand(1, 3, 24, 16)
     for x in (a, a, b, a, b):
         with torch.inference_mode():
             assert torch.equal(runner.execute(x), tiny(x))
     assert captured == [(1, 3, 16, 24), (1, 3, 24, 16)]
-    assert runner.describe()["cuda_graph"]
+    assert runner.describe()["cuda_graph"] and runner.mode().endswith("+ CUDA graph")
 
     direct = cls(src, "cuda", cuda_graph=False)
-    direct.model, direct._graphs = tiny, {}
+    direct.model, direct._graphs = tiny, None
     direct.execute(a)
-    assert len(captured) == 2 and not direct.describe()["cuda_graph"]
-    assert not cls(src, "cpu").describe()["cuda_graph"]
+    assert len(captured) == 2 and not direct.describe()["cuda_graph"] and "graph" not in direct.mode()
+    assert "cuda_graph" not in cls(src, "cpu").describe()
+
+
+def test_graph_pool_memory_counts_the_pools_free_blocks():
+    """A CUDA graph's private pool keeps its blocks for the graph's life: the memory column of a
+    graph row is at least what is live outside the pool plus everything the pool reserves."""
+    from srx.runtime.cuda_graph import PoolBytes, graph_peak_bytes, private_pool_bytes
+
+    mb = 2**20
+    segments = [
+        {"device": 0, "segment_pool_id": (0, 0), "total_size": 20 * mb, "allocated_size": 12 * mb},
+        {"device": 0, "segment_pool_id": (1, 0), "total_size": 40 * mb, "allocated_size": 4 * mb},
+        {"device": 0, "segment_pool_id": [1, 0], "total_size": 2 * mb, "allocated_size": 0},
+        {"device": 1, "segment_pool_id": (3, 0), "total_size": 8 * mb, "allocated_size": 8 * mb},
+    ]
+    pools = private_pool_bytes(segments, device=0)
+    assert pools == PoolBytes(42 * mb, 4 * mb)
+    # 10 MB of weights and inputs before; a 30 MB peak of live tensors during capture; 16 MB
+    # live now (12 outside the pool + the 4 MB output inside it): the pool's 38 MB of free
+    # blocks are held too, so the row needs 12 - 10 + 42 = 44 MB above the start, not 20.
+    assert graph_peak_bytes(30 * mb, 16 * mb, 10 * mb, PoolBytes(0, 0), pools) == 44 * mb
+    # Without a graph (no private pool grew) it is the allocator's peak, as before.
+    assert graph_peak_bytes(30 * mb, 16 * mb, 10 * mb, pools, pools) == 20 * mb
 
 
 def test_torch_fused_is_fp16_unless_asked_for_fp32(tiny, monkeypatch):

@@ -14,8 +14,8 @@ from pathlib import Path
 from conftest import REPO
 
 SRC = REPO / "srx"
-# srx/kernels is being rewritten by its owner and is outside this check for now; it repeats
-# TILE_ELEMENTS in layer_norm.py and safm_tail.py (docs/design-notes.md, "One definition").
+# srx/kernels belongs to its own owner's work and is outside this check for now: it repeats
+# CONFIGS (ccm.py, safm_tail.py) and INTERPRETER (ccm.py, conv.py, safm_tail.py).
 OUTSIDE = (SRC / "kernels",)
 
 

@@ -15,8 +15,10 @@ import os
 import sys
 
 KERNEL_MODULES = (
+    "srx.kernels.tuning",
     "srx.kernels._common",
     "srx.kernels.layer_norm",
+    "srx.kernels.conv",
     "srx.kernels.multiscale",
     "srx.kernels.safm_tail",
     "srx.kernels.ccm",

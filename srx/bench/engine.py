@@ -1,10 +1,13 @@
 """srx bench: time every backend on the same inputs, measure peak memory, compare outputs.
 
-Protocol (the SAFMN paper's, by default): 50 LR inputs of 320x180, batch 1, x4. Each
-backend gets `warmup` untimed runs, then `runs` timed runs cycling through the inputs.
-Only `execute` (the model) is timed: CUDA events for torch on CUDA, the host monotonic
-clock (time.perf_counter) for synchronous backends. Inputs are staged on the device
-before timing and outputs fetched after each timed run, outside the timer.
+Protocol (the SAFMN paper's, by default): 50 LR inputs of 320x180, batch 1, x4. With
+`batch` N the inputs are grouped N at a time and FPS counts frames. Each backend gets
+`warmup` untimed runs, an untimed accuracy pass, then `runs` timed runs cycling through
+the staged inputs (srx.bench.measure: what a timed run holds, and why).
+
+Speed-ups: against eager FP32 (`torch`, the paper's baseline) and against the fastest
+peer, the fastest row a user has without srx (plain PyTorch: eager, CUDA graph,
+torch.compile; srx.runtime.registry's `peer`).
 
 Accuracy: the outputs for the first `accuracy_inputs` inputs are compared with the FP32
 PyTorch eager output (TF32 off on CUDA): max |difference| on raw outputs, and PSNR over
@@ -15,11 +18,8 @@ from __future__ import annotations
 
 import datetime
 import importlib.metadata
-import math
 import platform
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,12 +28,15 @@ import numpy as np
 from srx import __version__
 from srx.bench.complexity import count_complexity
 from srx.bench.inputs import DEFAULT_COUNT, INPUT_SEED, folder_inputs, synthetic_inputs
-from srx.errors import BadInput, first_line
+from srx.bench.measure import Accuracy, Progress, latency_stats, measure_backend
+from srx.errors import BadInput
 from srx.resources import check_memory
 from srx.runtime.device import device_info, has_cuda
 from srx.runtime.registry import backend_names, check_backend, default_backends, get_backend, runner_class
 from srx.runtime.source import ModelSource
 from srx.spec import UNTRAINED_LABEL
+
+__all__ = ["Accuracy", "BenchConfig", "latency_stats", "make_batches", "run_bench", "versions"]
 
 CPU_DEFAULT_RUNS, CPU_DEFAULT_WARMUP = 10, 1
 CUDA_DEFAULT_RUNS, CUDA_DEFAULT_WARMUP = DEFAULT_COUNT, 10
@@ -53,6 +56,9 @@ class BenchConfig:
     seed: int = INPUT_SEED
     threads: int | None = None
     backend_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    batch: int = 1  # inputs per run (FPS counts frames)
+    profile: bool = False  # add each backend's breakdown by operation kind (results[].profile)
+    compile_mode: str | None = None  # torch.compile mode of the torch-compile rows (None: theirs)
 
     def __post_init__(self) -> None:
         """The counts are checked where they are defined, before any model is loaded."""
@@ -62,6 +68,8 @@ class BenchConfig:
             raise BadInput(f"--warmup {self.warmup}: cannot be negative; use 0 or more")
         if self.threads is not None and self.threads < 1:
             raise BadInput(f"--threads {self.threads}: need at least 1; use 1 or more (default: every CPU)")
+        if self.batch < 1:
+            raise BadInput(f"--batch {self.batch}: need at least 1 input per run")
 
     def resolved(self) -> BenchConfig:
         device = self.device or ("cuda" if has_cuda() else "cpu")
@@ -82,10 +90,10 @@ class BenchConfig:
             self.seed,
             self.threads,
             self.backend_options,
+            self.batch,
+            self.profile,
+            self.compile_mode,
         )
-
-
-Progress = Callable[[str, int], Any]  # (description, total) -> object with update(n) and close()
 
 
 def versions() -> dict[str, str]:
@@ -107,50 +115,6 @@ def versions() -> dict[str, str]:
         if torch.backends.cudnn.is_available():
             out["cudnn"] = str(torch.backends.cudnn.version())
     return out
-
-
-def latency_stats(ms: list[float]) -> dict[str, float]:
-    a = np.asarray(ms, dtype=np.float64)
-    return {
-        "median": round(float(np.median(a)), 4),
-        "p90": round(float(np.percentile(a, 90)), 4),
-        "mean": round(float(a.mean()), 4),
-        "min": round(float(a.min()), 4),
-        "max": round(float(a.max()), 4),
-        "std": round(float(a.std()), 4),
-    }
-
-
-class Accuracy:
-    """Running max |diff| and pooled squared error against reference outputs."""
-
-    def __init__(self) -> None:
-        self.max_abs = 0.0
-        self.sq = 0.0
-        self.count = 0
-        self.nonfinite = 0
-
-    def add(self, out: np.ndarray, ref: np.ndarray) -> None:
-        if out.shape != ref.shape:
-            raise ValueError(f"output shape {out.shape} differs from the reference {ref.shape}")
-        finite = np.isfinite(out)
-        self.nonfinite += int(out.size - finite.sum())
-        diff = np.abs(np.where(finite, out, 0.0) - ref)
-        self.max_abs = max(self.max_abs, float(diff.max()))
-        d = np.clip(np.nan_to_num(out, nan=0.0), 0.0, 1.0) - np.clip(ref, 0.0, 1.0)
-        self.sq += float(np.square(d, dtype=np.float64).sum())
-        self.count += out.size
-
-    def result(self) -> dict[str, Any]:
-        if self.count == 0:
-            return {"max_abs_diff_vs_fp32": None, "psnr_vs_fp32": None}
-        mse = self.sq / self.count
-        return {
-            "max_abs_diff_vs_fp32": None if self.nonfinite else float(f"{self.max_abs:.6g}"),
-            "psnr_vs_fp32": None if mse == 0 else round(10 * math.log10(1.0 / mse), 3),
-            "identical_to_fp32": mse == 0 and self.max_abs == 0 and not self.nonfinite,
-            "nonfinite_outputs": self.nonfinite,
-        }
 
 
 def _skipped(name: str, reason: str) -> dict[str, Any]:
@@ -185,21 +149,30 @@ def run_bench(
     for name in requested:
         get_backend(name)
 
-    n_inputs = min(DEFAULT_COUNT, cfg.runs + cfg.warmup) if cfg.images is None else DEFAULT_COUNT
+    n = cfg.batch
+    n_images = min(DEFAULT_COUNT, (cfg.runs + cfg.warmup) * n) if cfg.images is None else DEFAULT_COUNT
     in_bytes = 4 * 3 * cfg.height * cfg.width
-    refs = min(REFERENCE_BUDGET_BYTES, MAX_ACCURACY_INPUTS * in_bytes * spec.scale**2)
-    model = spec.forward_bytes(cfg.height, cfg.width) if cfg.device == "cpu" else 0
+    out_bytes = in_bytes * spec.scale**2
+    # Batches compared with the reference: the first 16 images at most, within the memory
+    # budget, but at least one batch (a --batch larger than 16 compares one whole batch).
+    n_acc = max(
+        1, min(cfg.runs, -(-n_images // n), MAX_ACCURACY_INPUTS // n, REFERENCE_BUDGET_BYTES // (out_bytes * n))
+    )
+    model = spec.forward_bytes(cfg.height, cfg.width) * n if cfg.device == "cpu" else 0
     check_memory(
-        n_inputs * in_bytes + refs + model, f"benchmarking at --input {cfg.width}x{cfg.height}", "use a smaller --input"
+        2 * n_images * in_bytes + n_acc * n * out_bytes + model,
+        f"benchmarking at --input {cfg.width}x{cfg.height}" + (f" --batch {n}" if n > 1 else ""),
+        "use a smaller --input" + (" or --batch" if n > 1 else ""),
     )
     if cfg.images is not None:
-        inputs = folder_inputs(cfg.images, cfg.height, cfg.width, n_inputs)
-        input_desc = {"source": str(cfg.images), "count": len(inputs)}
+        images = folder_inputs(cfg.images, cfg.height, cfg.width, n_images)
+        input_desc = {"source": str(cfg.images), "count": len(images)}
     else:
-        inputs = synthetic_inputs(cfg.height, cfg.width, n_inputs, cfg.seed)
-        input_desc = {"source": f"synthetic natural-looking images (seed {cfg.seed})", "count": len(inputs)}
-    out_bytes = 4 * 3 * cfg.height * cfg.width * spec.scale**2
-    n_acc = max(1, min(cfg.runs, len(inputs), MAX_ACCURACY_INPUTS, REFERENCE_BUDGET_BYTES // out_bytes))
+        images = synthetic_inputs(cfg.height, cfg.width, n_images, cfg.seed)
+        input_desc = {"source": f"synthetic natural-looking images (seed {cfg.seed})", "count": len(images)}
+    batches = make_batches(images, n)
+    del images
+    n_acc = min(n_acc, len(batches))
 
     result: dict[str, Any] = {
         "srx_version": __version__,
@@ -218,14 +191,14 @@ def run_bench(
         "versions": {},
         "input": f"{cfg.width}x{cfg.height}",
         "output": f"{cfg.width * spec.scale}x{cfg.height * spec.scale}",
-        "batch": 1,
+        "batch": n,
         "scale": spec.scale,
         "runs": cfg.runs,
         "warmup": cfg.warmup,
         "inputs": input_desc,
-        "timing": "CUDA events (torch on CUDA); time.perf_counter around synchronous calls otherwise",
+        "timing": TIMING,
         "accuracy": {
-            "inputs": n_acc,
+            "inputs": n_acc * n,
             "psnr": "RGB, outputs clipped to [0, 1], peak 1, MSE pooled over all compared pixels",
         },
         "results": [],
@@ -245,22 +218,37 @@ def run_bench(
             f"PyTorch eager FP32 ({cfg.device}{', TF32 off' if cfg.device == 'cuda' else ''})"
         )
         if not torch_supplies_ref:
-            ref = _reference_outputs(source, cfg, inputs[:n_acc], progress)
+            ref = _reference_outputs(source, cfg, batches[:n_acc], progress)
     elif source.kind == "onnx" and check_backend("onnxruntime", "cpu", source).ok:
         result["accuracy"]["reference"] = "onnxruntime CPU on the given ONNX (no PyTorch weights given)"
-        ref = _reference_outputs(source, cfg, inputs[:n_acc], progress, backend="onnxruntime")
+        ref = _reference_outputs(source, cfg, batches[:n_acc], progress, backend="onnxruntime")
     else:
         result["accuracy"]["reference"] = None
         result["accuracy"]["note"] = "no FP32 reference: pass --weights to compare against PyTorch"
 
     default_set = cfg.backends is None
-    order = [n for n in requested if n == "torch"] + [n for n in requested if n != "torch"]
+    order = [name for name in requested if name == "torch"] + [name for name in requested if name != "torch"]
     for name in order:
         avail = check_backend(name, cfg.device, source)
         if not avail.ok:
             result["results"].append(_skipped(name, avail.reason))
             continue
-        row = _bench_one(name, source, cfg, inputs, ref, n_acc, progress, collect_ref=torch_supplies_ref)
+        runner = _runner(name, source, cfg)
+        why = runner.unsupported_batch(n)
+        if why:
+            result["results"].append(_skipped(name, why))
+            continue
+        row = measure_backend(
+            runner,
+            batches,
+            ref,
+            warmup=cfg.warmup,
+            runs=cfg.runs,
+            n_acc=n_acc,
+            profile=cfg.profile,
+            progress=progress,
+            collect_ref=torch_supplies_ref and name == "torch",
+        )
         result["results"].append(row)
     for name in backend_names():
         if name in requested:
@@ -279,8 +267,31 @@ def run_bench(
     result["versions"] = versions()
     result["device"]["load_average_before"] = load_before
     result["device"]["load_average_after"] = _loadavg()
-    _add_speedups(result)
+    add_speedups(result)
     return result
+
+
+TIMING = (
+    "CUDA events around each run on a GPU, runs queued back to back and synchronised once at the end; "
+    "time.perf_counter around each synchronous call otherwise; inputs staged before, outputs compared after"
+)
+
+
+def make_batches(images: list[np.ndarray], n: int) -> list[np.ndarray]:
+    """(1, 3, H, W) images -> (n, 3, H, W) batches of consecutive images; the last wraps around."""
+    if n == 1:
+        return images
+    count = -(-len(images) // n)
+    return [np.concatenate([images[(j * n + t) % len(images)] for t in range(n)]) for j in range(count)]
+
+
+def _runner(name: str, source: ModelSource, cfg: BenchConfig) -> Any:
+    opts = dict(cfg.backend_options.get(name, {}))
+    if cfg.threads and "threads" not in opts:
+        opts["threads"] = cfg.threads
+    if cfg.compile_mode and name.startswith("torch-compile") and "compile_mode" not in opts:
+        opts["compile_mode"] = cfg.compile_mode
+    return runner_class(name)(source, get_backend(name).runs_on(cfg.device), **opts)
 
 
 def _reference_outputs(
@@ -297,84 +308,11 @@ def _reference_outputs(
     out = {}
     with runner:
         for i, x in enumerate(inputs):
-            out[i] = runner.run(x)
+            # Image by image: the reference must not depend on a batch size its file may not take.
+            out[i] = np.concatenate([runner.run(x[j : j + 1]) for j in range(x.shape[0])])
             bar.update(1)
     bar.close()
     return out
-
-
-def _bench_one(
-    name: str,
-    source: ModelSource,
-    cfg: BenchConfig,
-    inputs: list[np.ndarray],
-    ref: dict[int, np.ndarray],
-    n_acc: int,
-    progress: Progress,
-    *,
-    collect_ref: bool,
-) -> dict[str, Any]:
-    b = get_backend(name)
-    opts = dict(cfg.backend_options.get(name, {}))
-    if cfg.threads and "threads" not in opts:
-        opts["threads"] = cfg.threads
-    runner = runner_class(name)(source, b.runs_on(cfg.device), **opts)
-    row: dict[str, Any] = {"backend": name, "precision": runner.precision, "status": "ok"}
-    meter = runner.memory_meter()
-    bar = progress(name, cfg.warmup + cfg.runs)
-    times: list[float] = []
-    acc = Accuracy()
-    try:
-        meter.start()
-        t0 = time.perf_counter()
-        runner.activate()
-        prepare = getattr(runner, "prepare", None)
-        if prepare is not None:
-            prepare(inputs[0].shape)
-        row["load_seconds"] = round(time.perf_counter() - t0, 3)
-        staged = [runner.stage(runner.check_input(x)) for x in inputs]
-        for i in range(cfg.warmup):
-            t1 = time.perf_counter()
-            runner.execute(staged[i % len(staged)])
-            runner.synchronize()
-            if i == 0:
-                row["first_run_seconds"] = round(time.perf_counter() - t1, 3)
-            bar.update(1)
-        for i in range(cfg.runs):
-            k = i % len(staged)
-            timer = runner.timer()
-            timer.start()
-            out = runner.execute(staged[k])
-            timer.stop()
-            times.append(timer.elapsed_ms())
-            if i < n_acc:
-                host = runner.check_output(runner.fetch(out), inputs[k].shape)
-                if collect_ref and name == "torch":
-                    ref[i] = host
-                if i in ref:
-                    acc.add(host, ref[i])
-            del out
-            bar.update(1)
-        peak = meter.peak_mb()
-        row["latency_ms"] = latency_stats(times)
-        row["fps"] = round(1000.0 / row["latency_ms"]["median"], 3)
-        row["peak_memory_mb"] = None if peak is None else round(peak, 2)
-        row["memory_method"] = meter.method
-        row.update(acc.result())
-        row["settings"] = runner.describe()
-    except (KeyboardInterrupt, BadInput):
-        raise
-    except Exception as e:
-        row = {
-            "backend": name,
-            "precision": runner.precision,
-            "status": "failed",
-            "reason": f"{type(e).__name__}: {first_line(str(e), 300)}",
-        }
-    finally:
-        bar.close()
-        runner.deactivate()
-    return row
 
 
 def _loadavg() -> list[float] | None:
@@ -387,10 +325,26 @@ def _loadavg() -> list[float] | None:
         return None
 
 
-def _add_speedups(result: dict[str, Any]) -> None:
-    base = next((r for r in result["results"] if r["backend"] == "torch" and r["status"] == "ok"), None)
-    if base is None:
-        return
-    for r in result["results"]:
-        if r["status"] == "ok":
-            r["speedup_vs_torch"] = round(base["latency_ms"]["median"] / r["latency_ms"]["median"], 3)
+def add_speedups(result: dict[str, Any]) -> None:
+    """`speedup_vs_torch` (eager FP32) and `speedup_vs_best_peer` on every row that ran, and
+    the fastest peer itself in `best_peer` (None when no peer ran)."""
+    ok = [r for r in result["results"] if r["status"] == "ok"]
+    base = next((r for r in ok if r["backend"] == "torch"), None)
+    peers = [r for r in ok if _is_peer(r["backend"])]
+    best = min(peers, key=lambda r: r["latency_ms"]["median"]) if peers else None
+    result["best_peer"] = (
+        None if best is None else {"backend": best["backend"], "median_ms": best["latency_ms"]["median"]}
+    )
+    for r in ok:
+        med = r["latency_ms"]["median"]
+        if base is not None:
+            r["speedup_vs_torch"] = round(base["latency_ms"]["median"] / med, 3)
+        if best is not None:
+            r["speedup_vs_best_peer"] = round(best["latency_ms"]["median"] / med, 3)
+
+
+def _is_peer(name: str) -> bool:
+    try:
+        return get_backend(name).peer
+    except BadInput:  # a row from a backend this build does not register
+        return False

@@ -1,5 +1,6 @@
 """PNG plot of a bench result: median latency (p90 whisker) and peak memory per backend,
-accuracy written above each latency bar. matplotlib is imported here only."""
+accuracy written above each latency bar, and with --profile a stacked bar per backend of
+where the time goes (ms per run by operation kind). matplotlib is imported here only."""
 
 from __future__ import annotations
 
@@ -26,7 +27,10 @@ def plot_result(result: dict[str, Any], path: str | Path) -> Path:
     p90 = [r["latency_ms"]["p90"] - r["latency_ms"]["median"] for r in ok]
     mem = [r.get("peak_memory_mb") or 0.0 for r in ok]
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(max(8, 2.2 * len(ok) + 4), 4.8))
+    profiled = [r for r in ok if r.get("profile", {}).get("status") == "ok"]
+    panels = 3 if profiled else 2
+    fig, axes = plt.subplots(1, panels, figsize=(max(8, 2.2 * len(ok) + 4) * panels / 2, 4.8))
+    ax1, ax2 = axes[0], axes[1]
     bars = ax1.bar(names, med, yerr=[[0] * len(ok), p90], capsize=4, color="#4878d0")
     ax1.set_ylabel("latency, median (ms); whisker: p90")
     for bar, r, up in zip(bars, ok, p90, strict=True):
@@ -46,7 +50,9 @@ def plot_result(result: dict[str, Any], path: str | Path) -> Path:
     what = _memory_label({r.get("memory_method") or "" for r in ok})
     ax2.set_ylabel(f"{what} (MB)")
     ax2.set_title(what, fontsize=10)
-    for ax in (ax1, ax2):
+    if profiled:
+        _stacked_profile(axes[2], profiled)
+    for ax in axes:
         ax.tick_params(axis="x", rotation=30)
     dev = result["device"]["name"]
     title = f"{result['model']['label']}\n{result['input']} x{result['scale']}, {dev}"
@@ -58,6 +64,22 @@ def plot_result(result: dict[str, Any], path: str | Path) -> Path:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+def _stacked_profile(ax: Any, rows: list[dict[str, Any]]) -> None:
+    """One stacked bar per profiled backend: ms per run of each operation kind."""
+    from srx.bench.breakdown import OP_KINDS
+
+    names = [r["backend"] for r in rows]
+    bottom = [0.0] * len(rows)
+    for kind, label in OP_KINDS:
+        ms = [r["profile"]["categories"][kind]["ms"] for r in rows]
+        if any(ms):
+            ax.bar(names, ms, bottom=bottom, label=label)
+            bottom = [b + m for b, m in zip(bottom, ms, strict=True)]
+    ax.set_ylabel("profiled ms per run")
+    ax.set_title("where the time goes (--profile)", fontsize=10)
+    ax.legend(fontsize=7)
 
 
 def _memory_label(methods: set[str]) -> str:

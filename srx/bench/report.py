@@ -28,10 +28,13 @@ def format_table(result: dict[str, Any]) -> str:
     lines = [f"srx bench: {m['label']}"]
     if result.get("untrained"):
         lines.append(f"  NOTE: {result.get('note', 'untrained model')}; pass --weights CKPT for a trained model")
+    batch = result.get("batch", 1)
     lines.append(
-        f"  input {result['input']} -> {result['output']}, batch {result['batch']}, {result['runs']} timed runs "
+        f"  input {result['input']} -> {result['output']}, batch {batch}, {result['runs']} timed runs "
         f"after {result['warmup']} warm-up, {result['inputs']['count']} inputs ({result['inputs']['source']})"
     )
+    if batch > 1:
+        lines.append(f"  latency is per batch of {batch}; FPS counts frames (batch / median)")
     flags = ", ".join(dev.get("cpu_flags", [])) or "-"
     where = dev["name"] if dev["kind"] == "cuda" else f"{dev['cpu']} ({dev['cpus']} CPUs; {flags})"
     lines.append(f"  device {dev['kind']}: {where}")
@@ -45,13 +48,13 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(f"  accuracy vs {acc['reference']} on the first {acc['inputs']} inputs; PSNR on outputs in [0, 1]")
     else:
         lines.append(f"  accuracy: {acc.get('note', 'no reference')}")
-    header = ("backend", "precision", "median ms", "p90 ms", "mean ms", "min ms", "FPS", "speed-up", "peak MB")
-    header += ("max |diff|", "PSNR dB")
+    header = ("backend", "precision", "mode", "median ms", "p90 ms", "mean ms", "min ms", "FPS")
+    header += ("vs eager FP32", "vs best peer", "peak MB", "max |diff|", "PSNR dB")
     rows = [header]
     notes = []
     for r in result["results"]:
         if r["status"] != "ok":
-            notes.append(f"  {r['backend']:<17} {r['status']}: {r['reason']}")
+            notes.append(f"  {r['backend']:<19} {r['status']}: {r['reason']}")
             continue
         lat = r["latency_ms"]
         if r.get("identical_to_fp32"):
@@ -65,12 +68,14 @@ def format_table(result: dict[str, Any]) -> str:
             (
                 r["backend"],
                 r["precision"],
+                r.get("mode", ""),
                 f"{lat['median']:.2f}",
                 f"{lat['p90']:.2f}",
                 f"{lat['mean']:.2f}",
                 f"{lat['min']:.2f}",
                 f"{r['fps']:.2f}",
                 _num(r.get("speedup_vs_torch"), ".2f") + ("x" if r.get("speedup_vs_torch") else ""),
+                _num(r.get("speedup_vs_best_peer"), ".2f") + ("x" if r.get("speedup_vs_best_peer") else ""),
                 _num(r.get("peak_memory_mb"), ".1f"),
                 diff,
                 psnr,
@@ -80,7 +85,7 @@ def format_table(result: dict[str, Any]) -> str:
     lines.append("")
     for j, row in enumerate(rows):
         cells = [
-            str(c).ljust(w) if i < 2 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            str(c).ljust(w) if i < 3 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
         ]
         lines.append("  " + "  ".join(cells))
         if j == 0:
@@ -92,7 +97,26 @@ def format_table(result: dict[str, Any]) -> str:
     if ok:
         method = {r.get("memory_method") for r in ok} - {None}
         lines.append("")
+        best = result.get("best_peer")
+        if best:
+            lines.append(
+                f"  best peer (fastest row without srx: plain PyTorch): {best['backend']}, {best['median_ms']:.2f} ms"
+            )
+        for r in ok:
+            mode = r.get("settings", {}).get("compile_mode")
+            if mode is not None and r.get("first_run_seconds") is not None:
+                lines.append(
+                    f"  {r['backend']}: torch.compile mode {mode}, compiled in the first run: {r['first_run_seconds']:.1f} s"
+                )
+            if r.get("graph_pool_mb") is not None:
+                lines.append(
+                    f"  {r['backend']}: peak memory includes its CUDA graph pool ({r['graph_pool_mb']:.1f} MB)"
+                )
         lines.append("  peak memory: " + "; ".join(sorted(method)))
+    if any("profile" in r for r in result["results"]):
+        from srx.bench.breakdown import format_profiles
+
+        lines.append(format_profiles(result["results"]))
     return "\n".join(lines)
 
 
@@ -176,7 +200,7 @@ def format_compare(cmp: dict[str, Any], old_path: str) -> str:
     for r in cmp["rows"]:
         mem = "" if r["memory_change_mb"] is None else f", memory {r['memory_change_mb']:+.1f} MB"
         lines.append(
-            f"  {r['backend']:<17} {r['median_ms_old']:.2f} -> {r['median_ms_new']:.2f} ms "
+            f"  {r['backend']:<19} {r['median_ms_old']:.2f} -> {r['median_ms_new']:.2f} ms "
             f"({r['latency_change_pct']:+.1f}%, {r['speedup']:.2f}x){mem}"
         )
     return "\n".join(lines)

@@ -39,12 +39,12 @@ def fusable(module: nn.Module) -> str | None:
     return _fusable(module)
 
 
-def fuse(module: nn.Module, *, strict: bool = False) -> nn.Module:
+def fuse(module: nn.Module, *, strict: bool = False, fp32_precision: str = "tf32x3") -> nn.Module:
     """The same model on fused Triton kernels; see `srx.kernels.model.fuse`."""
     _require_triton()
     from srx.kernels.model import fuse as _fuse
 
-    return _fuse(module, strict=strict)
+    return _fuse(module, strict=strict, fp32_precision=fp32_precision)
 
 
 def cuda_graph_runner(model: nn.Module, example: torch.Tensor, **kwargs: Any) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -1,11 +1,14 @@
-"""Launch plumbing shared by the fused SAFMN kernels: device and dtype rules, GELU, LN prologue.
+"""What every fused SAFMN kernel shares: the activation layout, dtype and precision rules, GELU.
 
-Tensors are NCHW and contiguous. Inside a kernel a tile is [pixels, channels] with the
-pixel index flattened over H*W of one image (program axis 1 is the image in the batch),
-so every load and store is contiguous along pixels (NCHW's fastest axis) and a tile can
-span row ends, which keeps odd widths (17, 23, 33) free of special cases.
-Offsets inside one image are int32 (C*H*W < 2**31 holds up to dim 128 at 4K); the
-per-image base is int64 so large batches cannot overflow.
+Layout between kernels ("padded NHWC"): an activation with C channels is an (N, H, W, CS)
+contiguous tensor, CS = C rounded up to a multiple of 8, channels C..CS-1 zero. Channels
+last makes the 3x3 convolutions implicit GEMMs whose K axis is contiguous in memory: the
+three horizontal taps of one image row are 3 * CS consecutive values, and a CS that is a
+multiple of 8 puts every pixel on a 16-byte boundary (FP16), so loads are 16-byte vectors
+and asynchronous copies. Inside a kernel a tile is [pixels, channels] with the pixel index
+flattened over H*W of one image (program axis 1 is the image in the batch), so a tile can
+span row ends and odd widths (17, 23, 33) need no special case. Offsets inside one image
+are int32 (H*W*CS < 2**31: dim 128 at 4K is fine); the per-image base is int64.
 """
 
 from __future__ import annotations
@@ -15,57 +18,62 @@ import triton
 import triton.language as tl
 
 from srx.errors import BadInput
+from srx.kernels._layout import MIN_DOT, channel_stride, chunk_stride, pow2, round_up, split_width
+from srx.kernels.tuning import interpreted, recording
+
+__all__ = ["MIN_DOT", "channel_stride", "chunk_stride", "interpreted", "pow2", "round_up", "split_width"]
 
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
-# Smallest tl.dot operand side Triton accepts on NVIDIA GPUs (M, N, K >= 16).
-MIN_DOT = 16
+# How FP32 activations meet the tensor cores (FP16 / BF16 always use them, FP32 accumulation):
+#   ieee    exact FP32 products on the CUDA cores (no tensor cores): the slow, exact mode
+#   tf32x3  three TF32 tensor-core products per product (hi*hi + hi*lo + lo*hi): ~FP32 accuracy
+#   tf32    one TF32 product (10-bit mantissa), what PyTorch's convolutions do by default
+FP32_PRECISIONS = ("ieee", "tf32x3", "tf32")
+DEFAULT_FP32_PRECISION = "tf32x3"
 
 
-def pow2(n: int, floor: int = 1) -> int:
-    """Next power of two >= max(n, floor): tl.arange needs power-of-two extents."""
-    return max(floor, triton.next_power_of_2(n))
-
-
-# The interpreter runs every tl op of every program in numpy at a fixed cost per op, so
-# under it the launchers take tiles this many times larger (fewer programs, same kernel).
-INTERPRETER_TILE_SCALE = 8
-
-
-def interpreted(kernel: object) -> bool:
-    """True when `kernel` was decorated under TRITON_INTERPRET=1 (runs on the CPU with numpy)."""
-    return type(kernel).__name__ == "InterpretedFunction"
-
-
-def tile(gpu_size: int, kernel: object) -> int:
-    """A launcher's tile size: the GPU choice, or a larger one under the interpreter."""
-    return gpu_size * INTERPRETER_TILE_SCALE if interpreted(kernel) else gpu_size
-
-
-def check_input(x: torch.Tensor, kernel: object, what: str) -> torch.Tensor:
-    """Validate an activation for a fused kernel; returns it contiguous.
-
-    Policy (docs/kernels.md): fail clearly instead of silently falling back, so a
-    benchmark of the fused path can never measure the reference by accident.
-    """
+def check_device(x: torch.Tensor, kernel: object, what: str) -> None:
+    """Fail clearly instead of silently falling back, so a benchmark of the fused path can
+    never measure the reference by accident (docs/kernels.md: device policy)."""
     if x.dtype not in SUPPORTED_DTYPES:
         raise BadInput(f"{what}: fused kernels take float32, float16 or bfloat16 tensors, got {x.dtype}")
-    if x.dim() != 4:
-        raise BadInput(f"{what}: expected an NCHW tensor, got shape {tuple(x.shape)}")
-    if not x.is_cuda and not interpreted(kernel):
+    if not x.is_cuda and not interpreted(kernel) and not recording():
         raise BadInput(
             f"{what}: fused Triton kernels need CUDA tensors, got a {x.device.type} tensor; move the model and "
             "input to a CUDA GPU, run the reference model on the CPU, or set TRITON_INTERPRET=1 before "
             "importing srx.kernels for a slow CPU correctness check"
         )
-    return x.contiguous()
+
+
+def check_nhwc(x: torch.Tensor, c: int, kernel: object, what: str) -> None:
+    """An activation in the padded NHWC layout with c real channels."""
+    check_device(x, kernel, what)
+    if x.dim() != 4 or x.shape[-1] != channel_stride(c) or not x.is_contiguous():
+        raise BadInput(
+            f"{what}: expected a contiguous (N, H, W, {channel_stride(c)}) padded channels-last tensor for "
+            f"{c} channels, got shape {tuple(x.shape)}; convert with srx.kernels._common.to_nhwc"
+        )
+
+
+def to_nhwc(x: torch.Tensor) -> torch.Tensor:
+    """NCHW -> the padded NHWC layout (a copy; padding channels are zero)."""
+    n, c, h, w = x.shape
+    out = x.new_zeros((n, h, w, channel_stride(c)))
+    out[..., :c] = x.permute(0, 2, 3, 1)
+    return out
+
+
+def from_nhwc(x: torch.Tensor, c: int) -> torch.Tensor:
+    """The padded NHWC layout -> a contiguous NCHW tensor of its first c channels."""
+    return x[..., :c].permute(0, 3, 1, 2).contiguous()
 
 
 def dot_dtype(x: torch.Tensor, kernel: object) -> tl.dtype:
     """Operand type of tl.dot for activations of x.dtype.
 
-    FP32 stays IEEE FP32 (no TF32) so fused FP32 matches the reference within 1e-4.
-    FP16/BF16 feed tensor cores with FP32 accumulation, the rounding eager FP16 does.
+    FP16/BF16 feed the tensor cores with FP32 accumulation, the rounding eager FP16 does.
+    FP32 operands stay FP32; `dot_precision` says how they are multiplied.
     The interpreter multiplies BF16 bit patterns in tl.dot (triton-lang/triton#11584),
     so there BF16 operands go through FP32: the CPU check of BF16 is of FP32 dots.
     """
@@ -76,10 +84,11 @@ def dot_dtype(x: torch.Tensor, kernel: object) -> tl.dtype:
     return tl.float32
 
 
-def stats_buffer(x: torch.Tensor) -> torch.Tensor:
-    """(N, 2, H, W) float32: per-pixel channel mean and 1/sqrt(var + eps) of x."""
-    n, _, h, w = x.shape
-    return torch.empty((n, 2, h, w), device=x.device, dtype=torch.float32)
+def dot_precision(x: torch.Tensor, fp32_precision: str) -> str:
+    """tl.dot input_precision: the FP32 mode for FP32 activations; irrelevant (ieee) otherwise."""
+    if fp32_precision not in FP32_PRECISIONS:
+        raise BadInput(f"unknown FP32 precision {fp32_precision!r}: use one of {', '.join(FP32_PRECISIONS)}")
+    return fp32_precision if x.dtype == torch.float32 else "ieee"
 
 
 @triton.jit
@@ -89,22 +98,19 @@ def gelu(x):
 
 
 @triton.jit
-def channel_stats(y, mask, C, eps):
-    """Mean and 1/sqrt(var + eps) over axis 1 of a [pixels, channels] FP32 tile.
+def layer_norm_rows(y, cmask, C, eps, LN_W, LN_B, c):
+    """Channels-first LayerNorm of a [pixels, channels] FP32 tile whose rows are pixels.
 
-    Two-pass (mean first, then the mean of squared deviations) in FP32, like the
-    reference LayerNorm2d; masked lanes count as absent, not as zeros.
+    Two-pass FP32 statistics (mean, then the mean of squared deviations) like the reference
+    LayerNorm2d, whatever the activation dtype: the hand-written FP16 LayerNorm squares
+    (x - mean) and overflows with trained weights, and eps = 1e-6 is below FP16's smallest
+    normal. Channels outside `cmask` count as absent and come out zero (LN_W, LN_B are
+    zero-padded), so the padded layout stays zero-padded.
     """
-    mean = tl.sum(tl.where(mask, y, 0.0), axis=1) / C
-    d = tl.where(mask, y - mean[:, None], 0.0)
+    mean = tl.sum(tl.where(cmask, y, 0.0), axis=1) / C
+    d = tl.where(cmask, y - mean[:, None], 0.0)
     var = tl.sum(d * d, axis=1) / C
     rstd = tl.math.div_rn(1.0, tl.sqrt_rn(var + eps))
-    return mean, rstd
-
-
-@triton.jit
-def load_stats(stats_n, offs, mask, HW):
-    """Mean and rstd at flattened pixel offsets of one image's (2, H, W) stats plane."""
-    mean = tl.load(stats_n + offs, mask=mask, other=0.0)
-    rstd = tl.load(stats_n + HW + offs, mask=mask, other=0.0)
-    return mean, rstd
+    w = tl.load(LN_W + c).to(tl.float32)
+    b = tl.load(LN_B + c).to(tl.float32)
+    return d * rstd[:, None] * w[None, :] + b[None, :]

@@ -1,17 +1,17 @@
-"""CCM with its LayerNorm prologue and GELU / residual epilogues in one kernel.
+"""CCM with its residual, the long skip and the next block's LayerNorm in one kernel.
 
-With u = LN2(x) (or u = x without LayerNorm), hidden width Hd:
+With u = LN2(x) (stored by safm_tail; u = x without LayerNorm) and hidden width Hd:
 
-    h[j, p]   = GELU(b1[j] + sum_{dy,dx,c} W1[j, c, dy, dx] * u[c, p + (dy, dx)])      (zero outside)
-    y[k, p]   = b2[k] + sum_j W2[k, j] * h[j, p] + x[k, p] (+ skip[k, p])
+    h[p, j] = GELU(b1[j] + sum_{dy,dx,c} W1[j, c, dy, dx] * u[p + (dy - 1, dx - 1), c])   (zero outside)
+    y[p, k] = b2[k] + sum_j W2[k, j] * h[p, j] + x[p, k]  (+ skip[p, k])
+    u'      = LN1'(y)  (the next block's first LayerNorm), when asked
 
-The 3x3 conv is an implicit GEMM over the 9 taps; the hidden activation h (twice the
-block's width: the largest tensor of the model) never leaves registers: it is computed
-in HID_BLOCK-wide slices, each slice goes through GELU and is immediately multiplied
-into the 1x1 conv's accumulator. u is rebuilt from x and the per-pixel LN statistics
-as each tile is loaded, so LN2(x) is never stored either. The epilogue adds the residual,
-optionally the model's long skip (last block of the paper SAFMN), and optionally writes
-the statistics of y for the next block's LN1.
+The 3x3 conv is one implicit GEMM (srx.kernels.conv.conv3x3_acc: K = 3 rows x 3 * CS
+contiguous values, pipelined asynchronous loads, tensor cores) with the whole hidden
+width in one tile (two power-of-two pieces, 72 -> 64 + 16); the hidden activation, the
+largest tensor of the model, never leaves the chip: GELU in registers, then the 1x1
+conv as a second GEMM, then the residual and the next LayerNorm as the epilogue.
+u is read already normalised, so nothing is normalised per tap.
 """
 
 from __future__ import annotations
@@ -21,175 +21,196 @@ import triton
 import triton.language as tl
 
 from srx.errors import BadInput
+from srx.kernels import tuning
 from srx.kernels._common import (
-    MIN_DOT,
-    channel_stats,
-    check_input,
+    channel_stride,
+    check_nhwc,
     dot_dtype,
+    dot_precision,
     gelu,
-    interpreted,
-    load_stats,
+    layer_norm_rows,
     pow2,
-    stats_buffer,
-    tile,
+    split_width,
 )
+from srx.kernels.conv import conv3x3_acc, k_rows, k_step, pack_conv3x3
 
-# GPU defaults chosen by reasoning, not measurement (no GPU here; bench/kernels_bench.py
-# sweeps them): 64 pixels x 32 hidden FP32 accumulators plus a 64 x C_PAD output tile fit
-# in registers at 4 warps for dim <= 64, and 16-channel K steps waste least of dim 36.
-# The interpreter pays a fixed cost per tl op, so there one K step and one hidden slice
-# cover everything (same kernel, fewer loop trips); tests also run the GPU blocks.
-BLOCK_P = 64
-HID_BLOCK = 32
-K_BLOCK = 16
+# Candidates per compute mode (tuning.compute_mode), default first. 128 pixels x (64 + 16)
+# hidden FP32 accumulators over 8 warps is 40 registers a thread, leaving room for the
+# [128, 64] epilogue tiles; 3 stages keep two K steps of asynchronous copies in flight behind
+# the current tl.dot. Each candidate compiles for sm_90 without spills at 320x180 and
+# 1280x720 (bench/kernels_sm90.py, Triton 3.6 and 3.9); wider models take 64-pixel tiles.
+CONFIGS = {
+    "16bit": (tuning.Config(128, 8, 3), tuning.Config(64, 4, 3), tuning.Config(128, 4, 3), tuning.Config(256, 8, 2)),
+    "tf32x3": (tuning.Config(128, 8, 3), tuning.Config(64, 4, 3)),
+    "tf32": (tuning.Config(128, 8, 3), tuning.Config(64, 4, 3), tuning.Config(128, 4, 3)),
+    # CUDA-core multiply-add GEMMs hold both operands in registers: hidden slices of 16.
+    "ieee": (tuning.Config(64, 4, 1), tuning.Config(128, 8, 1), tuning.Config(128, 8, 3)),
+}
+WIDE_CONFIGS = (tuning.Config(64, 8, 3), tuning.Config(64, 4, 2))
+IEEE_HID_SLICE = 16
+INTERPRETER = tuning.Config(512, 4, 1)
+
+
+def hidden_split(hidden: int) -> tuple[int, int]:
+    return split_width(hidden)
+
+
+def pack_ccm(conv1: torch.nn.Conv2d, conv2: torch.nn.Conv2d) -> dict[str, torch.Tensor]:
+    """The two convolutions as the kernel's zero-padded GEMM operands."""
+    hid, c = conv1.weight.shape[:2]
+    ha, hb = hidden_split(hid)
+    cp = pow2(channel_stride(c), 16)
+    w1, b1 = pack_conv3x3(conv1.weight, conv1.bias, ha + hb)
+    w2 = conv2.weight.new_zeros((ha + hb, cp))
+    w2[:hid, :c] = conv2.weight.detach().reshape(c, hid).t()
+    b2 = conv2.weight.new_zeros(cp)
+    if conv2.bias is not None:
+        b2[:c] = conv2.bias.detach()
+    return {"w1": w1, "b1": b1, "w2": w2.contiguous(), "b2": b2}
 
 
 @triton.jit
 def _ccm_kernel(
     X,
-    STATS_IN,
-    LN_W,
-    LN_B,
+    U,
     W1,
     B1,
     W2,
     B2,
     SKIP,
+    LN_W,
+    LN_B,
     Y,
-    STATS_OUT,
-    C,
-    HID,
+    U_OUT,
     H,
     W,
     eps,
-    HAS_LN: tl.constexpr,  # paper SAFMN: u = LN2(x) from STATS_IN; NTIRE 2023: u = x
-    HAS_SKIP: tl.constexpr,  # add the long feature skip in the last block instead of a separate pass
-    STORE_STATS: tl.constexpr,  # write the next block's LN1 statistics while y is in registers
+    C: tl.constexpr,  # channels (the model's dim): LayerNorm statistics run over these
+    CS: tl.constexpr,  # padded channel stride of every activation (a multiple of 8)
+    CP: tl.constexpr,  # output tile width: CS rounded up to a power of two
+    KROWS: tl.constexpr,  # packed K rows per kernel row of the 3x3 conv
+    KB: tl.constexpr,  # K per tl.dot step
+    HA: tl.constexpr,  # hidden width covered by two power-of-two pieces HA + HB (72 -> 64 + 16)
+    HB: tl.constexpr,
+    HAS_SKIP: tl.constexpr,  # add the model's long skip (the paper SAFMN's last block)
+    LN_OUT: tl.constexpr,  # write u' = LN1'(y) for the next block
+    HID_SLICE: tl.constexpr,  # 0: whole hidden width at once (tensor cores); else slices of it (exact FP32)
     BLOCK_P: tl.constexpr,  # pixels per program (the M of both GEMMs)
-    C_PAD: tl.constexpr,  # dim rounded up to a power of two >= 16: the output tile width (tl.arange, tl.dot N)
-    K_BLOCK: tl.constexpr,  # input channels per tl.dot step of the 3x3 conv: 16 wastes least of dim 36 (48)
-    HID_BLOCK: tl.constexpr,  # hidden slice: bounds the live FP32 accumulator (BLOCK_P x HID_BLOCK)
-    DOT_DTYPE: tl.constexpr,  # tl.float32 (IEEE, exact) for FP32 activations; FP16/BF16 use tensor cores
+    DOT_DTYPE: tl.constexpr,  # GEMM operand type
+    PRECISION: tl.constexpr,  # tl.dot input_precision for FP32 (ieee, tf32x3, tf32)
+    NUM_STAGES: tl.constexpr,  # software pipelining depth of the 3x3 conv's K loop
 ):
     n = tl.program_id(1)
     HW = H * W
     p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
     pm = p < HW
-    hh = p // W
     ww = p % W
-    x_n = X + n.to(tl.int64) * C * HW
-    stats_n = STATS_IN + n.to(tl.int64) * 2 * HW
-    kc = tl.arange(0, K_BLOCK)
-    ko = tl.arange(0, C_PAD)
-    kom = ko < C
-    jh = tl.arange(0, HID_BLOCK)
-
-    out = tl.zeros([BLOCK_P, C_PAD], tl.float32)
-    for j0 in range(0, HID, HID_BLOCK):
-        j = j0 + jh
-        jm = j < HID
-        acc = tl.zeros([BLOCK_P, HID_BLOCK], tl.float32)
-        for tap in tl.static_range(9):
-            r = hh + (tap // 3 - 1)
-            s = ww + (tap % 3 - 1)
-            valid = pm & (r >= 0) & (r < H) & (s >= 0) & (s < W)
-            nb = r * W + s
-            if HAS_LN:
-                m_t, r_t = load_stats(stats_n, nb, valid, HW)
-            for c0 in range(0, C, K_BLOCK):
-                c = c0 + kc
-                cm = c < C
-                amask = valid[:, None] & cm[None, :]
-                a = tl.load(x_n + c[None, :] * HW + nb[:, None], mask=amask, other=0.0).to(tl.float32)
-                if HAS_LN:
-                    lw = tl.load(LN_W + c, mask=cm, other=0.0).to(tl.float32)
-                    lb = tl.load(LN_B + c, mask=cm, other=0.0).to(tl.float32)
-                    a = (a - m_t[:, None]) * r_t[:, None] * lw[None, :] + lb[None, :]
-                    a = tl.where(amask, a, 0.0)  # the conv zero-pads u, not x
-                w1 = tl.load(W1 + (tap * C + c)[:, None] * HID + j[None, :], mask=cm[:, None] & jm[None, :], other=0.0)
-                acc = tl.dot(a.to(DOT_DTYPE), w1.to(DOT_DTYPE), acc, input_precision="ieee")
+    base = n.to(tl.int64) * HW * CS
+    c = tl.arange(0, CP)
+    if HID_SLICE == 0:
+        # Tensor cores: the whole hidden width in one pass, then the 1x1 conv as a second GEMM.
+        acc_a = tl.zeros([BLOCK_P, HA], tl.float32)
+        acc_b = tl.zeros([BLOCK_P, HB + 16 * (HB == 0)], tl.float32)
+        acc_a, acc_b = conv3x3_acc(
+            U + base, p, pm, ww, H, W, W1, 0, acc_a, acc_b, HA + HB, CS, KROWS, KB, HA, HB, DOT_DTYPE, PRECISION,
+            NUM_STAGES,
+        )  # fmt: skip
+        ja = tl.arange(0, HA)
         # Padded hidden columns have zero bias and zero W2 rows, so they add nothing.
-        hid = gelu(acc + tl.load(B1 + j, mask=jm, other=0.0).to(tl.float32)[None, :])
-        w2 = tl.load(W2 + j[:, None] * C + ko[None, :], mask=jm[:, None] & kom[None, :], other=0.0)
-        out = tl.dot(hid.to(DOT_DTYPE), w2.to(DOT_DTYPE), out, input_precision="ieee")
+        h_a = gelu(acc_a + tl.load(B1 + ja).to(tl.float32)[None, :])
+        w2a = tl.load(W2 + ja[:, None] * CP + c[None, :]).to(DOT_DTYPE)
+        out = tl.dot(h_a.to(DOT_DTYPE), w2a, input_precision=PRECISION)
+        if HB > 0:
+            jb = HA + tl.arange(0, HB)
+            h_b = gelu(acc_b + tl.load(B1 + jb).to(tl.float32)[None, :])
+            w2b = tl.load(W2 + jb[:, None] * CP + c[None, :]).to(DOT_DTYPE)
+            out = tl.dot(h_b.to(DOT_DTYPE), w2b, out, input_precision=PRECISION)
+    else:
+        # CUDA cores (exact FP32): a multiply-add GEMM holds both operands in registers, so the
+        # hidden width goes in slices; each slice's products are computed once, only u is re-read.
+        out = tl.zeros([BLOCK_P, CP], tl.float32)
+        js = tl.arange(0, HID_SLICE)
+        for j0 in range(0, HA + HB, HID_SLICE):
+            acc = tl.zeros([BLOCK_P, HID_SLICE], tl.float32)
+            acc, _ = conv3x3_acc(
+                U + base, p, pm, ww, H, W, W1, j0, acc, acc, HA + HB, CS, KROWS, KB, HID_SLICE, 0, DOT_DTYPE,
+                PRECISION, NUM_STAGES,
+            )  # fmt: skip
+            hid = gelu(acc + tl.load(B1 + j0 + js).to(tl.float32)[None, :])
+            w2 = tl.load(W2 + (j0 + js)[:, None] * CP + c[None, :]).to(DOT_DTYPE)
+            out = tl.dot(hid.to(DOT_DTYPE), w2, out, input_precision=PRECISION)
 
-    mask = pm[:, None] & kom[None, :]
-    offs = ko[None, :] * HW + p[:, None]
-    y = out + tl.load(B2 + ko, mask=kom, other=0.0).to(tl.float32)[None, :]
-    y += tl.load(x_n + offs, mask=mask, other=0.0).to(tl.float32)
+    offs = p[:, None] * CS + c[None, :]
+    smask = pm[:, None] & (c < CS)[None, :]
+    y = out + tl.load(B2 + c).to(tl.float32)[None, :]
+    y += tl.load(X + base + offs, mask=smask, other=0.0).to(tl.float32)
     if HAS_SKIP:
-        y += tl.load(SKIP + n.to(tl.int64) * C * HW + offs, mask=mask, other=0.0).to(tl.float32)
-    if STORE_STATS:
-        mean, rstd = channel_stats(y, mask, C, eps)
-        so = STATS_OUT + n.to(tl.int64) * 2 * HW
-        tl.store(so + p, mean, mask=pm)
-        tl.store(so + HW + p, rstd, mask=pm)
-    tl.store(Y + n.to(tl.int64) * C * HW + offs, y.to(Y.dtype.element_ty), mask=mask)
+        y += tl.load(SKIP + base + offs, mask=smask, other=0.0).to(tl.float32)
+    tl.store(Y + base + offs, y.to(Y.dtype.element_ty), mask=smask)
+    if LN_OUT:
+        u = layer_norm_rows(y, (c < C)[None, :], C, eps, LN_W, LN_B, c)
+        tl.store(U_OUT + base + offs, u.to(U_OUT.dtype.element_ty), mask=smask)
 
 
 def ccm(
     x: torch.Tensor,
-    w1: torch.Tensor,
-    b1: torch.Tensor,
-    w2: torch.Tensor,
-    b2: torch.Tensor,
+    u: torch.Tensor,
+    packed: dict[str, torch.Tensor],
+    c: int,
     *,
-    stats: torch.Tensor | None = None,
-    ln_weight: torch.Tensor | None = None,
-    ln_bias: torch.Tensor | None = None,
     skip: torch.Tensor | None = None,
-    want_stats: bool = False,
-    eps: float = 1e-6,
-    block_p: int | None = None,
-    hid_block: int | None = None,
-    k_block: int | None = None,
+    ln_out: tuple[torch.Tensor, torch.Tensor, float] | None = None,
+    fp32_precision: str = "tf32x3",
+    config: tuning.Config | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """y = x + CCM(u) (+ skip), u = LN(x) from `stats` when given, else u = x.
+    """y = x + CCM(u) (+ skip) on padded NHWC tensors; returns (y, LN(y) or None).
 
-    w1 (9, C, Hd): the 3x3 weight as [tap, c_in, c_out]; w2 (Hd, C): the 1x1 weight
-    transposed; b1 (Hd,), b2 (C,). Returns (y, statistics of y or None).
-    block_p / hid_block / k_block override the tile sizes (powers of two >= 16).
+    u is the CCM input (LN2(x), or x itself without LayerNorm); `packed` comes from
+    `pack_ccm`; ln_out is the next LayerNorm's zero-padded (CP,) weight and bias and eps.
+    `config` forces a launch configuration (tests, sweeps) instead of the tuned one.
     """
-    x = check_input(x, _ccm_kernel, "ccm")
-    n, c, h, w = x.shape
-    hid = w1.shape[-1]
-    if tuple(w1.shape) != (9, c, hid) or tuple(w2.shape) != (hid, c) or b1.numel() != hid or b2.numel() != c:
-        raise BadInput(f"ccm: weights do not match a {c}-channel input (w1 (9, C, Hd), w2 (Hd, C))")
-    if skip is not None and skip.shape != x.shape:
-        raise BadInput(f"ccm: skip has shape {tuple(skip.shape)}, expected {tuple(x.shape)}")
-    c_pad = pow2(c, MIN_DOT)
-    if interpreted(_ccm_kernel):
-        hid_block = hid_block or pow2(hid, MIN_DOT)
-        k_block = k_block or c_pad
+    check_nhwc(x, c, _ccm_kernel, "ccm")
+    check_nhwc(u, c, _ccm_kernel, "ccm")
+    n, h, w, cs = x.shape
+    hid_w = packed["w1"].shape[1]
+    ha, hb = hidden_split(hid_w)
+    if (ha + hb) != hid_w or packed["w1"].shape[0] != 3 * k_rows(cs) or packed["w2"].shape != (hid_w, pow2(cs, 16)):
+        raise BadInput(f"ccm: packed weights do not match a {c}-channel input (use srx.kernels.ccm.pack_ccm)")
+    if u.shape != x.shape or (skip is not None and skip.shape != x.shape):
+        raise BadInput(f"ccm: u and skip must have x's shape {tuple(x.shape)}")
     y = torch.empty_like(x)
-    stats_out = stats_buffer(x) if want_stats else None
-    has_ln = stats is not None
-    block_p = block_p or tile(BLOCK_P, _ccm_kernel)
-    grid = (triton.cdiv(h * w, block_p), n)
-    _ccm_kernel[grid](
-        x,
-        stats if has_ln else x,
-        ln_weight if has_ln else x,
-        ln_bias if has_ln else x,
-        w1,
-        b1,
-        w2,
-        b2,
-        skip.contiguous() if skip is not None else x,
-        y,
-        stats_out if want_stats else x,
-        c,
-        hid,
-        h,
-        w,
-        eps,
-        HAS_LN=has_ln,
-        HAS_SKIP=skip is not None,
-        STORE_STATS=want_stats,
-        BLOCK_P=block_p,
-        C_PAD=c_pad,
-        K_BLOCK=pow2(k_block or K_BLOCK, MIN_DOT),
-        HID_BLOCK=pow2(hid_block or HID_BLOCK, MIN_DOT),
-        DOT_DTYPE=dot_dtype(x, _ccm_kernel),
+    u_out = torch.empty_like(x) if ln_out is not None else None
+    consts = {
+        "C": c,
+        "CS": cs,
+        "CP": pow2(cs, 16),
+        "KROWS": k_rows(cs),
+        "KB": k_step(cs, x.element_size()),
+        "HA": ha,
+        "HB": hb,
+        "HAS_SKIP": skip is not None,
+        "LN_OUT": ln_out is not None,
+        "DOT_DTYPE": dot_dtype(x, _ccm_kernel),
+        "PRECISION": dot_precision(x, fp32_precision),
+    }
+    consts["HID_SLICE"] = IEEE_HID_SLICE if tuning.compute_mode(x.dtype, consts["PRECISION"]) == "ieee" else 0
+    ln_w, ln_b, eps = ln_out if ln_out is not None else (packed["b2"], packed["b2"], 1e-6)
+    args = (x, u, packed["w1"], packed["b1"], packed["w2"], packed["b2"], skip if skip is not None else x, ln_w, ln_b)
+    args += (y, u_out if u_out is not None else y, h, w, eps)
+    tuning.launch(
+        _ccm_kernel,
+        ("ccm", x.dtype, consts["PRECISION"], c, hid_w, tuning.size_class(n * h * w)),
+        lambda cfg: (triton.cdiv(h * w, cfg.block_p), n),
+        args,
+        consts,
+        candidate_configs(x.dtype, consts["PRECISION"], hid_w),
+        interpreter=INTERPRETER,
+        config=config,
     )
-    return y, stats_out
+    return y, u_out
+
+
+def candidate_configs(dtype: torch.dtype, precision: str, hidden_width: int) -> tuple[tuning.Config, ...]:
+    """The launch configurations `ccm` measures (default first) for this dtype, mode and width."""
+    mode = tuning.compute_mode(dtype, precision)
+    return WIDE_CONFIGS if hidden_width >= 256 and mode != "ieee" else CONFIGS[mode]

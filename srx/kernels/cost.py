@@ -6,7 +6,9 @@ tile's own data come from on-chip caches and are not counted again; weights are 
 once per block. This is the usual roofline accounting. It overstates eager traffic on
 GPUs whose L2 holds whole activations (H100: 50 MB; one dim-36 FP32 map at 320x180 is
 8.3 MB), so the eager figures are upper bounds there; at 1280x720 (133 MB per map)
-nothing fits and the model is close.
+nothing fits and the model is close. Fused activations are counted in their padded NHWC
+layout (CS = C rounded up to 8 channels: 40 for dim 36), which is what the kernels move;
+the pooling kernel reads every sector of u although it uses 3 of its 4 chunks.
 
 Pure Python (no torch): docs/kernels.md and bench/kernels_bench.py both use it.
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-STATS_BYTES = 4  # LayerNorm statistics (mean, rstd) stay FP32 whatever the activation dtype
+from srx.kernels._layout import channel_stride, chunk_stride
 
 # NVIDIA H100 SXM datasheet peaks (dense): the floor is computed from these, not measured.
 H100 = {"name": "H100 SXM (datasheet)", "hbm_bytes_per_s": 3.35e12, "fp32_flops": 67e12, "tensor_fp16_flops": 990e12}
@@ -82,15 +84,16 @@ def fmm_breakdown(
         if long_skip and last:
             out["+ long skip"] = 3 * n * b
         return {k: v for k, v in out.items() if v}
-    stats = 2 * p * STATS_BYTES if layer_norm else 0
+    cs = channel_stride(c) * p * b  # one padded NHWC map
+    low_stored = chunk_stride(cq) * sum(pooled_pixels(height, width, pool_factors)) * b
+    u_maps = 1 if layer_norm else 0  # without LayerNorm the kernels read x where u would be
     return {
-        # chunks 1..3 in (+ their LN statistics, read once per level), low-res maps out
-        "multiscale_pool": 3 * cq * p * b + 3 * stats + low_total * b,
-        "lowres_dwconv": 2 * low_total * b,
-        # x in, y out, low-res maps gathered once (+ LN1 statistics in, LN2 statistics out)
-        "safm_tail": 2 * n * b + low_total * b + 2 * stats,
-        # y in, block output out (+ LN2 statistics in, next LN1 statistics out, long skip in)
-        "ccm": 2 * n * b + stats + (0 if last else stats) + (n * b if long_skip and last else 0),
+        # u in (every sector of it), the three pooled maps out
+        "multiscale_pool": cs + low_stored,
+        # x, u in, pooled maps gathered once, x1 (+ u2 = LN2(x1)) out
+        "safm_tail": (1 + u_maps) * cs + low_stored + (1 + u_maps) * cs,
+        # x1, u2 in, output (+ the next u) out; the long skip in (last block)
+        "ccm": (1 + u_maps) * cs + (1 + (u_maps if not last else 0)) * cs + (cs if long_skip and last else 0),
     }
 
 
@@ -132,7 +135,7 @@ def fmm_traffic(
     elementwise = p * (c * 4 + hd * 8) + (2 * p * c * 8 if layer_norm else 0)  # GELU ~8, LN ~8 per element
     # eager: dw0, 3 x (pool, dw, resize), cat, 1x1, GELU, *, +; conv, GELU, conv, +; 10 per LN
     eager_launches = 1 + 3 * 3 + 5 + 4 + (20 if layer_norm else 0) + (1 if long_skip and last else 0)
-    launches = 4 if fused else eager_launches
+    launches = 3 if fused else eager_launches
     return Traffic(sum(parts.values()) + params * elem_bytes, 2 * macs + elementwise, launches)
 
 
@@ -154,16 +157,20 @@ def model_traffic(
     paper = arch == "safmn"
     p, b = height * width, elem_bytes
     out_ch = 3 * scale * scale
-    head = Traffic((3 * p + dim * p) * b, 2 * p * 3 * 9 * dim, 1)  # to_feat
-    tail = Traffic((dim * p + 2 * out_ch * p + out_ch * p) * b, 2 * p * dim * 9 * out_ch, 2)  # to_img + shuffle
+    if fused:  # conv_head (image in, x0 + u out) and conv_tail (x in, the shuffled image out, + image skip)
+        cs = channel_stride(dim)
+        head = Traffic((3 * p + (2 if paper else 1) * cs * p) * b, 2 * p * 3 * 9 * dim, 1)
+        tail = Traffic((cs * p + out_ch * p * (1 if paper else 2)) * b, 2 * p * dim * 9 * out_ch, 1)
+    else:
+        head = Traffic((3 * p + dim * p) * b, 2 * p * 3 * 9 * dim, 1)  # to_feat
+        tail = Traffic((dim * p + 2 * out_ch * p + out_ch * p) * b, 2 * p * dim * 9 * out_ch, 2)  # to_img + shuffle
     total = head + tail
-    if paper and fused:
-        total += Traffic(dim * p * b + 2 * p * STATS_BYTES, 8 * dim * p, 1)  # first block's LN1 statistics
     if not paper:
         sp = p * scale * scale
-        grn = Traffic(3 * dim * p * b, 4 * dim * p, 5)  # norm over the image, then scale + shift + x
-        image_skip = Traffic((3 * p + 3 * sp + 3 * sp * 2 + 3 * sp) * b, 10 * 3 * sp, 2)  # bilinear + add
-        total += grn + image_skip
+        c = channel_stride(dim) if fused else dim
+        grn = Traffic(3 * c * p * b, 4 * dim * p, 5)  # norm over the image, then scale + shift + x
+        skip = 3 * p + 3 * sp + (0 if fused else 3 * sp * 2)  # bilinear (the add is in conv_tail when fused)
+        total += grn + Traffic(skip * b, 10 * 3 * sp, 1 if fused else 2)
     for i in range(n_blocks):
         total += fmm_traffic(
             dim,
@@ -184,3 +191,25 @@ def model_traffic(
 def roofline_floor_s(traffic: Traffic, hbm_bytes_per_s: float, flops_per_s: float) -> float:
     """max(bytes / bandwidth, FLOPs / peak): no kernel can beat it; launches not included."""
     return max(traffic.bytes / hbm_bytes_per_s, traffic.flops / flops_per_s)
+
+
+def fused_kernel_costs(
+    dim: int, ffn_scale: float, height: int, width: int, elem_bytes: int, scale: int = 4
+) -> dict[str, tuple[int, int]]:
+    """(bytes, useful FLOPs) of each fused kernel of the paper SAFMN (a middle block's three,
+    the first and the last convolution): what a kernel's own roofline floor is computed from.
+    FLOPs are 2 per multiply-add of the real (unpadded) convolutions, plus ~8 per element for
+    GELU and LayerNorm; the tensor cores also multiply the zero padding, which is not counted."""
+    c, p, b = dim, height * width, elem_bytes
+    cq, hd = c // 4, int(dim * ffn_scale + 1e-6)
+    cs = channel_stride(c)
+    parts = fmm_breakdown(dim, ffn_scale, height, width, elem_bytes, fused=True)
+    low = sum(pooled_pixels(height, width, (2, 4, 8)))
+    out_ch = 3 * scale * scale
+    return {
+        "conv_head": ((3 * p + 2 * cs * p) * b, 2 * p * 27 * c + 8 * p * c),
+        "multiscale_pool": (parts["multiscale_pool"], 3 * cq * p),
+        "safm_tail": (parts["safm_tail"], 2 * p * (9 * cq + 27 * cq + c * c) + 16 * p * c + 2 * 9 * cq * low),
+        "ccm": (parts["ccm"], 2 * p * (9 * c * hd + hd * c) + 8 * p * (hd + c)),
+        "conv_tail": ((cs * p + out_ch * p) * b, 2 * p * 9 * c * out_ch),
+    }

@@ -1,18 +1,18 @@
-"""SAFM's multi-scale branch at low resolution: exact adaptive max pooling, depthwise 3x3.
+"""SAFM's multi-scale branch, first half: exact adaptive max pooling of chunks 1..3.
 
-For chunk l = 1, 2, 3 of the (normalised) SAFM input u, with pool factor f_l and
-o_h = H // f_l, o_w = W // f_l (PyTorch's adaptive windows, srx.models.layers.pool_windows):
+For chunk l = 1, 2, 3 of the SAFM input u (LN1(x), stored by the previous kernel; x
+itself without LayerNorm), pool factor f_l, o_h = H // f_l, o_w = W // f_l and Cq = C / 4
+(PyTorch's adaptive windows, srx.models.layers.pool_windows):
 
-    P_l[c, i, j] = max over r in [floor(i*H/o_h), ceil((i+1)*H/o_h)),
-                            s in [floor(j*W/o_w), ceil((j+1)*W/o_w))  of  u[l*Cq + c, r, s]
-    D_l[c, i, j] = b_l[c] + sum_{dy,dx in -1..1} w_l[c, dy, dx] * P_l[c, i+dy, j+dx]   (zero outside)
+    P_l[i, j, c] = max over r in [floor(i*H/o_h), ceil((i+1)*H/o_h)),
+                            s in [floor(j*W/o_w), ceil((j+1)*W/o_w))  of  u[r, s, l*Cq + c]
 
-u = LN1(x) is never stored: with LayerNorm statistics (mean, rstd per pixel) the pooling
-kernel normalises each element it reads, u = (x - mean) * rstd * w + b, before the max
-(the LN weight can be negative, so the max cannot be taken first).
-All three levels go through one launch per kernel: the program id picks the level, and
-the three low-resolution maps live in one flat buffer (the nearest-neighbour upsampling
-and the concatenation happen in srx.kernels.safm_tail by gathering from it).
+All three levels go through one launch (the program id picks the level). Each program
+reduces whole windows: lanes are [outputs, window columns, channels], a static loop runs
+over the window rows, so even the 16x16 windows of the coarsest NTIRE level are a few
+steps of parallel loads, not a long serial chain. The depthwise 3x3 that follows at low
+resolution happens inside srx.kernels.safm_tail, which gathers P_l around each pixel's
+nearest low-resolution position.
 """
 
 from __future__ import annotations
@@ -25,17 +25,16 @@ import triton
 import triton.language as tl
 
 from srx.errors import BadInput
-from srx.kernels._common import check_input, pow2, tile
+from srx.kernels import tuning
+from srx.kernels._common import channel_stride, check_nhwc, chunk_stride, interpreted, pow2
 
 N_POOLED = 3  # SAFM has 4 chunks; chunks 1..3 are pooled
 
-# Depthwise conv: low-resolution pixels per program (flattened, all Cq channels of the
-# chunk). The maps are small (1/4 .. 1/256 of the image), so one block size serves all
-# levels; 64 x 16 tiles keep ~1024 elements per program.
-BLOCK_LOW = 64
-# Pooling: outputs x window elements per program (window padded to powers of two); ~7
-# live [outputs, window] values per lane, so 1024 lanes stay in registers at 4 warps.
+# Lanes per program: outputs x padded window width x padded chunk channels; ~16 values a
+# thread at 4 warps, so a static loop over the window rows stays in registers.
 POOL_LANES = 1024
+INTERPRETER_POOL_LANES = 16384
+POOL_CONFIG = tuning.Config(0, 4)  # BLOCK_O per level comes from POOL_LANES
 
 
 @functools.lru_cache(maxsize=4096)
@@ -46,7 +45,7 @@ def max_window(n: int, o: int) -> int:
 
 @dataclass(frozen=True)
 class LowRes:
-    """Three (N, Cq, o_h, o_w) maps in one flat buffer, for one launch over all levels."""
+    """Three (N, o_h, o_w, CQP) maps in one flat buffer (channels >= Cq are zero)."""
 
     buf: torch.Tensor
     sizes: tuple[tuple[int, int], ...]
@@ -54,17 +53,22 @@ class LowRes:
     n: int
     cq: int
 
+    @property
+    def cqp(self) -> int:
+        return chunk_stride(self.cq)
+
     def level(self, i: int) -> torch.Tensor:
-        """Level i (0..2) as an (N, Cq, o_h, o_w) view: for tests and debugging."""
+        """Level i (0..2) as an (N, o_h, o_w, CQP) view."""
         oh, ow = self.sizes[i]
-        return self.buf[self.offsets[i] : self.offsets[i] + self.n * self.cq * oh * ow].view(self.n, self.cq, oh, ow)
+        size = self.n * oh * ow * self.cqp
+        return self.buf[self.offsets[i] : self.offsets[i] + size].view(self.n, oh, ow, self.cqp)
 
-    def empty_like(self) -> LowRes:
-        return LowRes(torch.empty_like(self.buf), self.sizes, self.offsets, self.n, self.cq)
+    def level_nchw(self, i: int) -> torch.Tensor:
+        """Level i as an (N, Cq, o_h, o_w) tensor, for comparing with PyTorch."""
+        return self.level(i)[..., : self.cq].permute(0, 3, 1, 2)
 
 
-def lowres_layout(x: torch.Tensor, factors: tuple[int, ...]) -> LowRes:
-    n, c, h, w = x.shape
+def lowres_layout(n: int, h: int, w: int, c: int, factors: tuple[int, ...], like: torch.Tensor) -> LowRes:
     if len(factors) != N_POOLED or c % (N_POOLED + 1):
         raise BadInput(f"SAFM needs 3 pool factors and channels divisible by 4, got {factors} and {c} channels")
     cq = c // (N_POOLED + 1)
@@ -76,80 +80,62 @@ def lowres_layout(x: torch.Tensor, factors: tuple[int, ...]) -> LowRes:
     offsets, total = [], 0
     for oh, ow in sizes:
         offsets.append(total)
-        total += n * cq * oh * ow
-    buf = torch.empty(total, device=x.device, dtype=x.dtype)
-    return LowRes(buf, sizes, tuple(offsets), n, cq)
-
-
-@triton.jit
-def _pick(pid, t1, t2, a1, a2, a3):
-    """a1 for programs of level 1 (pid < t1), a2 for level 2 (pid < t2), a3 for level 3."""
-    return tl.where(pid < t1, a1, tl.where(pid < t2, a2, a3))
+        total += n * oh * ow * chunk_stride(cq)
+    return LowRes(like.new_empty(total), sizes, tuple(offsets), n, cq)
 
 
 @triton.jit
 def _pool_level(
-    X,
-    STATS,
-    LN_W,
-    LN_B,
+    U,
     OUT,
     n,
     tile,
-    level,
-    C,
-    CQ,
     H,
     W,
     oh,
     ow,
     off,
-    HAS_LN: tl.constexpr,  # normalise before the max (paper SAFMN) or pool x as is (NTIRE 2023)
-    BLOCK_O: tl.constexpr,  # outputs in this tile (the level's share of POOL_LANES)
-    KH_PAD: tl.constexpr,  # window rows held in lanes: power of two >= the level's longest window
-    KW_PAD: tl.constexpr,  # window columns likewise; a shift/mask, not a division, splits the lane index
+    LEVEL: tl.constexpr,  # which chunk (1..3) this level pools
+    CQ: tl.constexpr,  # channels per chunk
+    CS: tl.constexpr,  # channel stride of U
+    CQP: tl.constexpr,  # channel stride of the low-resolution maps
+    BLOCK_O: tl.constexpr,  # outputs in this program
+    KH: tl.constexpr,  # longest window (rows) of this level at this input size: the static row loop
+    KWP: tl.constexpr,  # longest window (columns) rounded up to a power of two: lanes
 ):
-    """One level's tile: BLOCK_O outputs x (KH_PAD x KW_PAD) window elements in lanes."""
-    HW = H * W
     q = tile * BLOCK_O + tl.arange(0, BLOCK_O)
     qm = q < oh * ow
     i = q // ow
-    j = q % ow
+    j = q - i * ow
     r0 = (i * H) // oh
     r1 = ((i + 1) * H + oh - 1) // oh
     s0 = (j * W) // ow
     s1 = ((j + 1) * W + ow - 1) // ow
-    e = tl.arange(0, KH_PAD * KW_PAD)
-    r = r0[:, None] + (e // KW_PAD)[None, :]
-    s = s0[:, None] + (e % KW_PAD)[None, :]
-    valid = qm[:, None] & (r < r1[:, None]) & (s < s1[:, None])
-    pix = r * W + s
-    if HAS_LN:  # loaded once, used for all Cq channels
-        stats_n = STATS + n.to(tl.int64) * 2 * HW
-        mean = tl.load(stats_n + pix, mask=valid, other=0.0)
-        rstd = tl.load(stats_n + HW + pix, mask=valid, other=0.0)
-    x_n = X + n.to(tl.int64) * C * HW
-    for c in range(0, CQ):
-        ch = level * CQ + c
-        v = tl.load(x_n + ch * HW + pix, mask=valid, other=0.0).to(tl.float32)
-        if HAS_LN:
-            v = (v - mean) * rstd * tl.load(LN_W + ch).to(tl.float32) + tl.load(LN_B + ch).to(tl.float32)
-        best = tl.max(tl.where(valid, v, float("-inf")), axis=1)
+    s = s0[:, None] + tl.arange(0, KWP)[None, :]
+    cols_ok = qm[:, None] & (s < s1[:, None])
+    c = tl.arange(0, CQP)
+    cm = c < CQ
+    u_n = U + n.to(tl.int64) * H * W * CS + LEVEL * CQ
+    best = tl.full([BLOCK_O, CQP], float("-inf"), tl.float32)
+    nan = tl.zeros([BLOCK_O, CQP], tl.int32)
+    for dr in range(KH):
+        r = r0 + dr
+        m = (cols_ok & (r < r1)[:, None])[:, :, None] & cm[None, None, :]
+        pix = (r[:, None] * W + s) * CS
+        v = tl.load(u_n + pix[:, :, None] + c[None, None, :], mask=m, other=float("-inf")).to(tl.float32)
+        best = tl.maximum(best, tl.max(v, axis=1))
         # PyTorch's adaptive max pooling propagates NaN; tl.max would drop it.
-        has_nan = tl.max(tl.where(valid & (v != v), 1, 0), axis=1) > 0
-        best = tl.where(has_nan, float("nan"), best)
-        tl.store(OUT + off + (n * CQ + c) * (oh * ow) + q, best.to(OUT.dtype.element_ty), mask=qm)
+        nan = tl.maximum(nan, tl.max(tl.where(m & (v != v), 1, 0), axis=1))
+    best = tl.where(nan > 0, float("nan"), best)
+    best = tl.where(cm[None, :], best, 0.0)
+    dst = OUT + off + n.to(tl.int64) * oh * ow * CQP + q[:, None] * CQP + c[None, :]
+    tl.store(dst, best.to(OUT.dtype.element_ty), mask=qm[:, None])
 
 
 @triton.jit
 def _multiscale_pool_kernel(
-    X,
-    STATS,
-    LN_W,
-    LN_B,
+    U,
     OUT,
-    C,
-    CQ,
     H,
     W,
     oh1,
@@ -163,158 +149,62 @@ def _multiscale_pool_kernel(
     off3,
     t1,
     t2,
-    HAS_LN: tl.constexpr,  # paper SAFMN pools LN1(x) (normalised on the fly); NTIRE 2023 pools x itself
-    BLOCK_O1: tl.constexpr,  # outputs per program at level 1: BLOCK_O * window lanes ~ POOL_LANES
-    KH1: tl.constexpr,  # longest window at level 1 (rows), rounded up to a power of two (tl.arange)
-    KW1: tl.constexpr,  # same for columns; windows are [f, 2f) long, so a few variants per factor
+    CQ: tl.constexpr,  # channels per chunk (dim / 4)
+    CS: tl.constexpr,  # channel stride of U
+    CQP: tl.constexpr,  # channel stride of the low-resolution maps (>= 16: a tl.dot K slice downstream)
+    BLOCK_O1: tl.constexpr,  # outputs per program at level 1: BLOCK_O * KWP * CQP ~ POOL_LANES
+    KH1: tl.constexpr,  # longest window rows at level 1 (static loop)
+    KWP1: tl.constexpr,  # longest window columns at level 1, power of two (lanes)
     BLOCK_O2: tl.constexpr,  # as above, level 2
     KH2: tl.constexpr,
-    KW2: tl.constexpr,
+    KWP2: tl.constexpr,
     BLOCK_O3: tl.constexpr,  # as above, level 3
     KH3: tl.constexpr,
-    KW3: tl.constexpr,
+    KWP3: tl.constexpr,
 ):
-    # One launch for all levels: programs [0, t1) do level 1, [t1, t2) level 2, the rest
-    # level 3. The branch is uniform per program; each level has its own tile shape, so the
-    # whole window of every output is reduced in parallel lanes (a serial loop over a
-    # 16x16 window at the coarsest level would leave a few programs with long chains).
+    # Programs [0, t1) do level 1, [t1, t2) level 2, the rest level 3 (a uniform branch).
     pid = tl.program_id(0)
     n = tl.program_id(1)
     if pid < t1:
-        _pool_level(X, STATS, LN_W, LN_B, OUT, n, pid, 1, C, CQ, H, W, oh1, ow1, off1, HAS_LN, BLOCK_O1, KH1, KW1)
+        _pool_level(U, OUT, n, pid, H, W, oh1, ow1, off1, 1, CQ, CS, CQP, BLOCK_O1, KH1, KWP1)
     elif pid < t2:
-        _pool_level(X, STATS, LN_W, LN_B, OUT, n, pid - t1, 2, C, CQ, H, W, oh2, ow2, off2, HAS_LN, BLOCK_O2, KH2, KW2)
+        _pool_level(U, OUT, n, pid - t1, H, W, oh2, ow2, off2, 2, CQ, CS, CQP, BLOCK_O2, KH2, KWP2)
     else:
-        _pool_level(X, STATS, LN_W, LN_B, OUT, n, pid - t2, 3, C, CQ, H, W, oh3, ow3, off3, HAS_LN, BLOCK_O3, KH3, KW3)
+        _pool_level(U, OUT, n, pid - t2, H, W, oh3, ow3, off3, 3, CQ, CS, CQP, BLOCK_O3, KH3, KWP3)
 
 
-@triton.jit
-def _lowres_dwconv_kernel(
-    IN,
-    WEIGHT,
-    BIAS,
-    OUT,
-    CQ,
-    oh1,
-    ow1,
-    off1,
-    oh2,
-    ow2,
-    off2,
-    oh3,
-    ow3,
-    off3,
-    t1,
-    t2,
-    BLOCK: tl.constexpr,  # low-res pixels per program, as in the pooling kernel (same level split)
-    CQ_PAD: tl.constexpr,  # all channels of the chunk per program: one launch, few programs per level
-):
-    pid = tl.program_id(0)
-    n = tl.program_id(1)
-    oh = _pick(pid, t1, t2, oh1, oh2, oh3)
-    ow = _pick(pid, t1, t2, ow1, ow2, ow3)
-    off = _pick(pid, t1, t2, off1, off2, off3)
-    lv = _pick(pid, t1, t2, 0, 1, 2)
-    tile = pid - _pick(pid, t1, t2, 0, t1, t2)
-
-    q = tile * BLOCK + tl.arange(0, BLOCK)
-    qm = q < oh * ow
-    c = tl.arange(0, CQ_PAD)
-    cm = c < CQ
-    i = q // ow
-    j = q % ow
-    planes = off + (n * CQ + c)[None, :] * (oh * ow)
-    acc = tl.zeros([BLOCK, CQ_PAD], tl.float32)
-    acc += tl.load(BIAS + lv * CQ + c, mask=cm, other=0.0).to(tl.float32)[None, :]
-    for tap in tl.static_range(9):
-        r = i + (tap // 3 - 1)
-        s = j + (tap % 3 - 1)
-        valid = qm & (r >= 0) & (r < oh) & (s >= 0) & (s < ow)
-        vmask = valid[:, None] & cm[None, :]
-        v = tl.load(IN + planes + (r * ow + s)[:, None], mask=vmask, other=0.0).to(tl.float32)
-        acc += v * tl.load(WEIGHT + (lv * CQ + c) * 9 + tap, mask=cm, other=0.0).to(tl.float32)[None, :]
-    tl.store(OUT + planes + q[:, None], acc.to(OUT.dtype.element_ty), mask=qm[:, None] & cm[None, :])
-
-
-def multiscale_pool(
-    x: torch.Tensor,
-    factors: tuple[int, ...],
-    stats: torch.Tensor | None = None,
-    ln_weight: torch.Tensor | None = None,
-    ln_bias: torch.Tensor | None = None,
-) -> LowRes:
-    """Adaptive max pool of chunks 1..3 of u to (H // f, W // f), f in `factors`.
-
-    u = x, or LN(x) from per-pixel `stats` (srx.kernels.layer_norm.layer_norm_stats)
-    and the LayerNorm's weight and bias when those are given.
-    """
-    x = check_input(x, _multiscale_pool_kernel, "multiscale_pool")
-    n, c, h, w = x.shape
-    out = lowres_layout(x, factors)
-    has_ln = stats is not None
-    shapes = {}
+def pool_shapes(h: int, w: int, c: int, factors: tuple[int, ...], lanes: int) -> tuple[dict[str, int], list[int]]:
+    """The level constexprs (BLOCK_O, KH, KWP per level) and the programs per level."""
+    cqp = chunk_stride(c // 4)
+    shapes: dict[str, int] = {}
     tiles = []
-    for lv, (oh, ow) in enumerate(out.sizes, start=1):
-        kh, kw = pow2(max_window(h, oh)), pow2(max_window(w, ow))
-        block_o = pow2(max(1, tile(POOL_LANES, _multiscale_pool_kernel) // (kh * kw)))
-        shapes.update({f"BLOCK_O{lv}": block_o, f"KH{lv}": kh, f"KW{lv}": kw})
+    for lv, f in enumerate(factors, start=1):
+        oh, ow = h // f, w // f
+        kwp = pow2(max_window(w, ow))
+        block_o = pow2(max(1, lanes // (kwp * cqp)))
+        shapes.update({f"BLOCK_O{lv}": block_o, f"KH{lv}": max_window(h, oh), f"KWP{lv}": kwp})
         tiles.append(triton.cdiv(oh * ow, block_o))
+    return shapes, tiles
+
+
+def multiscale_pool(u: torch.Tensor, c: int, factors: tuple[int, ...]) -> LowRes:
+    """Adaptive max pool of chunks 1..3 of u (padded NHWC) to (H // f, W // f), f in `factors`."""
+    check_nhwc(u, c, _multiscale_pool_kernel, "multiscale_pool")
+    n, h, w, _ = u.shape
+    out = lowres_layout(n, h, w, c, factors, u)
+    lanes = INTERPRETER_POOL_LANES if interpreted(_multiscale_pool_kernel) else POOL_LANES
+    shapes, tiles = pool_shapes(h, w, c, factors, lanes)
     (oh1, ow1), (oh2, ow2), (oh3, ow3) = out.sizes
-    grid = (sum(tiles), n)
-    _multiscale_pool_kernel[grid](
-        x,
-        stats if has_ln else x,
-        ln_weight if has_ln else x,
-        ln_bias if has_ln else x,
-        out.buf,
-        c,
-        out.cq,
-        h,
-        w,
-        oh1,
-        ow1,
-        out.offsets[0],
-        oh2,
-        ow2,
-        out.offsets[1],
-        oh3,
-        ow3,
-        out.offsets[2],
-        tiles[0],
-        tiles[0] + tiles[1],
-        HAS_LN=has_ln,
-        **shapes,
-    )
-    return out
-
-
-def lowres_dwconv(low: LowRes, weight: torch.Tensor, bias: torch.Tensor) -> LowRes:
-    """Depthwise 3x3 (padding 1) on each level: weight (3, Cq, 9) float, bias (3, Cq)."""
-    if tuple(weight.shape) != (N_POOLED, low.cq, 9) or tuple(bias.shape) != (N_POOLED, low.cq):
-        raise BadInput(f"lowres_dwconv: weight must be (3, {low.cq}, 9) and bias (3, {low.cq})")
-    out = low.empty_like()
-    (oh1, ow1), (oh2, ow2), (oh3, ow3) = low.sizes
-    block = tile(BLOCK_LOW, _lowres_dwconv_kernel)
-    t = [triton.cdiv(oh * ow, block) for oh, ow in low.sizes]
-    grid = (sum(t), low.n)
-    _lowres_dwconv_kernel[grid](
-        low.buf,
-        weight,
-        bias,
-        out.buf,
-        low.cq,
-        oh1,
-        ow1,
-        low.offsets[0],
-        oh2,
-        ow2,
-        low.offsets[1],
-        oh3,
-        ow3,
-        low.offsets[2],
-        t[0],
-        t[0] + t[1],
-        BLOCK=block,
-        CQ_PAD=pow2(low.cq),
+    o1, o2, o3 = out.offsets
+    args = (u, out.buf, h, w, oh1, ow1, o1, oh2, ow2, o2, oh3, ow3, o3, tiles[0], tiles[0] + tiles[1])
+    consts = {"CQ": c // 4, "CS": channel_stride(c), "CQP": out.cqp, **shapes}
+    tuning.launch(
+        _multiscale_pool_kernel,
+        ("multiscale_pool", u.dtype, c, h, w),
+        lambda cfg: (sum(tiles), n),
+        args,
+        consts,
+        (POOL_CONFIG,),
+        interpreter=POOL_CONFIG,
     )
     return out

@@ -1,21 +1,22 @@
-"""SAFM's full-resolution part in one pass: chunk-0 depthwise 3x3, nearest gather of the
-three low-resolution maps, the 1x1 aggregation, GELU, modulation and the residual.
+"""The rest of SAFM in one pass: chunk-0 depthwise 3x3, the low-resolution depthwise 3x3s
+read at each pixel's nearest position, the 1x1 aggregation, GELU, the modulation, the
+residual, and LN2 of the result for CCM.
 
-With u = LN1(x) (or u = x without LayerNorm), Cq = C / 4 and D_l from srx.kernels.multiscale:
+With u = LN1(x) (u = x without LayerNorm), Cq = C / 4, the pooled maps P_l from
+srx.kernels.multiscale and w_l, b_l the depthwise weights of chunk l:
 
-    s0[c, p]        = b0[c] + sum_{dy,dx} w0[c, dy, dx] * u[c, p + (dy, dx)]      (zero outside), c < Cq
-    s_l[c, (h, w)]  = D_l[c, nh_l(h), nw_l(w)],  nh_l(h) = min(floor(f32(h) * f32(o_h)/f32(H)), o_h - 1)
-    a[k, p]         = b_aggr[k] + sum_{l, c} W_aggr[k, l*Cq + c] * s_l[c, p]
-    y[k, p]         = GELU(a[k, p]) * u[k, p] + x[k, p]
+    s_0[p, c] = b_0[c] + sum_{dy,dx} w_0[c, dy, dx] * u[p + (dy, dx), c]                 (zero outside)
+    D_l[i, j, c] = b_l[c] + sum_{dy,dx} w_l[c, dy, dx] * P_l[i + dy, j + dx, c]           (zero outside)
+    s_l[(h, w), c] = D_l[nh_l(h), nw_l(w), c],  nh_l(h) = min(floor(f32(h) * f32(o_h / H)), o_h - 1)
+    a[p, k] = b_aggr[k] + sum_{l, c} W_aggr[k, l*Cq + c] * s_l[p, c]
+    y[p, k] = GELU(a[p, k]) * u[p, k] + x[p, k];   u2 = LN2(y) (when asked)
 
 nh_l / nw_l are PyTorch's nearest indices in its float32 arithmetic (srx.models.layers.
 nearest_indices); the scale is divided in-kernel with round-to-nearest so it is the same
-float32 number PyTorch computes. The upsampled maps and their concatenation are never
-stored: each output tile gathers exactly the low-resolution pixels it needs, and the
-1x1 conv consumes the four branches as four K-slices of one tl.dot accumulation.
-
-Optionally the epilogue also writes the per-pixel statistics of y for the next
-LayerNorm (LN2), so CCM can normalise as a prologue and LN2(y) is never stored.
+float32 number PyTorch computes. D_l is never stored: each pixel evaluates the 3x3 at its
+source position from P_l (small, cache-resident), which removes a launch per block for
+9 cheap multiply-adds per channel. The upsampled maps and their concatenation are never
+stored either: the 1x1 conv consumes the four branches as four K slices of one GEMM.
 """
 
 from __future__ import annotations
@@ -25,71 +26,101 @@ import triton
 import triton.language as tl
 
 from srx.errors import BadInput
+from srx.kernels import tuning
 from srx.kernels._common import (
-    MIN_DOT,
-    channel_stats,
-    check_input,
+    channel_stride,
+    check_nhwc,
     dot_dtype,
+    dot_precision,
     gelu,
-    load_stats,
+    layer_norm_rows,
     pow2,
-    stats_buffer,
-    tile,
 )
-from srx.kernels.multiscale import LowRes
+from srx.kernels.multiscale import LowRes, chunk_stride
 
-TILE_ELEMENTS = 4096
+# Candidates per compute mode (tuning.compute_mode), default first; each compiles for sm_90
+# without spills at 320x180 and 1280x720 (bench/kernels_sm90.py, Triton 3.6 and 3.9). The
+# FP32 modes hold wider operands (tf32x3 two per value; ieee both GEMM operands in
+# registers), so they take fewer pixels per warp.
+CONFIGS = {
+    "16bit": (tuning.Config(128, 8), tuning.Config(64, 4), tuning.Config(128, 4), tuning.Config(256, 8)),
+    "tf32x3": (tuning.Config(128, 8), tuning.Config(64, 8)),
+    "tf32": (tuning.Config(128, 8), tuning.Config(64, 8)),
+    "ieee": (tuning.Config(64, 8), tuning.Config(32, 4)),
+}
+INTERPRETER = tuning.Config(1024, 4)
+
+
+def pack_safm(safm: torch.nn.Module, c: int) -> dict[str, torch.Tensor]:
+    """SAFM's depthwise and 1x1 weights as the kernel's zero-padded operands."""
+    cq = c // 4
+    cqp = chunk_stride(cq)
+    cp = pow2(channel_stride(c), 16)
+    ref = safm.aggr.weight
+    dw_w = ref.new_zeros((4, 9, cqp))
+    dw_b = ref.new_zeros((4, cqp))
+    for lv in range(4):
+        conv = safm.mfr[lv]
+        dw_w[lv, :, :cq] = conv.weight.detach().reshape(cq, 9).t()
+        if conv.bias is not None:
+            dw_b[lv, :cq] = conv.bias.detach()
+    aggr = ref.new_zeros((4 * cqp, cp))
+    w = ref.detach().reshape(c, c)  # (out, in)
+    for lv in range(4):
+        aggr[lv * cqp : lv * cqp + cq, :c] = w[:, lv * cq : (lv + 1) * cq].t()
+    aggr_b = ref.new_zeros(cp)
+    if safm.aggr.bias is not None:
+        aggr_b[:c] = safm.aggr.bias.detach()
+    return {"dw_w": dw_w.contiguous(), "dw_b": dw_b.contiguous(), "aggr_w": aggr.contiguous(), "aggr_b": aggr_b}
 
 
 @triton.jit
-def _normalise(v, mean, rstd, lw, lb):
-    """LayerNorm affine of a [pixels, channels] tile from per-pixel statistics."""
-    return (v - mean[:, None]) * rstd[:, None] * lw[None, :] + lb[None, :]
-
-
-@triton.jit
-def _gather_level(
+def _lowres_branch(
     acc,
     LOW,
     off,
     oh,
     ow,
-    AGGR_WT,
-    C,
-    CQ,
-    level,
+    DW_W,
+    DW_B,
+    AGGR_W,
     n,
     hh,
     ww,
     H,
     W,
     pm,
-    cq,
-    k,
-    DOT_DTYPE: tl.constexpr,  # the caller's GEMM operand type
+    BLOCK_P: tl.constexpr,
+    LEVEL: tl.constexpr,  # branch 1..3
+    CQP: tl.constexpr,
+    CP: tl.constexpr,
+    DOT_DTYPE: tl.constexpr,
+    PRECISION: tl.constexpr,
 ):
-    """acc += (nearest-upsampled D_level) @ W_aggr[level * Cq : (level + 1) * Cq, :]^T."""
+    """acc += D_level at each pixel's nearest low-resolution position @ W_aggr's slice of it."""
     # tl.cast, not .to(): Triton passes an int argument equal to 1 (a 1-pixel level) as a constexpr.
     sh = tl.math.div_rn(tl.cast(oh, tl.float32), tl.cast(H, tl.float32))
     sw = tl.math.div_rn(tl.cast(ow, tl.float32), tl.cast(W, tl.float32))
     # Non-negative, so truncation is floor.
     src_h = tl.minimum((hh.to(tl.float32) * sh).to(tl.int32), oh - 1)
     src_w = tl.minimum((ww.to(tl.float32) * sw).to(tl.int32), ow - 1)
-    cqm = cq < CQ
-    ptr = LOW + off + (n * CQ + cq)[None, :] * (oh * ow) + (src_h * ow + src_w)[:, None]
-    g = tl.load(ptr, mask=pm[:, None] & cqm[None, :], other=0.0)
-    wt = tl.load(AGGR_WT + (level * CQ + cq)[:, None] * C + k[None, :], mask=cqm[:, None] & (k < C)[None, :], other=0.0)
-    return tl.dot(g.to(DOT_DTYPE), wt.to(DOT_DTYPE), acc, input_precision="ieee")
+    c = tl.arange(0, CQP)
+    d = tl.zeros([BLOCK_P, CQP], tl.float32) + tl.load(DW_B + LEVEL * CQP + c).to(tl.float32)[None, :]
+    low_n = LOW + off + n.to(tl.int64) * oh * ow * CQP
+    for tap in tl.static_range(9):
+        i = src_h + (tap // 3 - 1)
+        j = src_w + (tap % 3 - 1)
+        ok = pm & (i >= 0) & (i < oh) & (j >= 0) & (j < ow)
+        v = tl.load(low_n + (i * ow + j)[:, None] * CQP + c[None, :], mask=ok[:, None], other=0.0)
+        d += v.to(tl.float32) * tl.load(DW_W + (LEVEL * 9 + tap) * CQP + c).to(tl.float32)[None, :]
+    wt = tl.load(AGGR_W + (LEVEL * CQP + c)[:, None] * CP + tl.arange(0, CP)[None, :]).to(DOT_DTYPE)
+    return tl.dot(d.to(DOT_DTYPE), wt, acc, input_precision=PRECISION)
 
 
 @triton.jit
 def _safm_tail_kernel(
     X,
-    STATS_IN,
-    LN_W,
-    LN_B,
-    DW0_W,
-    DW0_B,
+    U,
     LOW,
     off1,
     oh1,
@@ -100,142 +131,122 @@ def _safm_tail_kernel(
     off3,
     oh3,
     ow3,
-    AGGR_WT,
+    DW_W,
+    DW_B,
+    AGGR_W,
     AGGR_B,
+    LN_W,
+    LN_B,
     Y,
-    STATS_OUT,
-    C,
-    CQ,
+    U_OUT,
     H,
     W,
     eps,
-    HAS_LN: tl.constexpr,  # paper SAFMN: u = LN1(x) rebuilt from STATS_IN; NTIRE 2023: u = x
-    STORE_STATS: tl.constexpr,  # write LN2 statistics of y (paper SAFMN) so CCM normalises as a prologue
-    BLOCK_P: tl.constexpr,  # pixels per program; [BLOCK_P, C_PAD] FP32 tiles (x, u, acc) stay in registers
-    C_PAD: tl.constexpr,  # dim rounded up to a power of two >= 16 (tl.arange; tl.dot's N >= 16)
-    CQ_PAD: tl.constexpr,  # dim/4 rounded up likewise: the K of each branch's tl.dot slice
-    DOT_DTYPE: tl.constexpr,  # tl.float32 (IEEE, exact) for FP32 activations; FP16/BF16 use tensor cores
+    C: tl.constexpr,  # channels (LayerNorm statistics run over these)
+    CS: tl.constexpr,  # padded channel stride of X, U, Y, U_OUT
+    CP: tl.constexpr,  # tile width: CS rounded up to a power of two (tl.dot N)
+    CQ: tl.constexpr,  # channels per chunk
+    CQP: tl.constexpr,  # chunk lanes: a power of two >= 16 (each branch is one tl.dot K slice)
+    LN_OUT: tl.constexpr,  # write u2 = LN2(y) for CCM (paper SAFMN)
+    BLOCK_P: tl.constexpr,  # pixels per program
+    DOT_DTYPE: tl.constexpr,
+    PRECISION: tl.constexpr,
 ):
     n = tl.program_id(1)
     HW = H * W
     p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
     pm = p < HW
     hh = p // W
-    ww = p % W
-    k = tl.arange(0, C_PAD)
-    km = k < C
-    cq = tl.arange(0, CQ_PAD)
-    cqm = cq < CQ
-    x_n = X + n.to(tl.int64) * C * HW
-    stats_n = STATS_IN + n.to(tl.int64) * 2 * HW
-    mask = pm[:, None] & km[None, :]
-
-    x = tl.load(x_n + k[None, :] * HW + p[:, None], mask=mask, other=0.0).to(tl.float32)
-    if HAS_LN:
-        lw = tl.load(LN_W + k, mask=km, other=0.0).to(tl.float32)
-        lb = tl.load(LN_B + k, mask=km, other=0.0).to(tl.float32)
-        mean, rstd = load_stats(stats_n, p, pm, HW)
-        u = _normalise(x, mean, rstd, lw, lb)
-        lw0 = tl.load(LN_W + cq, mask=cqm, other=0.0).to(tl.float32)
-        lb0 = tl.load(LN_B + cq, mask=cqm, other=0.0).to(tl.float32)
-    else:
-        u = x
+    ww = p - hh * W
+    base = n.to(tl.int64) * HW * CS
+    u_n = U + base
 
     # Branch 0: depthwise 3x3 on u's first chunk at full resolution (neighbours come from L1/L2).
-    s0 = tl.zeros([BLOCK_P, CQ_PAD], tl.float32) + tl.load(DW0_B + cq, mask=cqm, other=0.0).to(tl.float32)[None, :]
+    # The loads take all CQP lanes (16-byte vectors); lanes >= Cq have zero weights and are
+    # cleared below, so whatever they read from the next chunk never reaches the output.
+    cq = tl.arange(0, CQP)
+    lane_ok = (cq < CS)[None, :]  # only narrower than CQP for dim 8 (CS = 8 < 16)
+    s0 = tl.zeros([BLOCK_P, CQP], tl.float32) + tl.load(DW_B + cq).to(tl.float32)[None, :]
     for tap in tl.static_range(9):
         r = hh + (tap // 3 - 1)
         s = ww + (tap % 3 - 1)
-        valid = pm & (r >= 0) & (r < H) & (s >= 0) & (s < W)
-        nb = r * W + s
-        vmask = valid[:, None] & cqm[None, :]
-        v = tl.load(x_n + cq[None, :] * HW + nb[:, None], mask=vmask, other=0.0).to(tl.float32)
-        if HAS_LN:
-            m_t, r_t = load_stats(stats_n, nb, valid, HW)
-            v = tl.where(vmask, _normalise(v, m_t, r_t, lw0, lb0), 0.0)  # zero padding of u, not of x
-        s0 += v * tl.load(DW0_W + cq * 9 + tap, mask=cqm, other=0.0).to(tl.float32)[None, :]
+        ok = pm & (r >= 0) & (r < H) & (s >= 0) & (s < W)
+        v = tl.load(u_n + (r * W + s)[:, None] * CS + cq[None, :], mask=ok[:, None] & lane_ok, other=0.0)
+        s0 += v.to(tl.float32) * tl.load(DW_W + tap * CQP + cq).to(tl.float32)[None, :]
+    s0 = tl.where((cq < CQ)[None, :], s0, 0.0)
+    k = tl.arange(0, CP)
+    wt0 = tl.load(AGGR_W + cq[:, None] * CP + k[None, :]).to(DOT_DTYPE)
+    acc = tl.dot(s0.to(DOT_DTYPE), wt0, input_precision=PRECISION)
+    acc = _lowres_branch(
+        acc, LOW, off1, oh1, ow1, DW_W, DW_B, AGGR_W, n, hh, ww, H, W, pm, BLOCK_P, 1, CQP, CP, DOT_DTYPE, PRECISION
+    )
+    acc = _lowres_branch(
+        acc, LOW, off2, oh2, ow2, DW_W, DW_B, AGGR_W, n, hh, ww, H, W, pm, BLOCK_P, 2, CQP, CP, DOT_DTYPE, PRECISION
+    )
+    acc = _lowres_branch(
+        acc, LOW, off3, oh3, ow3, DW_W, DW_B, AGGR_W, n, hh, ww, H, W, pm, BLOCK_P, 3, CQP, CP, DOT_DTYPE, PRECISION
+    )
+    acc += tl.load(AGGR_B + k).to(tl.float32)[None, :]
 
-    acc = tl.zeros([BLOCK_P, C_PAD], tl.float32)
-    wt0 = tl.load(AGGR_WT + cq[:, None] * C + k[None, :], mask=cqm[:, None] & km[None, :], other=0.0)
-    acc = tl.dot(s0.to(DOT_DTYPE), wt0.to(DOT_DTYPE), acc, input_precision="ieee")
-    acc = _gather_level(acc, LOW, off1, oh1, ow1, AGGR_WT, C, CQ, 1, n, hh, ww, H, W, pm, cq, k, DOT_DTYPE)
-    acc = _gather_level(acc, LOW, off2, oh2, ow2, AGGR_WT, C, CQ, 2, n, hh, ww, H, W, pm, cq, k, DOT_DTYPE)
-    acc = _gather_level(acc, LOW, off3, oh3, ow3, AGGR_WT, C, CQ, 3, n, hh, ww, H, W, pm, cq, k, DOT_DTYPE)
-    acc += tl.load(AGGR_B + k, mask=km, other=0.0).to(tl.float32)[None, :]
-
+    offs = p[:, None] * CS + k[None, :]
+    smask = pm[:, None] & (k < CS)[None, :]
+    x = tl.load(X + base + offs, mask=smask, other=0.0).to(tl.float32)
+    u = tl.load(u_n + offs, mask=smask, other=0.0).to(tl.float32)
     y = gelu(acc) * u + x
-    if STORE_STATS:
-        mean2, rstd2 = channel_stats(y, mask, C, eps)
-        so = STATS_OUT + n.to(tl.int64) * 2 * HW
-        tl.store(so + p, mean2, mask=pm)
-        tl.store(so + HW + p, rstd2, mask=pm)
-    tl.store(Y + n.to(tl.int64) * C * HW + k[None, :] * HW + p[:, None], y.to(Y.dtype.element_ty), mask=mask)
+    tl.store(Y + base + offs, y.to(Y.dtype.element_ty), mask=smask)
+    if LN_OUT:
+        u2 = layer_norm_rows(y, (k < C)[None, :], C, eps, LN_W, LN_B, k)
+        tl.store(U_OUT + base + offs, u2.to(U_OUT.dtype.element_ty), mask=smask)
 
 
 def safm_tail(
     x: torch.Tensor,
+    u: torch.Tensor,
     low: LowRes,
-    dw0_weight: torch.Tensor,
-    dw0_bias: torch.Tensor,
-    aggr_wt: torch.Tensor,
-    aggr_bias: torch.Tensor,
+    packed: dict[str, torch.Tensor],
+    c: int,
     *,
-    stats: torch.Tensor | None = None,
-    ln_weight: torch.Tensor | None = None,
-    ln_bias: torch.Tensor | None = None,
-    want_stats: bool = False,
-    eps: float = 1e-6,
-    block_p: int | None = None,
+    ln_out: tuple[torch.Tensor, torch.Tensor, float] | None = None,
+    fp32_precision: str = "tf32x3",
+    config: tuning.Config | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """y = x + SAFM(u) given the low-res maps D_l (already depthwise-convolved).
+    """y = x + SAFM(u) from the pooled maps; returns (y, LN2(y) or None). Padded NHWC in and out.
 
-    dw0_weight (Cq, 9), dw0_bias (Cq,), aggr_wt (C_in, C_out) = the 1x1 weight transposed,
-    aggr_bias (C,). With `stats` (and the LN weight and bias) u = LN(x), else u = x.
-    Returns (y, stats of y for the next LayerNorm or None).
+    `packed` comes from `pack_safm`; ln_out is LN2's zero-padded (CP,) weight and bias and eps.
     """
-    x = check_input(x, _safm_tail_kernel, "safm_tail")
-    n, c, h, w = x.shape
+    check_nhwc(x, c, _safm_tail_kernel, "safm_tail")
+    check_nhwc(u, c, _safm_tail_kernel, "safm_tail")
+    n, h, w, cs = x.shape
     cq = c // 4
-    if low.cq != cq or low.n != n or tuple(aggr_wt.shape) != (c, c) or tuple(dw0_weight.shape) != (cq, 9):
-        raise BadInput(f"safm_tail: weights or low-res maps do not match a {c}-channel input")
-    c_pad = pow2(c, MIN_DOT)
-    block_p = block_p or tile(max(MIN_DOT, min(128, TILE_ELEMENTS // c_pad)), _safm_tail_kernel)
+    cp = pow2(cs, 16)
+    if low.cq != cq or low.n != n or tuple(packed["aggr_w"].shape) != (4 * chunk_stride(cq), cp) or u.shape != x.shape:
+        raise BadInput(f"safm_tail: weights or low-resolution maps do not match a {c}-channel input")
     y = torch.empty_like(x)
-    stats_out = stats_buffer(x) if want_stats else None
-    has_ln = stats is not None
+    u2 = torch.empty_like(x) if ln_out is not None else None
+    consts = {
+        "C": c,
+        "CS": cs,
+        "CP": cp,
+        "CQ": cq,
+        "CQP": chunk_stride(cq),
+        "LN_OUT": ln_out is not None,
+        "DOT_DTYPE": dot_dtype(x, _safm_tail_kernel),
+        "PRECISION": dot_precision(x, fp32_precision),
+    }
     (oh1, ow1), (oh2, ow2), (oh3, ow3) = low.sizes
-    grid = (triton.cdiv(h * w, block_p), n)
-    _safm_tail_kernel[grid](
-        x,
-        stats if has_ln else x,
-        ln_weight if has_ln else x,
-        ln_bias if has_ln else x,
-        dw0_weight,
-        dw0_bias,
-        low.buf,
-        low.offsets[0],
-        oh1,
-        ow1,
-        low.offsets[1],
-        oh2,
-        ow2,
-        low.offsets[2],
-        oh3,
-        ow3,
-        aggr_wt,
-        aggr_bias,
-        y,
-        stats_out if want_stats else x,
-        c,
-        cq,
-        h,
-        w,
-        eps,
-        HAS_LN=has_ln,
-        STORE_STATS=want_stats,
-        BLOCK_P=block_p,
-        C_PAD=c_pad,
-        CQ_PAD=pow2(cq, MIN_DOT),
-        DOT_DTYPE=dot_dtype(x, _safm_tail_kernel),
+    o1, o2, o3 = low.offsets
+    ln_w, ln_b, eps = ln_out if ln_out is not None else (packed["aggr_b"], packed["aggr_b"], 1e-6)
+    args = (x, u, low.buf, o1, oh1, ow1, o2, oh2, ow2, o3, oh3, ow3)
+    args += (packed["dw_w"], packed["dw_b"], packed["aggr_w"], packed["aggr_b"], ln_w, ln_b)
+    args += (y, u2 if u2 is not None else y, h, w, eps)
+    tuning.launch(
+        _safm_tail_kernel,
+        ("safm_tail", x.dtype, consts["PRECISION"], c, tuning.size_class(n * h * w)),
+        lambda cfg: (triton.cdiv(h * w, cfg.block_p), n),
+        args,
+        consts,
+        CONFIGS[tuning.compute_mode(x.dtype, consts["PRECISION"])],
+        interpreter=INTERPRETER,
+        config=config,
     )
-    return y, stats_out
+    return y, u2

@@ -14,7 +14,12 @@ allocates device memory; leaving the block frees them, also on errors.
 For timing, `run` is split into three steps so that host/device copies stay out of the
 measured part: `staged = stage(lr)` (copy the input to where the backend reads it),
 `out = execute(staged)` (the model only: this is what `srx bench` times, between
-`timer()` marks), `fetch(out)` (copy the result back to a numpy array).
+`timer()` marks), `fetch(out)` (copy the result back to a numpy array). Runners whose
+`execute` only queues work (CUDA) return a timer that can be read after later runs were
+queued, so that `srx bench` times runs back to back and synchronises once at the end.
+
+`profile(staged, runs)` says where the time of a few runs goes (a srx.runtime.trace.Trace)
+for the backends that can; the others return None and say why in `profile_unavailable`.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from srx.errors import BadInput
 if TYPE_CHECKING:
     from srx.runtime.memory import MemoryMeter
     from srx.runtime.source import ModelSource
+    from srx.runtime.trace import Trace
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,7 @@ class Runner(abc.ABC):
 
     name: ClassVar[str] = ""
     precision: ClassVar[str] = "fp32"
+    profile_unavailable: ClassVar[str] = "srx has no profiler hook for this backend"
 
     def __init__(self, source: ModelSource, device: str = "cpu", **options: Any) -> None:
         self.source = source
@@ -164,6 +171,22 @@ class Runner(abc.ABC):
     def describe(self) -> dict[str, Any]:
         """Settings worth recording next to a measurement (threads, providers, flags)."""
         return {}
+
+    def staged_device_bytes(self, staged: Any) -> int:
+        """Device memory one staged input holds (0 when staged inputs stay on the host)."""
+        return 0
+
+    def mode(self) -> str:
+        """How the model runs, in a few words ('eager', 'torch.compile reduce-overhead', ...)."""
+        return ""
+
+    def unsupported_batch(self, batch: int) -> str:
+        """Why this runner cannot take `batch` inputs at once ('' when it can); known before activation."""
+        return ""
+
+    def profile(self, staged: list[Any], runs: int) -> Trace | None:
+        """Where the time of `runs` runs over `staged` goes, or None (see `profile_unavailable`)."""
+        return None
 
 
 def validate_input(lr: Any, spec: Any) -> np.ndarray:

@@ -81,9 +81,12 @@ class OrtCPURunner(Runner):
         if not self._specialize:
             self._session(None)
 
-    def _options(self, shape: tuple[int, ...] | None, pin: bool) -> Any:
+    def _options(self, shape: tuple[int, ...] | None, pin: bool, profile_prefix: str | None = None) -> Any:
         ort = self._ort
         so = ort.SessionOptions()
+        if profile_prefix is not None:
+            so.enable_profiling = True
+            so.profile_file_prefix = profile_prefix
         so.graph_optimization_level = {
             "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
             "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -133,10 +136,7 @@ class OrtCPURunner(Runner):
             self._sessions.move_to_end(key)
             return self._sessions[key]
         model, how, pin = self._graph_for(shape)
-        try:
-            sess = self._ort.InferenceSession(model, self._options(shape, pin), providers=list(self.providers))
-        except Exception as e:  # onnxruntime raises its own Fail / InvalidGraph types
-            raise BadInput(f"onnxruntime cannot load {self.source.origin}: {first_line(e, 200)}") from e
+        sess = self._new_session(model, self._options(shape, pin))
         inputs, outputs = sess.get_inputs(), sess.get_outputs()
         names_in = [i.name for i in inputs]
         names_out = [o.name for o in outputs]
@@ -148,9 +148,59 @@ class OrtCPURunner(Runner):
             self._sessions.popitem(last=False)
         return sess
 
+    def _new_session(self, model: bytes, options: Any) -> Any:
+        try:
+            return self._ort.InferenceSession(model, options, providers=list(self.providers))
+        except Exception as e:  # onnxruntime raises its own Fail / InvalidGraph types
+            raise BadInput(f"onnxruntime cannot load {self.source.origin}: {first_line(e, 200)}") from e
+
     def _deactivate(self) -> None:
         self._sessions.clear()
         self._dynamic_model = None
+
+    def mode(self) -> str:
+        first = self.providers[0] if isinstance(self.providers[0], str) else self.providers[0][0]
+        return f"onnxruntime {first.removesuffix('ExecutionProvider')} EP"
+
+    def unsupported_batch(self, batch: int) -> str:
+        """A given ONNX with a fixed batch dimension cannot take another batch size."""
+        if batch == 1 or self.source.exports_onnx:
+            return ""
+        import onnx
+
+        try:
+            model = onnx.load(str(self.source.onnx_path()), load_external_data=False)
+            dim = model.graph.input[0].type.tensor_type.shape.dim[0]
+        except Exception:  # unreadable files are reported when the session is created
+            return ""
+        if dim.HasField("dim_value") and dim.dim_value != batch:
+            return (
+                f"{self.source.origin} has a fixed batch of {dim.dim_value}: export it with a dynamic batch "
+                f"(srx export without --static) to run --batch {batch}"
+            )
+        return ""
+
+    def profile(self, staged: list[Any], runs: int) -> Any:
+        """onnxruntime's own profiler on a session like the timed one (same graph and settings)."""
+        import json
+        import tempfile
+        import time
+        from pathlib import Path
+
+        from srx.runtime.ort_profile import trace_from_events
+
+        shape = tuple(staged[0].shape) if self._specialize else None
+        model, _how, pin = self._graph_for(shape)
+        with tempfile.TemporaryDirectory(prefix="srx-ort-profile-") as tmp:
+            sess = self._new_session(model, self._options(shape, pin, str(Path(tmp) / "ort")))
+            sess.run([self._out], {self._in: staged[0]})  # the arena grows here, not in a profiled run
+            measured = 0.0
+            for i in range(runs):
+                t0 = time.perf_counter()
+                sess.run([self._out], {self._in: staged[i % len(staged)]})
+                measured += (time.perf_counter() - t0) * 1000.0
+            events = json.loads(Path(sess.end_profiling()).read_text())
+        return trace_from_events(events, runs, measured)
 
     def prepare(self, shape: tuple[int, ...]) -> None:
         """Create the session for an input shape now (so it is not counted in a timed run)."""
@@ -203,3 +253,12 @@ class OrtCUDARunner(OrtCPURunner):
 
     def fetch(self, out: Any) -> np.ndarray:
         return np.asarray(out.numpy(), dtype=np.float32)
+
+    def staged_device_bytes(self, staged: Any) -> int:
+        return int(np.prod(staged.shape())) * 4
+
+    # onnxruntime's CPU-side node times do not measure asynchronous CUDA kernels.
+    profile_unavailable = "onnxruntime's profiler times CUDA nodes on the host (kernel launches), not on the GPU"
+
+    def profile(self, staged: list[Any], runs: int) -> Any:
+        return None

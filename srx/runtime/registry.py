@@ -47,6 +47,7 @@ class Backend:
     summary: str
     default_on: tuple[str, ...] = DEVICES
     not_default_reason: str = ""
+    peer: bool = False
 
     def runs_on(self, device: str) -> str:
         return device if self.device == "any" else self.device
@@ -79,6 +80,12 @@ def _check_torch(device: str, source: ModelSource | None) -> Availability:
                 NO_GPU if not has_cuda() else "this PyTorch build has no CUDA support: install a CUDA PyTorch"
             )
     return Availability.yes()
+
+
+def _check_torch_graph(device: str, source: ModelSource | None) -> Availability:
+    if device != "cuda":
+        return Availability.no("CUDA graphs need a CUDA GPU; on the CPU the eager rows are torch and torch-fp16")
+    return _check_torch(device, source)
 
 
 def _check_torch_compile(device: str, source: ModelSource | None) -> Availability:
@@ -167,6 +174,8 @@ def register_backend(backend: Backend, *, replace: bool = False) -> None:
     BACKENDS[backend.name] = backend
 
 
+_FP16_ON_CPU = "FP16 is a GPU path (PyTorch computes FP16 convolutions on the CPU slower than FP32)"
+
 for _b in (
     Backend(
         "torch",
@@ -176,6 +185,7 @@ for _b in (
         "srx.runtime.torch_runner:TorchRunner",
         _check_torch,
         "PyTorch eager FP32 (the paper's protocol)",
+        peer=True,
     ),
     Backend(
         "torch-fp16",
@@ -186,7 +196,20 @@ for _b in (
         _check_torch,
         "PyTorch eager, weights and activations in FP16",
         default_on=_CUDA_ONLY_DEFAULT,
-        not_default_reason="FP16 is a GPU path (PyTorch computes FP16 convolutions on the CPU slower than FP32)",
+        not_default_reason=_FP16_ON_CPU,
+        peer=True,
+    ),
+    Backend(
+        "torch-fp16-graph",
+        "fp16",
+        "any",
+        "torch",
+        "srx.runtime.torch_runner:TorchFP16GraphRunner",
+        _check_torch_graph,
+        "PyTorch eager FP16 replayed as a CUDA graph per input shape",
+        default_on=_CUDA_ONLY_DEFAULT,
+        not_default_reason="CUDA graphs need a GPU",
+        peer=True,
     ),
     Backend(
         "torch-compile",
@@ -196,6 +219,21 @@ for _b in (
         "srx.runtime.torch_runner:TorchCompileRunner",
         _check_torch_compile,
         "torch.compile (inductor), FP32; on the CPU channels_last + freezing",
+        default_on=_CPU_ONLY_DEFAULT,
+        not_default_reason="on a GPU the default compiled row is torch-compile-fp16 (FP16, reduce-overhead)",
+        peer=True,
+    ),
+    Backend(
+        "torch-compile-fp16",
+        "fp16",
+        "any",
+        "torch",
+        "srx.runtime.torch_runner:TorchCompileFP16Runner",
+        _check_torch_compile,
+        "torch.compile (inductor) of the FP16 model, mode reduce-overhead on CUDA",
+        default_on=_CUDA_ONLY_DEFAULT,
+        not_default_reason=_FP16_ON_CPU,
+        peer=True,
     ),
     Backend(
         "torch-fused",

@@ -70,13 +70,21 @@ class TensorRTRunner(Runner):
     def _deactivate(self) -> None:
         self._session.close()
 
+    def run(self, lr: Any) -> np.ndarray:
+        # One input buffer, reused: `stage` below keeps a buffer per staged input.
+        if not self.active:
+            raise RuntimeError(f"{self.name} runner used outside its 'with' block")
+        x = self.check_input(lr)
+        return self.check_output(self._session.run(x), x.shape)
+
     def stage(self, lr: np.ndarray) -> Any:
-        self._session.stage(lr)
-        return lr.shape
+        # A device buffer per staged input: `srx bench` stages every input before timing,
+        # and each timed run must read its own (a single shared buffer would hold the last).
+        return self._session.stage_copy(lr)
 
     def execute(self, staged: Any) -> Any:
-        self._session.execute()
-        return staged
+        self._session.execute(staged)
+        return staged[1]
 
     def fetch(self, out: Any) -> np.ndarray:
         return self._session.fetch()
@@ -86,6 +94,27 @@ class TensorRTRunner(Runner):
 
     def timer(self) -> Timer:
         return EngineEventTimer(self._session)
+
+    def mode(self) -> str:
+        return f"{self.backend} engine"
+
+    def staged_device_bytes(self, staged: Any) -> int:
+        return int(np.prod(staged[1])) * 4
+
+    def unsupported_batch(self, batch: int) -> str:
+        """An engine runs the batch sizes of its optimisation profile (from its sidecar)."""
+        from srx.runtime.profile import Profile
+        from srx.runtime.sidecar import read_sidecar
+
+        try:
+            prof = read_sidecar(self.source.engine_path()).get("profile")
+            lo, _opt, hi = Profile.from_dict(prof).batch if prof else (1, 1, 10**9)
+        except Exception:  # a missing or bad sidecar is reported when the engine is opened
+            return ""
+        if lo <= batch <= hi:
+            return ""
+        built = f"batch {lo}" if lo == hi else f"batches {lo} to {hi}"
+        return f"this engine was built for {built}: rebuild it with srx build-engine --batch {batch} (or MIN:OPT:MAX)"
 
     def describe(self) -> dict[str, Any]:
         s = self._session

@@ -25,8 +25,9 @@ import torch.nn.functional as F  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from srx.kernels.model import FusedSAFM  # noqa: E402
+from srx.kernels._common import from_nhwc, to_nhwc  # noqa: E402
 from srx.kernels.multiscale import max_window, multiscale_pool  # noqa: E402
+from srx.kernels.safm_tail import pack_safm, safm_tail  # noqa: E402
 from srx.models import build_model  # noqa: E402
 from srx.models.layers import pool_windows  # noqa: E402
 
@@ -53,20 +54,23 @@ def test_max_window_bounds_every_pooling_window(n, f):
 def test_multiscale_pool_equals_adaptive_max_pool(h, w, factors, seed):
     c = 8  # four chunks of two channels
     x = torch.randn(1, c, h, w, generator=torch.Generator().manual_seed(seed)).to(DEVICE)
-    low = multiscale_pool(x, factors)
+    low = multiscale_pool(to_nhwc(x), c, factors)
     for i, f in enumerate(factors):
         ref = F.adaptive_max_pool2d(x[:, 2 * (i + 1) : 2 * (i + 2)], (h // f, w // f))
-        assert torch.equal(low.level(i), ref), f"level {i + 1} (f={f}) at {w}x{h}"
+        assert torch.equal(low.level_nchw(i), ref), f"level {i + 1} (f={f}) at {w}x{h}"
 
 
 @KERNEL
 @given(h=st.integers(8, 60), w=st.integers(8, 60), seed=st.integers(0, 2**16))
 def test_fused_safm_equals_the_module(h, w, seed):
-    """Pooling windows, low-resolution conv and the nearest gather back, at random sizes."""
+    """Pooling windows, the low-resolution convs at the nearest source position, at random sizes."""
     block = build_model("safmn", 2, dim=8, n_blocks=1, seed=seed % 97).feats[0].to(DEVICE)
     x = torch.randn(1, 8, h, w, generator=torch.Generator().manual_seed(seed)).to(DEVICE)
     with torch.no_grad():
-        ref = block.safm(block.norm1(x)) + x
-        got, _ = FusedSAFM(block.safm, block.norm1, want_stats=False).to(DEVICE)(x)
+        u = block.norm1(x)
+        ref = block.safm(u) + x
+        us = to_nhwc(u)
+        got, _ = safm_tail(to_nhwc(x), us, multiscale_pool(us, 8, (2, 4, 8)), pack_safm(block.safm, 8), 8)
+        got = from_nhwc(got, 8)
     err = float((got - ref).abs().max())
     assert err < 1e-4, f"max abs error {err:.3g} at {w}x{h}"
