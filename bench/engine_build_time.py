@@ -37,11 +37,11 @@ def main() -> None:
     import tensorrt_rtx
 
     from srx import __version__
+    from srx.engines.build import engine_from_onnx
     from srx.export.model import onnx_from_model, simplify_onnx
     from srx.models import default_model, load_model
     from srx.precision.int8 import QuantSettings, quantize_file
     from srx.runtime.device import cpu_info
-    from srx.runtime.engine import engine_from_onnx
 
     env = {
         "command": " ".join([sys.executable, *sys.argv]),

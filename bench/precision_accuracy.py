@@ -93,13 +93,14 @@ def big_input() -> np.ndarray:
 def naive_int8(fp32: Path) -> bytes:
     """The naive recipe for comparison: every convolution INT8, ranges = observed max |x|,
     same calibration crops, FP16 elsewhere (srx.precision internals, no layer selection)."""
+    from srx.export.metadata import read_srx_onnx, srx_onnx_from_model
     from srx.precision import int8 as Q
     from srx.precision.fp16 import fp16_from_onnx
-    from srx.precision.graph import load_srx_onnx, srx_onnx_from_model
+    from srx.progress import Progress
 
-    src = load_srx_onnx(fp32)
+    src = read_srx_onnx(fp32, keep_model=True)
     st = Q.QuantSettings()
-    data = Q._load_data(src.spec.scale, src.spec.min_size, SHARED / "data" / "train", st)
+    data = Q._load_data(src.spec.scale, src.spec.min_size, SHARED / "data" / "train", st, Progress.off())
     base = Q.upgrade_opset(src.model, Q.MIN_FP16_QDQ_OPSET)
     sites = Q.conv_sites(base)
     ranges = Q.collect_ranges(base, sorted({s.act for s in sites}), data.calib, method="max", seed=st.seed)
@@ -150,11 +151,12 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="srx-precision-"))  # the ONNX files; their sha256 go to results.json
     write_json(out / "environment.json", environment(sys.argv))
 
+    from srx.export.metadata import read_srx_onnx
     from srx.export.model import onnx_from_model, simplify_onnx
     from srx.models import load_model
     from srx.precision.fp16 import fp16_from_onnx
-    from srx.precision.graph import load_srx_onnx
     from srx.precision.int8 import QuantSettings, quantize_file
+    from srx.progress import Progress
 
     results: dict = {"protocol": __doc__, "models": {}}
     for name in args.models.split(","):
@@ -165,12 +167,16 @@ def main() -> None:
         log(f"{name}: export")
         paths["fp32"].write_bytes(simplify_onnx(onnx_from_model(model)).SerializeToString())
         log(f"{name}: FP16 pass")
-        half, fp16_report = fp16_from_onnx(load_srx_onnx(paths["fp32"]))
+        half, fp16_report = fp16_from_onnx(read_srx_onnx(paths["fp32"], keep_model=True))
         paths["fp16"].write_bytes(half.model.SerializeToString())
         log(f"{name}: INT8 (calibration on {SHARED / 'data' / 'train'})")
         t = time.perf_counter()
         q = quantize_file(
-            paths["fp32"], SHARED / "data" / "train", paths["int8"], settings=QuantSettings(), progress=log
+            paths["fp32"],
+            SHARED / "data" / "train",
+            paths["int8"],
+            settings=QuantSettings(),
+            progress=Progress.for_terminal(),
         )
         q["seconds_wall"] = time.perf_counter() - t
         entry: dict = {

@@ -15,21 +15,18 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from srx import __version__
-from srx.errors import BadInput, MissingDependency, SrxError
+from srx.errors import BadInput, MissingDependency, SrxError, first_line
 from srx.export import DEFAULT_OPSET, DEFAULT_VERIFY_INPUT, MAX_OPSET, MIN_OPSET
 from srx.interrupt import Interrupted, raise_interrupted
+from srx.progress import Progress
 from srx.spec import ARCHS
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-
-if TYPE_CHECKING:
-    from srx.export.model import ExportReport
-    from srx.sizes import Size
 
 
 def _debug_requested(argv: list[str]) -> bool:
@@ -62,7 +59,7 @@ def _unexpected(e: Exception, debug: bool) -> None:
     """Last line of defence: a failure no srx check anticipated, still as one line."""
     if debug:
         traceback.print_exc()
-    first = (str(e).strip().splitlines() or [""])[0][:200]
+    first = first_line(str(e), 200)
     if isinstance(e, OSError) and e.errno in FULL:
         _drop_stdout()
         where = e.filename or "the output (standard output?)"
@@ -82,6 +79,12 @@ def main(argv: list[str] | None = None) -> None:
     debug = _debug_requested(args)
     # --debug works anywhere on the line (`srx upscale ... --debug`), not only before the command.
     args = [a for a in args if a != "--debug"]
+    # Before torch loads OpenMP (every command imports it lazily, after this): with OpenMP's
+    # default spin-waiting, PyTorch on a CPU shared with other work ran 3-4x slower
+    # (docs/bench.md; the export's verification took 5.8 s instead of 1.8 s at load 6 on 2
+    # cores), which would also flatter every other backend in srx bench. A user's setting
+    # wins (bench records it).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     signal.signal(signal.SIGTERM, raise_interrupted)
     signal.signal(signal.SIGINT, raise_interrupted)
     try:
@@ -154,6 +157,32 @@ def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
     )(f)
 
 
+def quiet_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "-q",
+        "--quiet",
+        is_flag=True,
+        help="No progress bars or stage notes (shown on a terminal only; never with --json -).",
+    )(f)
+
+
+MODEL_HELP = "What to run: a checkpoint, an srx ONNX, or an engine with its sidecar (built by srx build-engine)."
+OUTSCALE_HELP = (
+    "Final size as a multiple of the input's (default: the model's scale); the model's output is resampled "
+    "with Lanczos."
+)
+
+
+def _backend_names() -> str:
+    from srx.runtime.registry import backend_names
+
+    return ", ".join(backend_names())
+
+
+BACKEND_HELP = f"auto (the fastest exact one that can run here), or one of: {_backend_names()}."
+BACKENDS_HELP = f"Comma-separated backends, or 'all' (default: the set for --device): {_backend_names()}."
+
+
 def human(text: str, json_path: str | None) -> None:
     """Human-readable output; goes to stderr when the JSON goes to stdout."""
     click.echo(text, err=json_path == "-")
@@ -170,20 +199,28 @@ def emit_json(result: dict[str, Any], json_path: str | None) -> None:
     write_json_atomic(json_path, result)
 
 
-def _progress_lines() -> Callable[[str], None] | None:
-    """Progress messages on stderr for a person at a terminal; none in pipes and logs, where
-    stderr must hold only the one error line (as the tqdm bars of the other commands)."""
-    if not sys.stderr.isatty():
-        return None
-    return lambda message: click.echo(message, err=True)
+def _warn(message: str) -> None:
+    click.echo(f"srx: warning: {message}", err=True)
+
+
+def _check_writable_outputs(*pairs: tuple[str, str | None]) -> None:
+    """Refuse unwritable output paths (option, path) before the work, not after it."""
+    from srx.fileio import check_writable
+
+    for option, path in pairs:
+        if path not in (None, "-"):
+            check_writable(path, option)
+
+
+def _require_gpu(option: str, instead: str) -> None:
+    from srx.runtime.device import NO_GPU, has_cuda
+
+    if not has_cuda():
+        raise BadInput(f"{option}: {NO_GPU}; {instead}")
 
 
 def _check_json_path(json_path: str | None) -> None:
-    """Refuse an unwritable --json before the work, not after it."""
-    if json_path not in (None, "-"):
-        from srx.fileio import check_writable
-
-        check_writable(json_path, "--json")
+    _check_writable_outputs(("--json", json_path))
 
 
 def parse_scale(value: int | None) -> int | None:
@@ -195,7 +232,7 @@ def parse_scale(value: int | None) -> int | None:
 # -- commands ------------------------------------------------------------------------------
 
 
-@cli.command()
+@cli.command(short_help="What a checkpoint, ONNX or engine holds.")
 @click.argument("file", type=str)
 @click.option("--param-key", default=None, help="Checkpoint entry to read (default: params, as BasicSR).")
 @json_option
@@ -209,7 +246,7 @@ def info(file: str, param_key: str | None, json_path: str | None) -> None:
     emit_json(d, json_path)
 
 
-@cli.command(name="eval")
+@cli.command(name="eval", short_help="Y-PSNR / SSIM on a dataset, as SR papers.")
 @click.option(
     "--dataset", required=True, type=str, metavar="DIR", help="Folder of HR images, or with HR/ and LR_bicubic/X{s}/."
 )
@@ -223,6 +260,7 @@ def info(file: str, param_key: str | None, json_path: str | None) -> None:
 )
 @click.option("--weights", default=None, metavar="CKPT", help="A checkpoint to score (same as --model CKPT).")
 @click.option("--param-key", default=None, help="Checkpoint entry to read (default: params, as BasicSR).")
+@quiet_option
 @json_option
 def eval_(
     dataset: str,
@@ -230,6 +268,7 @@ def eval_(
     model: str | None,
     weights: str | None,
     param_key: str | None,
+    quiet: bool,
     json_path: str | None,
 ) -> None:
     """Y-channel PSNR / SSIM on a dataset, with MATLAB-compatible bicubic LR (as published SR tables)."""
@@ -238,30 +277,21 @@ def eval_(
     if model is not None and weights is not None:
         raise BadInput("give either --model or --weights, not both")
     _check_json_path(json_path)
+    progress = Progress.for_terminal(quiet=quiet, json_path=json_path)
     result = evaluate(
-        dataset, weights or model or "bicubic", parse_scale(scale), param_key=param_key, progress=sys.stderr.isatty()
+        dataset, weights or model or "bicubic", parse_scale(scale), param_key=param_key, progress=progress
     )
     human(format_result(result), json_path)
     emit_json(result.to_dict(), json_path)
 
 
-def _progress_factory() -> Any:
-    """tqdm bars on stderr (hidden when stderr is not a terminal)."""
-    from tqdm import tqdm
-
-    def make(desc: str, total: int) -> Any:
-        return tqdm(total=total, desc=f"{desc:<17}", unit="run", file=sys.stderr, leave=False, disable=None)
-
-    return make
-
-
-@cli.command()
+@cli.command(short_help="Latency, memory, accuracy per backend.")
 @click.option("--input", "input_size", default="320x180", show_default=True, help="LR input size WIDTHxHEIGHT.")
-@click.option("--weights", default=None, help="Checkpoint (default: the embedded untrained model).")
-@click.option("--model", "model_file", default=None, help="Exported model: .onnx, or .engine with its sidecar.")
+@click.option("--weights", default=None, metavar="CKPT", help="Checkpoint (default: the embedded untrained model).")
+@click.option("--model", "model_file", default=None, metavar="CKPT|ONNX|ENGINE", help=MODEL_HELP)
 @click.option("--scale", type=int, default=None, help="Scale of the embedded default model (2, 3, 4; default 4).")
 @click.option("--param-key", default=None, help="Checkpoint entry to read (default: params).")
-@click.option("--backends", default=None, help="Comma-separated backends, or 'all' (default: the set for --device).")
+@click.option("--backends", default=None, metavar="LIST", help=BACKENDS_HELP)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None, help="Default: cuda when a GPU is visible.")
 @click.option("--runs", type=int, default=None, help="Timed runs per backend (default 50 on CUDA, 10 on CPU).")
 @click.option("--warmup", type=int, default=None, help="Untimed runs first (default 10 on CUDA, 1 on CPU).")
@@ -278,6 +308,7 @@ def _progress_factory() -> Any:
     default=None,
     help="torch.compile mode of the torch-compile rows (default: reduce-overhead for FP16 on CUDA, else default).",
 )
+@quiet_option
 @json_option
 def bench(
     input_size: str,
@@ -297,46 +328,53 @@ def bench(
     batch: int,
     profile: bool,
     compile_mode: str | None,
+    quiet: bool,
     json_path: str | None,
 ) -> None:
-    """Latency, peak memory and accuracy of every backend (CLI.md)."""
-    # Before torch loads OpenMP: with OpenMP's default spin-waiting, eager PyTorch on a CPU
-    # shared with other work ran 3-4x slower (docs/bench.md), which would flatter every
-    # other backend. Passive waiting is fair to it; a user's setting wins (recorded).
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    """Latency, peak memory and accuracy of every backend, against the FP32 PyTorch output."""
     from pathlib import Path
 
     from srx.bench.engine import BenchConfig, run_bench
-    from srx.bench.report import compare, format_compare, format_table, load_result
-    from srx.fileio import check_writable
-    from srx.runtime.registry import parse_backends
+    from srx.bench.report import load_result
+    from srx.runtime.registry import engine_mismatch, parse_backends
     from srx.runtime.source import ModelSource
     from srx.sizes import parse_size
 
     size = parse_size(input_size, what="--input")
     parse_scale(scale)
     names = parse_backends(backends) if backends is not None else None
-    if runs is not None and runs < 1:
-        raise BadInput(f"--runs {runs}: need at least 1 timed run")
-    if warmup is not None and warmup < 0:
-        raise BadInput(f"--warmup {warmup}: cannot be negative; use 0 or more")
-    if threads is not None and threads < 1:
-        raise BadInput(f"--threads {threads}: need at least 1; use 1 or more (default: every CPU)")
+    cfg = BenchConfig(size.height, size.width, device, names, runs, warmup, images, seed, threads,
+                      batch=batch, profile=profile, compile_mode=compile_mode)  # fmt: skip
     if images is not None and not Path(images).is_dir():
         raise BadInput(f"--images {images} is not a folder: give a folder of images")
     old = load_result(compare_path) if compare_path else None
-    for p, option in ((json_path, "--json"), (plot_path, "--plot")):
-        if p not in (None, "-"):
-            check_writable(p, option)
+    _check_writable_outputs(("--json", json_path), ("--plot", plot_path))
     if device == "cuda":
-        from srx.runtime.device import NO_GPU, has_cuda
+        _require_gpu("--device cuda", "use --device cpu")
+    progress = Progress.for_terminal(quiet=quiet, json_path=json_path)
 
-        if not has_cuda():
-            raise BadInput(f"--device cuda: {NO_GPU}; use --device cpu")
-    cfg = BenchConfig(size.height, size.width, device, names, runs, warmup, images, seed, threads)
-    cfg.batch, cfg.profile, cfg.compile_mode = batch, profile, compile_mode
+    def bars(what: str, total: int) -> Any:
+        return progress.bar(f"{what:<17}", total, "run")
+
     with ModelSource.from_options(weights, model_file, scale, param_key) as source:
-        result = run_bench(source, cfg, progress=_progress_factory(), command=["srx", *sys.argv[1:]])
+        for name in names or []:
+            if engine_mismatch(name, source):  # asked for by name: refused as upscale and eval refuse it
+                raise BadInput(f"--backends {name}: {engine_mismatch(name, source)}")
+        result = run_bench(source, cfg, progress=bars, command=["srx", *sys.argv[1:]])
+    _report_bench(result, old, compare_path, json_path, plot_path, source.origin, names or [])
+
+
+def _report_bench(
+    result: dict[str, Any],
+    old: dict[str, Any] | None,
+    compare_path: str | None,
+    json_path: str | None,
+    plot_path: str | None,
+    origin: str,
+    requested: list[str],
+) -> None:
+    from srx.bench.report import compare, format_compare, format_table
+
     text = format_table(result)
     if old is not None:
         result["compare"] = {"old": compare_path, **compare(result, old)}
@@ -348,107 +386,124 @@ def bench(
 
         plot_result(result, plot_path)
     if all(r["status"] == "skipped" for r in result["results"]):
+        # One or two backends asked for by name: their reasons fit in the line itself.
+        why = "; ".join(f"{r['backend']}: {r['reason']}" for r in result["results"] if r["backend"] in requested)
         raise BadInput(
-            f"no backend can run {source.origin} on {result['device']['kind']} here (reasons in the table above): "
-            "install what a row asks for, or choose another --model, --backends or --device"
+            f"no backend can run {origin} on {result['device']['kind']} here ("
+            + (why if why and len(requested) <= 2 else "reasons in the table above")
+            + "): install what a row asks for, or choose another --model, --backends or --device"
         )
     failed = [r["backend"] for r in result["results"] if r["status"] == "failed"]
     if failed:
         raise SrxError(f"backend(s) failed: {', '.join(failed)} (reasons in the table above)")
 
 
-@cli.command()
+TILE_HELP = (
+    "Tile side in input pixels: bounds memory, costs time (each tile also computes the model's reach, 136 pixels "
+    "for the x4 paper SAFMN, on every inner side). Default (or 0): whole images up to 1 MP, 512 above; -1: never tile."
+)
+
+
+@cli.command(short_help="Upscale image files or folders.")
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("-o", "--output", "out", required=True, help="Output file (one input) or folder.")
-@click.option("--weights", default=None, help="Checkpoint (default: the embedded untrained model).")
-@click.option("--model", "model_file", default=None, help="Exported model: .onnx, or .engine with its sidecar.")
+@click.option("-o", "--output", "out", required=True, help="Output file (one input) or folder (created if missing).")
+@click.option(
+    "--weights", default=None, metavar="CKPT", help="Checkpoint (default: the embedded UNTRAINED model: noise)."
+)
+@click.option("--model", "model_file", default=None, metavar="CKPT|ONNX|ENGINE", help=MODEL_HELP)
 @click.option("--scale", type=int, default=None, help="Scale of the embedded default model (2, 3, 4; default 4).")
 @click.option("--param-key", default=None, help="Checkpoint entry to read (default: params).")
-@click.option("--tile", type=int, default=None, help="Tile side in input pixels (default: 512 above 1 MP; -1: never).")
+@click.option("--tile", type=int, default=None, metavar="N", help=TILE_HELP)
 @click.option("--tile-overlap", type=int, default=None, help="Context around each tile (default: the model's reach).")
-@click.option("--backend", default="auto", show_default=True, help="Backend name (see srx bench), or auto.")
+@click.option("--backend", default="auto", show_default=True, metavar="NAME", help=BACKEND_HELP)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None, help="Default: cuda when a GPU is visible.")
+@click.option("--outscale", type=float, default=None, metavar="F", help=OUTSCALE_HELP)
+@click.option("--suffix", default="", help="Added to each output name in a folder: photo.png -> photo<SUFFIX>.png.")
+@click.option("--ext", type=click.Choice(["png", "jpg", "webp"]), default=None, help="Output format in a folder.")
+@click.option("--quality", type=int, default=95, show_default=True, help="JPEG and WebP quality, 1-100.")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs (default: refuse them before any work).")
+@click.option("--skip-existing", is_flag=True, help="Leave existing outputs alone and skip their inputs.")
+@quiet_option
 @json_option
 def upscale(
     inputs: tuple[str, ...],
     out: str,
-    weights: str | None,
-    model_file: str | None,
-    scale: int | None,
-    param_key: str | None,
     tile: int | None,
     tile_overlap: int | None,
     backend: str,
     device: str | None,
+    quiet: bool,
     json_path: str | None,
+    **options: Any,
 ) -> None:
     """Upscale PNG / JPEG / WebP files or folders (alpha, 16-bit and EXIF orientation kept)."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as bench: spinning OpenMP collapses on a busy CPU
     from srx.runtime.device import has_cuda
     from srx.runtime.registry import auto_backend, get_backend, open_runner
     from srx.runtime.source import ModelSource
-    from srx.upscale import output_folder, plan_jobs, upscale_files
+    from srx.tiling import check_tile_options
+    from srx.upscale import OutputOptions, format_result, output_folder, plan_jobs, upscale_files
 
-    parse_scale(scale)
+    model = {k: options.pop(k) for k in ("weights", "model_file", "scale", "param_key")}
+    if options["overwrite"] and options["skip_existing"]:
+        raise BadInput("give --overwrite or --skip-existing, not both")
+    output = OutputOptions(**options)
+    parse_scale(model["scale"])
     if backend != "auto":
         get_backend(backend)
-    if tile is not None and tile == 0:
-        tile = None
-    if tile_overlap is not None and tile_overlap < 0:
-        raise BadInput(f"--tile-overlap {tile_overlap}: cannot be negative; use 0 or more (default: the model's reach)")
     _check_json_path(json_path)
-    jobs = plan_jobs(list(inputs), out)
+    check_tile_options(None, tile, tile_overlap)
+    plan = plan_jobs(list(inputs), out, output)
+    skipped = [str(j.src) for j in plan.skipped]
+    if not plan.jobs:
+        human(f"nothing to do: every output exists already ({len(skipped)}; --skip-existing)", json_path)
+        emit_json({"outputs": [], "failed": [], "skipped": skipped}, json_path)
+        return
     dev = device or ("cuda" if has_cuda() else "cpu")
-    with ModelSource.from_options(weights, model_file, scale, param_key) as source:
-        if tile is not None and tile != -1:
-            from srx.tiling import plan_tiling
-
-            plan_tiling(source.spec, 1 << 14, 1 << 14, tile, tile_overlap)  # refuse a bad --tile before any work
+    progress = Progress.for_terminal(quiet=quiet, json_path=json_path)
+    with ModelSource.from_options(model["weights"], model["model_file"], model["scale"], model["param_key"]) as source:
+        check_tile_options(source.spec, tile, tile_overlap)
+        _upscale_warnings(source, tile, tile_overlap, default=model["weights"] is None and model["model_file"] is None)
         name = auto_backend(source, dev) if backend == "auto" else backend
-        from tqdm import tqdm
-
-        def bar(desc: str, total: int | None) -> Any:
-            return tqdm(total=total, desc=desc[:30], unit="tile", file=sys.stderr, leave=False, disable=None)
-
-        def report(path: Any, message: str) -> None:
-            click.echo(f"srx: error: {message}", err=True)
-
-        files = tqdm(total=len(jobs), desc="images", unit="img", file=sys.stderr, leave=False, disable=None)
 
         def on_error(path: Any, message: str) -> None:
-            files.update(1)
-            report(path, message)
+            click.echo(f"srx: error: {message}", err=True)
 
-        with output_folder(jobs), open_runner(name, source, dev) as runner:
-
-            def forward(x: Any) -> Any:
-                return runner.run(x)
-
+        with output_folder(plan.jobs), open_runner(name, source, dev) as runner:
             result = upscale_files(
-                jobs, forward, source.spec, tile=tile, overlap=tile_overlap, on_error=on_error, progress=bar
-            )
-        files.close()
-        result.update({"backend": name, "device": dev, "model": source.spec.label})
-    lines = [f"upscaled {len(result['outputs'])} image(s) with {source.spec.label} on {name} ({dev})"]
-    for o in result["outputs"]:
-        t = o["tiling"]
-        how = (
-            "whole"
-            if t["tile"] is None
-            else f"{o['tiles']} tiles of {t['tile']} (+{t['tile_overlap']}), "
-            + ("exact" if t["exact"] else f"blended: {t['note']}")
-        )
-        lines.append(f"  {o['input']} -> {o['output']} ({o['size_out']}, {how}, {o['seconds']:.1f} s)")
-    human("\n".join(lines), json_path)
+                plan.jobs, runner.run, source.spec, tile=tile or None, overlap=tile_overlap, on_error=on_error,
+                progress=progress, output=output,
+            )  # fmt: skip
+        result.update({"backend": name, "device": dev, "model": source.spec.label, "skipped": skipped})
+        result["untrained"] = not source.spec.trained
+    human(format_result(result), json_path)
     emit_json(result, json_path)
     if result["failed"]:
-        n, total = len(result["failed"]), len(jobs)
+        n, total = len(result["failed"]), len(plan.jobs)
         if n == total:
             raise BadInput(f"none of the {total} inputs could be upscaled (reasons above): fix or remove them")
         raise BadInput(f"{n} of {total} input(s) could not be upscaled (listed above); the others were written")
 
 
-@cli.command()
+def _upscale_warnings(source: Any, tile: int | None, tile_overlap: int | None, *, default: bool) -> None:
+    """What a user must know before the work starts: an untrained model, tiles that are mostly context."""
+    from srx.tiling import context_warning
+
+    spec = source.spec
+    if not spec.trained and default:
+        _warn(
+            f"no trained model given: the embedded default ({spec.title} x{spec.scale}) is UNTRAINED and its output "
+            "is noise, for latency tests only; pass --weights CKPT (or --model) to upscale for real"
+        )
+    elif not spec.trained:
+        _warn(
+            f"{source.origin} is an UNTRAINED model (exported from srx's embedded default?) and its output is noise; "
+            "upscale with a trained checkpoint or its export"
+        )
+    if context_warning(spec, tile, tile_overlap):
+        _warn(context_warning(spec, tile, tile_overlap))
+
+
+@cli.command(short_help="Exact ONNX, verified against PyTorch.")
 @click.option(
     "--weights",
     default=None,
@@ -501,39 +556,31 @@ def export(
     json_path: str | None,
 ) -> None:
     """Export an exact ONNX model (dynamic batch, height, width) and verify it against PyTorch."""
-    # Before torch loads OpenMP: spinning OpenMP threads collapse on a busy CPU (the
-    # PyTorch reference of the verification took 5.8 s instead of 1.8 s at load 6 on
-    # 2 cores). Verification is a check, not a benchmark; a user's setting wins.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from srx.export import check_opset
-    from srx.fileio import check_writable
     from srx.sizes import parse_size
 
     parse_scale(scale)
     check_opset(opset)
     size = parse_size(input_text, what="--input")
-    if param_key is not None and weights is None:
-        raise BadInput("--param-key needs --weights: the embedded default model has no checkpoint entries")
-    for path, option in ((output, "-o"), (None if json_path == "-" else json_path, "--json")):
-        if path is not None:
-            check_writable(path, option)
-    model = _model_from_options(weights, arch, scale, param_key)
+    _check_writable_outputs(("-o", output), ("--json", json_path))
+    from srx.models import model_from_options
+
+    model = model_from_options(weights, arch=arch, scale=scale, param_key=param_key)
     spec = model.spec
     spec.check_input_size(size.height, size.width)
+    from srx.export.model import default_onnx_name, export_onnx
+
     if output is None:
-        output = _default_onnx_name(weights, spec.arch, spec.scale, size if static else None)
+        output = default_onnx_name(weights, spec.arch, spec.scale, size if static else None)
     if triton_repo is not None:
         from pathlib import Path
 
         from srx.serve.repository import check_destination, model_name_from
 
         check_destination(model_name_from(Path(output), None), triton_repo)  # before the export, not after
-
-    from srx.export.model import export_onnx
-
     report = export_onnx(model, output, opset=opset, dynamic=not static, input_size=size)
     result = report.to_json()
-    text = _format_export(report)
+    text = report.format()
     if triton_repo is not None:
         from srx.serve.repository import write_model_repository
 
@@ -543,57 +590,10 @@ def export(
     emit_json(result, json_path)
 
 
-def _model_from_options(weights: str | None, arch: str, scale: int | None, param_key: str | None) -> Any:
-    """The checkpoint's network, or the embedded default (untrained) for --arch and --scale."""
-    if weights is not None:
-        from srx.models import load_model
-
-        return load_model(weights, arch=arch, scale=scale, param_key=param_key)
-    from srx.models import DEFAULT_SEED, build_model, default_model
-
-    scale = scale or 4
-    if arch in ("auto", "safmn"):
-        return default_model(scale)
-    return build_model(
-        arch, scale, seed=DEFAULT_SEED, trained=False, source=f"embedded default {arch} x{scale} (seed {DEFAULT_SEED})"
-    )
-
-
-def _default_onnx_name(weights: str | None, arch: str, scale: int, static_size: Size | None) -> str:
-    from pathlib import Path
-
-    stem = Path(weights).stem if weights else f"{arch.replace('-', '_')}_x{scale}"
-    return f"{stem}_{static_size}.onnx" if static_size else f"{stem}.onnx"
-
-
-def _format_export(report: ExportReport) -> str:
-    spec = report.spec
-    shape = (
-        "dynamic batch, height, width" if report.dynamic else f"static 1x3x{report.input.height}x{report.input.width}"
-    )
-    simplify = (
-        f"{report.simplifier}: {report.nodes_before_simplify:,} -> {report.nodes:,} nodes"
-        if report.simplifier
-        else "off"
-    )
-    lines = [
-        f"exported {spec.label}",
-        f"  onnx       {report.onnx} ({shape}; opset {report.opset}; {report.nodes:,} nodes; "
-        f"{report.onnx_bytes / 1e6:.2f} MB)",
-        f"  simplify   {simplify}",
-        f"  verify     onnxruntime CPU vs PyTorch, max |diff| (tolerance {report.tolerance:g}):",
-    ]
-    for r in report.verify:
-        lines.append(f"             {r.case.input:>9}  batch {r.case.batch}  {r.max_abs_diff:.2e}")
-    total = sum(report.seconds.values())
-    lines.append(f"  time       {total:.1f} s (verify {report.seconds.get('verify', 0):.1f} s)")
-    return "\n".join(lines)
-
-
 # -- precision and engines (issue 4) ---------------------------------------------------------
 
 
-@cli.command()
+@cli.command(short_help="INT8 Q/DQ ONNX, calibrated on images.")
 @click.argument("model", type=str)
 @click.option("--calib-dir", required=True, metavar="DIR", help="Training images to calibrate on (never Set5/Set14).")
 @click.option("-o", "--output", default=None, help="Output ONNX (default: MODEL with .int8.onnx).")
@@ -631,6 +631,7 @@ def _format_export(report: ExportReport) -> str:
     help="How activation ranges are chosen.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split and the crops.")
+@quiet_option
 @json_option
 def quantize(
     model: str,
@@ -645,10 +646,11 @@ def quantize(
     sensitivity_crops: int,
     method: str,
     seed: int,
+    quiet: bool,
     json_path: str | None,
 ) -> None:
     """Explicit INT8 Q/DQ ONNX for TensorRT, calibrated on a folder of images."""
-    from srx.precision.int8 import QuantSettings, quantize_file
+    from srx.precision.int8 import QuantSettings, format_report, quantize_file
 
     _check_json_path(json_path)
     settings = QuantSettings(
@@ -661,103 +663,76 @@ def quantize(
         method=method,
         seed=seed,
     )
+    progress = Progress.for_terminal(quiet=quiet, json_path=json_path)
     r = quantize_file(
-        model,
-        calib_dir,
-        output,
-        settings=settings,
-        max_psnr_drop=max_psnr_drop,
-        progress=_progress_lines(),
+        model, calib_dir, output, settings=settings, max_psnr_drop=max_psnr_drop, progress=progress, warn=_warn
     )
-    human(
-        "\n".join(
-            [
-                f"wrote {r['onnx']}",
-                f"  INT8 layers   {len(r['int8_layers'])} of {len(r['int8_layers']) + len(r['kept_layers'])}"
-                + (f" (kept in {high_precision.upper()}: {', '.join(r['kept_layers'])})" if r["kept_layers"] else ""),
-                f"  calibration   {r['calibration_images']} crops; {r['held_out_images']} images held back",
-                f"  held-out      Y-PSNR {r['psnr_fp32_db']:.3f} dB FP32 -> {r['psnr_int8_db']:.3f} dB INT8 "
-                f"(drop {r['psnr_drop_db']:.3f} dB); INT8 vs FP32 {r['psnr_vs_fp32']:.2f} dB",
-            ]
-        ),
-        json_path,
-    )
+    human(format_report(r), json_path)
     emit_json(r, json_path)
 
 
-@cli.command("build-engine")
+@cli.command("build-engine", short_help="TensorRT / TensorRT-RTX engine from ONNX.")
 @click.argument("model", type=str)
-@click.option("--fp32", "fp32", is_flag=True, help="FP32 engine (TF32 off).")
+@click.option(
+    "--fp32",
+    "fp32",
+    is_flag=True,
+    help="FP32 engine (TF32 off). No precision flag: the ONNX's own, FP32 for srx export.",
+)
 @click.option("--fp16", "fp16", is_flag=True, help="FP16 with FP32 normalisation islands (writes the FP16 ONNX too).")
 @click.option("--int8", "int8", is_flag=True, help="INT8 Q/DQ, calibrated on --calib-dir (writes the Q/DQ ONNX too).")
 @click.option("--calib-dir", default=None, metavar="DIR", help="Training images for --int8 (never Set5/Set14).")
-@click.option("--backend", type=click.Choice(["auto", "tensorrt", "tensorrt-rtx"]), default="auto", show_default=True)
+@click.option(
+    "--backend",
+    type=click.Choice(["auto", "tensorrt", "tensorrt-rtx"]),
+    default="auto",
+    show_default=True,
+    help="Which TensorRT builds: tensorrt (GPU, Jetson; engines per GPU) or tensorrt-rtx (ahead of time, even on a CPU); "
+    "auto: tensorrt if installed, else tensorrt-rtx.",
+)
 @click.option("--min", "min_size", default=None, metavar="WxH", help="Smallest input (default 64x64).")
 @click.option("--opt", "opt_size", default=None, metavar="WxH", help="Input to tune for (default 640x360).")
 @click.option("--max", "max_size", default=None, metavar="WxH", help="Largest input (default 1920x1080).")
 @click.option(
     "--batch", default=None, metavar="N|MIN:OPT:MAX", help="Batch size, or a dynamic batch range (default 1)."
 )
-@click.option("--workspace", type=int, default=None, metavar="MiB", help="Builder workspace cap (Jetson default 1024).")
+@click.option(
+    "--workspace",
+    "workspace_mib",
+    type=int,
+    default=None,
+    metavar="MiB",
+    help="Builder workspace cap (Jetson default 1024).",
+)
 @click.option("--target", type=click.Choice(["gpu", "jetson"]), default="gpu", show_default=True)
 @click.option("--dla-core", type=int, default=None, metavar="N", help="Jetson DLA core (static shapes, GPU fallback).")
 @click.option("--timing-cache", default=None, metavar="FILE", help="TensorRT timing cache to read and update.")
 @click.option("--rtx-targets", default=None, metavar="CC,...", help="TensorRT-RTX compute capabilities, e.g. 8.6,8.9.")
 @click.option("-o", "--output", default=None, help="Engine file (default: MODEL.<precision>.engine).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing FP16 / Q/DQ ONNX next to the engine.")
+@quiet_option
 @json_option
 def build_engine(
-    model: str,
-    fp32: bool,
-    fp16: bool,
-    int8: bool,
-    calib_dir: str | None,
-    backend: str,
-    min_size: str | None,
-    opt_size: str | None,
-    max_size: str | None,
-    batch: str | None,
-    workspace: int | None,
-    target: str,
-    dla_core: int | None,
-    timing_cache: str | None,
-    rtx_targets: str | None,
-    output: str | None,
-    json_path: str | None,
+    model: str, fp32: bool, fp16: bool, int8: bool, quiet: bool, json_path: str | None, **options: Any
 ) -> None:
     """TensorRT / TensorRT-RTX engine + sidecar from an srx ONNX."""
-    from srx.runtime.engine import engine_from_onnx
+    from srx.engines.build import engine_from_onnx, format_report
 
     _check_json_path(json_path)
     chosen = [name for name, on in (("fp32", fp32), ("fp16", fp16), ("int8", int8)) if on]
     if len(chosen) > 1:
         raise BadInput(f"give one precision, not {' and '.join('--' + c for c in chosen)}")
+    targets = options.pop("rtx_targets")
     r = engine_from_onnx(
         model,
-        output,
+        options.pop("output"),
         precision=chosen[0] if chosen else None,
-        calib_dir=calib_dir,
-        backend=backend,
-        min_size=min_size,
-        opt_size=opt_size,
-        max_size=max_size,
-        batch=batch,
-        workspace_mib=workspace,
-        target=target,
-        dla_core=dla_core,
-        timing_cache=timing_cache,
-        rtx_targets=[t.strip() for t in rtx_targets.split(",") if t.strip()] if rtx_targets else None,
-        progress=_progress_lines(),
-        warn=lambda m: click.echo(f"srx: warning: {m}", err=True),
+        rtx_targets=[t.strip() for t in targets.split(",") if t.strip()] if targets else None,
+        progress=Progress.for_terminal(quiet=quiet, json_path=json_path),
+        warn=_warn,
+        **options,
     )
-    p = r["profile"]
-    lines = [
-        f"wrote {r['engine']} ({r['engine_bytes'] / 2**20:.1f} MiB) and {r['sidecar']}",
-        f"  backend     {r['backend']} {r['backend_version']}, {r['network']}",
-        f"  precision   {r['precision']}" + (f" (built from {r['precision_onnx']})" if r["precision_onnx"] else ""),
-        f"  profile     {p['min']} .. {p['max']}, opt {p['opt']}, batch {p['batch']}",
-        f"  built in    {r['build_seconds']:.1f} s",
-    ]
-    human("\n".join(lines), json_path)
+    human(format_report(r), json_path)
     emit_json(r, json_path)
 
 
@@ -781,7 +756,7 @@ def _format_repo(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-@cli.command("serve-config")
+@cli.command("serve-config", short_help="Triton model repository entry for a model.")
 @click.argument("model", type=str)
 @click.option("-o", "--output", "repo", required=True, metavar="DIR", help="Model repository folder (created if new).")
 @click.option("--name", default=None, help="Model name (default: the file's name).")
@@ -840,12 +815,12 @@ def serve_config(
     emit_json(r, json_path)
 
 
-@cli.command()
+@cli.command(short_help="Serve a model on Triton (PyTriton).")
 @click.option("--weights", default=None, metavar="CKPT", help="Checkpoint (default: the embedded untrained model).")
 @click.option("--model", "model_file", default=None, metavar="ONNX|ENGINE", help="Exported model to serve.")
 @click.option("--scale", type=int, default=None, help="Scale of the embedded default model (2, 3, 4; default 4).")
 @click.option("--param-key", default=None, help="Checkpoint entry to read (default: params).")
-@click.option("--backend", default="auto", show_default=True, help="Backend that runs the model (as srx bench).")
+@click.option("--backend", default="auto", show_default=True, metavar="NAME", help=BACKEND_HELP)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None, help="Default: cuda when a GPU is visible.")
 @click.option("--name", default=None, help="Model name (default: the file's name, or e.g. safmn_x4).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
@@ -876,7 +851,6 @@ def serve(
     max_size: str,
 ) -> None:
     """Serve a model on a Triton Inference Server (PyTriton) until Ctrl-C: HTTP, gRPC, metrics."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as bench: spinning OpenMP collapses on a busy CPU
     from srx.runtime.device import has_cuda
     from srx.runtime.registry import auto_backend, get_backend
     from srx.runtime.source import ModelSource

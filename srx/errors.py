@@ -70,6 +70,15 @@ class MissingDependency(BadInput):
         return cls(OPTIONAL_MODULES[top][0], None, purpose)
 
 
+def first_line(message: BaseException | str, limit: int = 160) -> str:
+    """The first non-empty line of an error or a library's message, cut to `limit` characters:
+    what srx quotes inside its own one-line errors (an exception's text may span many lines)."""
+    lines = [ln.strip() for ln in str(message).splitlines() if ln.strip()]
+    if lines:
+        return lines[0][:limit]
+    return type(message).__name__ if isinstance(message, BaseException) else "no message"
+
+
 class CheckFailed(SrxError):
     """The work ran but a verification or accuracy gate failed. Exit code 1."""
 

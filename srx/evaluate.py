@@ -31,19 +31,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from srx.errors import BadInput
-from srx.images import pixel_limit
+from srx.filekinds import DATASET_IMAGE_SUFFIXES, file_kind
+from srx.images import DATASET_DECODERS, pixel_limit, read_rgb8
 from srx.imresize import imresize
 from srx.metrics import mod_crop, psnr, rgb_to_y, shave, ssim
+from srx.progress import Progress
 
 if TYPE_CHECKING:
     from torch import nn
 
     from srx.spec import ModelSpec
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-DECODERS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP")  # the only Pillow decoders that see dataset files
-ONNX_SUFFIXES = (".onnx",)
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 Upscaler = Callable[[np.ndarray], np.ndarray]
 """(h, w, 3) uint8 RGB LR -> (s h, s w, 3) RGB SR, uint8 or float in [0, 1]."""
@@ -203,8 +200,7 @@ def resolve_model(model: str, scale: int | None, *, param_key: str | None = None
     path = Path(model)
     if not path.exists():
         raise BadInput(f"model {model!r} is neither 'bicubic' nor an existing file: check the path")
-    suffix = path.suffix.lower()
-    if suffix in ONNX_SUFFIXES or suffix in ENGINE_SUFFIXES:
+    if file_kind(path) in ("onnx", "engine"):
         if param_key is not None:
             raise BadInput(f"--param-key applies to checkpoints, not to {path.name}: drop it")
         return runner_model(path, scale)
@@ -220,20 +216,18 @@ def resolve_model(model: str, scale: int | None, *, param_key: str | None = None
 def runner_model(path: str | Path, scale: int | None = None, backend: str | None = None) -> ResolvedModel:
     """An exported model (srx ONNX, or an engine with its sidecar) run by an srx/runtime runner.
 
-    backend=None: `onnxruntime` (CPU) for ONNX, the first TensorRT backend that can run
-    here for an engine. Dataset images all differ in size, so the onnxruntime session
-    keeps its dynamic shapes instead of building one per image.
+    backend=None: what `--backend auto` picks everywhere (srx.runtime.registry.auto_backend):
+    onnxruntime on the CPU for ONNX, the backend that built it (its sidecar) for an engine.
+    Dataset images all differ in size, so the onnxruntime session keeps its dynamic
+    shapes instead of building one per image.
     """
-    from srx.runtime import ModelSource, check_backend, open_runner
+    from srx.runtime import ModelSource, open_runner
+    from srx.runtime.registry import auto_backend
 
     source = ModelSource.from_file(path, scale)
     check_trained(source.spec, Path(path).name)
     if backend is None:
-        if source.kind == "onnx":
-            backend = "onnxruntime"
-        else:
-            usable = [b for b in ("tensorrt", "tensorrt-rtx") if check_backend(b, "cuda", source).ok]
-            backend = usable[0] if usable else "tensorrt"  # open_runner then says why it cannot run
+        backend = auto_backend(source, "cpu" if source.kind == "onnx" else "cuda")
     device = "cpu" if backend == "onnxruntime" else "cuda"
     options: dict[str, Any] = {"specialize": False} if backend.startswith("onnxruntime") else {}
     try:
@@ -249,7 +243,7 @@ def runner_model(path: str | Path, scale: int | None = None, backend: str | None
         finally:
             source.close()
 
-    extra = {"backend": backend, "runner": runner.describe()}
+    extra = {"backend": backend, "precision": source.precision, "runner": runner.describe()}
     return ResolvedModel(str(path), source.spec.scale, upscaler_from_runner(runner.run), source.spec, extra, close)
 
 
@@ -266,7 +260,9 @@ def check_trained(spec: ModelSpec, what: str) -> None:
 
 
 @dataclass(frozen=True)
-class Pair:
+class DatasetImage:
+    """One image of a dataset: its HR file and, when the dataset has them, its LR file."""
+
     name: str
     hr: Path
     lr: Path | None
@@ -286,13 +282,15 @@ def hr_images(dataset: str | Path) -> list[Path]:
     if not files:
         other = [p for p in hr_dir.iterdir() if not p.name.startswith(".")]
         what = (
-            "is empty" if not other else f"has no images ({', '.join(IMAGE_SUFFIXES)}) among its {len(other)} entries"
+            "is empty"
+            if not other
+            else f"has no images ({', '.join(DATASET_IMAGE_SUFFIXES)}) among its {len(other)} entries"
         )
         raise BadInput(f"dataset folder {hr_dir} {what}: give a folder of HR images")
     return files
 
 
-def dataset_pairs(dataset: str | Path, scale: int) -> tuple[list[Pair], str]:
+def dataset_pairs(dataset: str | Path, scale: int) -> tuple[list[DatasetImage], str]:
     """HR images with their LR files (DIR/LR_bicubic/X{s}) if that folder exists; and where LR comes from."""
     root = Path(dataset)
     hr_files = hr_images(root)
@@ -304,14 +302,16 @@ def dataset_pairs(dataset: str | Path, scale: int) -> tuple[list[Pair], str]:
                 f"{root / 'LR_bicubic'} has no X{scale} folder (it has: {', '.join(found) or 'none'}): "
                 "choose a matching --scale"
             )
-        return [Pair(p.stem, p, None) for p in hr_files], f"generated: MATLAB bicubic 1/{scale} of the HR (uint8)"
+        return [
+            DatasetImage(p.stem, p, None) for p in hr_files
+        ], f"generated: MATLAB bicubic 1/{scale} of the HR (uint8)"
     lr_by_name = {p.stem: p for p in _images_in(lr_dir)}
     pairs = []
     for p in hr_files:
         lr = lr_by_name.get(p.stem) or lr_by_name.get(f"{p.stem}x{scale}")
         if lr is None:
             raise BadInput(f"{lr_dir} has no LR image for {p.name} (looked for {p.stem}.* and {p.stem}x{scale}.*)")
-        pairs.append(Pair(p.stem, p, lr))
+        pairs.append(DatasetImage(p.stem, p, lr))
     return pairs, f"files: {lr_dir}"
 
 
@@ -320,34 +320,18 @@ def _images_in(folder: Path) -> list[Path]:
         entries = sorted(folder.iterdir())
     except OSError as e:
         raise BadInput(f"cannot list {folder} ({e.strerror or e}): check its permissions") from e
-    return [p for p in entries if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES]
+    return [
+        p for p in entries if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in DATASET_IMAGE_SUFFIXES
+    ]
 
 
-def _read_rgb(path: Path) -> np.ndarray:
-    """8-bit RGB (H, W, 3): grayscale is repeated to 3 channels, alpha dropped.
-
-    Kept private and minimal on purpose: srx/images.py (upscale) owns general image I/O.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with pixel_limit(path), Image.open(path, formats=DECODERS) as im:
-            if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-                raise BadInput(f"{path} is a {im.mode} (16-bit or float) image; evaluation is defined on 8-bit images")
-            return np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise BadInput(
-            f"cannot read image {path} ({e}): it may be truncated or not an image; replace or remove it"
-        ) from e
-
-
-def _check_sizes(pairs: Sequence[Pair], scale: int, min_lr: int) -> None:
+def _check_sizes(pairs: Sequence[DatasetImage], scale: int, min_lr: int) -> None:
     """Read image headers only, so a bad image fails before any long work."""
     from PIL import Image, UnidentifiedImageError
 
     for pair in pairs:
         try:
-            with pixel_limit(pair.hr), Image.open(pair.hr, formats=DECODERS) as im:
+            with pixel_limit(pair.hr), Image.open(pair.hr, formats=DATASET_DECODERS) as im:
                 w, h = im.size
         except (UnidentifiedImageError, OSError) as e:
             raise BadInput(
@@ -363,7 +347,7 @@ def _check_sizes(pairs: Sequence[Pair], scale: int, min_lr: int) -> None:
 # -- evaluation ----------------------------------------------------------------------------
 
 
-def evaluate_model(dataset: str | Path, resolved: ResolvedModel, *, progress: bool = False) -> EvalResult:
+def evaluate_model(dataset: str | Path, resolved: ResolvedModel, *, progress: Progress | None = None) -> EvalResult:
     """Score `resolved` on every image of `dataset`; see the module docstring for the protocol."""
     scale = resolved.scale
     pairs, lr_source = dataset_pairs(dataset, scale)
@@ -382,15 +366,14 @@ def evaluate_model(dataset: str | Path, resolved: ResolvedModel, *, progress: bo
         protocol = "LR RGB uint8 -> model -> clamp [0, 1], round to uint8 -> MATLAB rgb2ycbcr Y"
     protocol += f"; PSNR/SSIM on Y, {scale}-pixel border cropped; SSIM 11x11 Gaussian sigma 1.5"
 
-    from tqdm import tqdm
-
     scores = []
-    for pair in tqdm(pairs, desc=f"eval x{scale}", unit="img", disable=not progress, leave=False):
-        hr = mod_crop(_read_rgb(pair.hr), scale)
+    bar = (progress or Progress.off()).bar(f"eval x{scale}", len(pairs), "img")
+    for pair in pairs:
+        hr = mod_crop(read_rgb8(pair.hr), scale)
         if published:
             y_sr = resolved.upscaler.y_from_hr(hr, scale)  # type: ignore[union-attr]
         else:
-            lr = _read_rgb(pair.lr) if pair.lr is not None else imresize(hr, 1 / scale)
+            lr = read_rgb8(pair.lr) if pair.lr is not None else imresize(hr, 1 / scale)
             expect = (hr.shape[0] // scale, hr.shape[1] // scale)
             if lr.shape[:2] != expect:
                 raise BadInput(
@@ -407,6 +390,8 @@ def evaluate_model(dataset: str | Path, resolved: ResolvedModel, *, progress: bo
         y_hr = shave(rgb_to_y(hr), scale).astype(np.float64)
         y_sr = shave(y_sr, scale).astype(np.float64)
         scores.append(ImageScore(pair.name, psnr(y_hr, y_sr), ssim(y_hr, y_sr)))
+        bar.update(1)
+    bar.close()
     return EvalResult(
         dataset=str(dataset),
         scale=scale,
@@ -425,7 +410,7 @@ def evaluate(
     scale: int | None = None,
     *,
     param_key: str | None = None,
-    progress: bool = False,
+    progress: Progress | None = None,
 ) -> EvalResult:
     """`srx eval`: resolve `model` (bicubic, bicubic-rgb, checkpoint) and score it on `dataset`."""
     hr_images(dataset)  # the cheaper mistake first: before a model is loaded

@@ -1,4 +1,5 @@
-"""Reading and writing the images users upscale: PNG, JPEG, WebP.
+"""Reading and writing images: what users upscale (PNG, JPEG, WebP), and the images of
+datasets and calibration folders (also BMP and TIFF), through one decoder.
 
 Decoded images are float32 in [0, 1]: `rgb` (H, W, 3), with grayscale replicated to three
 channels and `gray=True`, and `alpha` (H, W) or None. Handled on the way in: EXIF
@@ -24,14 +25,17 @@ from pathlib import Path
 
 import numpy as np
 
-from srx.errors import BadInput
+from srx.errors import BadInput, first_line
 from srx.fileio import atomic_path
+from srx.filekinds import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EXIF_ORIENTATION = 0x0112
+# The only Pillow decoders that see a file (Pillow would otherwise try every format it knows).
 DECODERS = ("PNG", "JPEG", "WEBP")  # JPEG includes MPO (multi-picture JPEG from cameras)
+DATASET_DECODERS = (*DECODERS, "BMP", "TIFF")
+FORMAT_NAMES = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WebP", "BMP": "BMP", "TIFF": "TIFF"}
 OTHER_FORMATS = (
     (b"GIF87a", "GIF"),
     (b"GIF89a", "GIF"),
@@ -91,8 +95,21 @@ def pixel_limit(path: str | Path) -> Iterator[None]:
         ) from e
 
 
-def read_image(path: str | Path) -> LoadedImage:
-    """Decode an image file; BadInput with one line saying what is wrong otherwise."""
+def _names(formats: tuple[str, ...]) -> str:
+    names = [FORMAT_NAMES[f] for f in formats]
+    return ", ".join(names[:-1]) + f" or {names[-1]}"
+
+
+def read_rgb8(path: str | Path) -> np.ndarray:
+    """An image of a dataset or calibration folder as (H, W, 3) uint8 RGB: decoded as
+    `read_image` decodes (EXIF orientation applied, 16-bit samples at full precision),
+    then gray repeated to three channels, alpha dropped, 16-bit rounded to 8-bit."""
+    return quantize(read_image(path, formats=DATASET_DECODERS).rgb, 8)
+
+
+def read_image(path: str | Path, *, formats: tuple[str, ...] = DECODERS) -> LoadedImage:
+    """Decode an image file with the Pillow decoders in `formats`; BadInput with one line
+    saying what is wrong otherwise."""
     from PIL import Image
 
     p = Path(path)
@@ -106,15 +123,14 @@ def read_image(path: str | Path) -> LoadedImage:
         raise BadInput(f"{p}: empty file (0 bytes): copy or download it again")
     try:
         with pixel_limit(p):
-            return _decode(p)
+            return _decode(p, formats)
     except Image.UnidentifiedImageError as e:
-        raise BadInput(f"{p}: not an image srx can read: give a PNG, JPEG or WebP file") from e
+        raise BadInput(f"{p}: not an image srx can read: give a {_names(formats)} file") from e
     except (OSError, SyntaxError, ValueError, EOFError, zlib.error, struct.error) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-        raise BadInput(f"{p}: damaged or truncated image ({first}): save or download it again") from e
+        raise BadInput(f"{p}: damaged or truncated image ({first_line(e)}): save or download it again") from e
 
 
-def _decode(p: Path) -> LoadedImage:
+def _decode(p: Path, formats: tuple[str, ...]) -> LoadedImage:
     from PIL import Image, ImageOps
 
     with p.open("rb") as f:
@@ -122,20 +138,19 @@ def _decode(p: Path) -> LoadedImage:
     if head[:8] == PNG_SIGNATURE and head[12:16] == b"IHDR" and head[24] == 16 and head[25] in (2, 4, 6):
         return _read_png16(p, head[25])
     other = next((name for magic, name in OTHER_FORMATS if head.startswith(magic)), None)
-    if other is not None:
-        raise BadInput(f"{p}: {other} images are not supported; use PNG, JPEG or WebP")
-    # Only these decoders see the file: Pillow would otherwise try every format it knows.
-    with Image.open(p, formats=DECODERS) as im:
+    if other is not None and other not in formats:
+        raise BadInput(f"{p}: {other} images are not supported; use {_names(formats)}")
+    with Image.open(p, formats=formats) as im:
         fmt = (im.format or "").upper()
-        if fmt not in ("PNG", "JPEG", "WEBP", "MPO"):
-            raise BadInput(f"{p}: {im.format or 'unknown'} images are not supported; use PNG, JPEG or WebP")
+        if fmt not in (*formats, "MPO"):
+            raise BadInput(f"{p}: {im.format or 'unknown'} images are not supported; use {_names(formats)}")
         im.load()
         icc = im.info.get("icc_profile")
         im = ImageOps.exif_transpose(im)
         mode = im.mode
         if mode in ("I;16", "I;16B", "I;16L", "I"):
             a = np.asarray(im).astype(np.float32) / 65535.0
-            return LoadedImage(np.repeat(a[..., None], 3, axis=2), None, True, 16, "PNG", icc)
+            return LoadedImage(np.repeat(a[..., None], 3, axis=2), None, True, 16, fmt, icc)
         if mode == "1":
             im, mode = im.convert("L"), "L"
         if mode == "P":
@@ -237,9 +252,11 @@ def write_image(
     bit_depth: int = 8,
     format: str | None = None,
     icc_profile: bytes | None = None,
+    quality: int = 95,
 ) -> Path:
     """Write quantized pixels atomically: (H, W) gray, (H, W, 2) gray+alpha, (H, W, 3) RGB or
-    (H, W, 4) RGBA, dtype uint8 or uint16 (`bit_depth`). `format` defaults from the suffix."""
+    (H, W, 4) RGBA, dtype uint8 or uint16 (`bit_depth`). `format` defaults from the suffix;
+    `quality` (1-100) applies to JPEG and WebP."""
     from PIL import Image
 
     p = Path(path)
@@ -261,9 +278,9 @@ def write_image(
                 im = Image.fromarray(pixels if channels > 1 else pixels.reshape(pixels.shape[:2]))
             kwargs: dict[str, object] = {"icc_profile": icc_profile} if icc_profile else {}
             if fmt == "JPEG":
-                kwargs.update(quality=95, subsampling=0)
+                kwargs.update(quality=quality, subsampling=0)
             elif fmt == "WEBP":
-                kwargs.update(quality=95, method=4)
+                kwargs.update(quality=quality, method=4)
             try:
                 im.save(tmp, format=fmt, **kwargs)
             except OSError as e:

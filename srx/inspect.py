@@ -6,23 +6,23 @@ from pathlib import Path
 from typing import Any
 
 from srx.errors import BadInput
-
-CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors", ".sft")
-ONNX_SUFFIXES = (".onnx",)
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+from srx.filekinds import CHECKPOINT_SUFFIXES, ENGINE_SUFFIXES, file_kind
 
 
 def describe(path: str | Path, *, param_key: str | None = None) -> dict[str, Any]:
     p = Path(path)
     if not p.exists():
         raise BadInput(f"{p} does not exist: check the path")
-    if p.suffix.lower() in CHECKPOINT_SUFFIXES:
+    if p.is_dir() and file_kind(p) is None:
+        raise BadInput(f"{p} is a folder: give a checkpoint, ONNX model or engine file in it")
+    kind = file_kind(p)
+    if kind == "checkpoint":
         return describe_checkpoint(p, param_key)
-    if p.suffix.lower() in ONNX_SUFFIXES:
+    if kind == "onnx":
         if param_key is not None:
             raise BadInput("--param-key applies to checkpoints, not to ONNX files: drop it")
         return describe_onnx(p)
-    if p.suffix.lower() in ENGINE_SUFFIXES:
+    if kind == "engine":
         from srx.runtime.sidecar import describe_engine
 
         return describe_engine(p)
@@ -56,10 +56,16 @@ def describe_onnx(p: Path) -> dict[str, Any]:
         META_SOURCE_SHA256,
         META_VERSION,
         META_WEIGHTS_SHA256,
-        read_srx_onnx,
+        NotSrxModel,
+        read_onnx,
+        srx_onnx_from_model,
     )
 
-    info = read_srx_onnx(p)
+    proto = read_onnx(p)
+    try:
+        info = srx_onnx_from_model(proto, origin=str(p), path=p, keep_model=False)
+    except NotSrxModel:
+        return describe_foreign_onnx(p, proto)
     meta = info.metadata
     dims = [d for d in info.input_dims if isinstance(d, str)]
     out = {
@@ -96,6 +102,56 @@ def describe_onnx(p: Path) -> dict[str, Any]:
 
     out["details"].update(precision_details(meta))
     return out
+
+
+def describe_foreign_onnx(p: Path, proto: Any) -> dict[str, Any]:
+    """What srx can say about an ONNX it did not write: its interface, opset, ops, producer."""
+    from collections import Counter
+
+    import onnx
+
+    from srx.export import INPUT_NAME, OUTPUT_NAME
+    from srx.export.metadata import META_SPEC, io_signature, metadata, opset_of
+
+    init = {i.name for i in proto.graph.initializer}
+    sig = dict(io_signature(proto))
+
+    def tensors(values: Any) -> list[dict[str, Any]]:
+        kinds = onnx.TensorProto.DataType
+        return [
+            {"name": v.name, "type": kinds.Name(v.type.tensor_type.elem_type).lower(), "dims": sig.get(v.name, [])}
+            for v in values
+            if v.name not in init
+        ]
+
+    ins, outs = tensors(proto.graph.input), tensors(proto.graph.output)
+    ops = dict(Counter(n.op_type for n in proto.graph.node).most_common())
+    producer = f"{proto.producer_name} {proto.producer_version}".strip() or "unknown"
+    opset, meta = opset_of(proto), metadata(proto)
+    missing = [] if META_SPEC in meta else [f"no {META_SPEC} metadata"]
+    if [t["name"] for t in ins] != [INPUT_NAME] or [t["name"] for t in outs] != [OUTPUT_NAME]:
+        missing.append(f"not one '{INPUT_NAME}' input and one '{OUTPUT_NAME}' output")
+    onnx_facts = {"opset": opset, "ir_version": proto.ir_version, "inputs": ins, "outputs": outs}
+    onnx_facts.update(nodes=len(proto.graph.node), op_counts=ops, producer=producer, metadata=meta)
+
+    def listed(ts: list[dict[str, Any]]) -> str:
+        return "; ".join(f"{t['name']} {t['type']} {_dims(t['dims'])}" for t in ts) or "none"
+
+    return {
+        "file": str(p),
+        "kind": "onnx",
+        "format": f"ONNX opset {opset}, IR version {proto.ir_version}; not an srx model",
+        "srx_model": False,
+        "onnx": onnx_facts,
+        "details": {
+            "inputs": listed(ins),
+            "outputs": listed(outs),
+            "opset": f"{opset} (IR version {proto.ir_version})",
+            "nodes": f"{len(proto.graph.node):,} (" + ", ".join(f"{k} {v}" for k, v in list(ops.items())[:6]) + ")",
+            "producer": producer,
+            "srx": f"cannot run it ({'; '.join(missing)}): srx runs the ONNX files 'srx export' writes",
+        },
+    }
 
 
 def _dims(dims: list[Any]) -> str:

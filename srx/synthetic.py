@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 
+# numpy imports numpy.random on first use. Imported here instead, with this module: a Ctrl-C
+# that landed inside that first import, in the middle of `srx export`'s verification, was
+# lost in numpy's module initialisation and the export ran to the end (exit 0).
+from numpy.random import default_rng
+
 
 def natural_image(height: int, width: int, *, batch: int = 1, seed: int = 0) -> np.ndarray:
     """(batch, 3, height, width) float32 RGB in [0, 1]; the same seed gives the same images."""
-    rng = np.random.default_rng(seed)
+    rng = default_rng(seed)
     out = np.empty((batch, 3, height, width), dtype=np.float32)
     for n in range(batch):
         out[n] = _one_image(rng, height, width)

@@ -83,6 +83,12 @@ class TilePlan:
     blend: int  # cross-fade width in LR pixels (0 when exact)
     reason: str  # why not exact, or ''
 
+    def tiles(self, height: int, width: int) -> int:
+        """How many tiles an image of this size is cut into (1: the whole image)."""
+        if self.tile is None:
+            return 1
+        return math.ceil(height / self.tile) * math.ceil(width / self.tile)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "tile": self.tile,
@@ -94,24 +100,58 @@ class TilePlan:
         }
 
 
+def check_tile_options(spec: ModelSpec | None, tile: int | None, overlap: int | None) -> None:
+    """Refuse a --tile or --tile-overlap that no image could use, before any image is read
+    (without a spec, before the model is loaded: what can be said without it)."""
+    if overlap is not None and overlap < 0:
+        raise BadInput(f"--tile-overlap {overlap}: cannot be negative; use 0 or more (default: the model's reach)")
+    if spec is None:
+        return
+    g = pool_grid(spec)
+    minimum = max(g, spec.min_size)
+    if tile not in (None, 0, -1) and tile < minimum:
+        raise BadInput(
+            f"--tile {tile} is smaller than this model's minimum of {minimum} pixels "
+            f"({spec.title} pools to 1/{g}): use --tile {minimum} or more"
+        )
+
+
+# A tile that computes this many times the pixels it keeps is mostly context: a warning.
+CONTEXT_WORK_WARN = 4.0
+
+
+def context_warning(spec: ModelSpec, tile: int | None, overlap: int | None) -> str:
+    """Why a --tile is slow, when its context dominates ('' otherwise).
+
+    Each tile computes its core plus `overlap` pixels on every inner side (the network's
+    reach, 136 for the x4 paper SAFMN): a 128-pixel tile computes 400x400 to keep 128x128,
+    about 10x the work of the whole image for the same output."""
+    if not tile or tile < 0:
+        return ""
+    g = pool_grid(spec)
+    core = max(g, tile // g * g)
+    ov = math.ceil((default_overlap(spec) if overlap is None else overlap) / g) * g
+    work = ((core + 2 * ov) / core) ** 2
+    if work < CONTEXT_WORK_WARN:
+        return ""
+    return (
+        f"--tile {tile}: each tile also computes {ov} pixels of context on every inner side (the model's reach), "
+        f"{core + 2 * ov}x{core + 2 * ov} pixels to keep {core}x{core}: up to {work:.1f}x the work of one piece; "
+        f"tiles only bound memory, so use the default (whole images up to 1 MP, {AUTO_TILE} above) or a larger --tile"
+    )
+
+
 def plan_tiling(spec: ModelSpec, height: int, width: int, tile: int | None, overlap: int | None) -> TilePlan:
     """Decide tile size, context and blending for one image. tile=None or 0: automatic
     (whole image up to AUTO_TILE_PIXELS, AUTO_TILE tiles above); tile=-1: never tile."""
+    check_tile_options(spec, tile, overlap)
     g = pool_grid(spec)
     if overlap is None:
         overlap = default_overlap(spec)
-    if overlap < 0:
-        raise BadInput(f"--tile-overlap {overlap}: cannot be negative; use 0 or more (default: the model's reach)")
     if tile == -1 or (not tile and height * width <= AUTO_TILE_PIXELS):
         return TilePlan(None, 0, g, True, 0, "")
     if not tile:
         tile = AUTO_TILE
-    minimum = max(g, spec.min_size)
-    if tile < minimum:
-        raise BadInput(
-            f"--tile {tile} is smaller than this model's minimum of {minimum} pixels "
-            f"({spec.title} pools to 1/{g}): use --tile {max(minimum, 256)} or more"
-        )
     tile = tile // g * g
     if tile >= height and tile >= width:
         return TilePlan(None, 0, g, True, 0, "")

@@ -4,8 +4,9 @@ Output naming: with one input file and an -o that ends in .png/.jpg/.jpeg/.webp 
 not an existing folder), -o is the output file (its suffix picks the format); a suffix of
 a format srx does not write (.gif, .tif, ...) is refused. Otherwise -o is a folder (created
 by `output_folder` if missing, and removed again if the run writes nothing into it) and
-every input keeps its file name and format inside it; folders given as inputs contribute
-the images directly inside them (not recursive).
+every input keeps its file name and format inside it (or takes `--suffix` / `--ext`);
+folders given as inputs contribute the images directly inside them (not recursive). An
+output that exists is refused before any work unless --overwrite or --skip-existing.
 
 Pixels: 8-bit stays 8-bit, 16-bit PNG stays 16-bit. Grayscale images go through the RGB
 model as three equal channels and come back as gray: the BT.601 luma of the output
@@ -28,7 +29,9 @@ from typing import Any
 import numpy as np
 
 from srx.errors import BadInput, CheckFailed, SrxError
-from srx.images import FORMATS, IMAGE_SUFFIXES, LoadedImage, image_files, quantize, read_image, write_image
+from srx.filekinds import IMAGE_SUFFIXES
+from srx.images import FORMATS, LoadedImage, image_files, quantize, read_image, write_image
+from srx.progress import Progress
 from srx.resources import check_memory
 from srx.spec import ModelSpec
 from srx.tiling import AUTO_TILE, TilePlan, plan_tiling, tiled_apply
@@ -45,8 +48,76 @@ class Job:
     dst: Path
 
 
-def plan_jobs(inputs: list[str], out: str) -> list[Job]:
+@dataclass(frozen=True)
+class OutputOptions:
+    """What `srx upscale` writes, from its flags.
+
+    suffix: added to each file name's stem in an output folder (`photo.png` -> `photo_x4.png`).
+    ext: the output format in a folder ('png', 'jpg', 'webp'; None keeps each input's).
+    overwrite: replace existing outputs; skip_existing: leave them and skip those inputs;
+    neither: an existing output is refused before any work.
+    outscale: the final size as a multiple of the input's (None: the model's scale); the
+    model's output is resampled to it with Lanczos. quality: JPEG and WebP quality, 1-100."""
+
+    suffix: str = ""
+    ext: str | None = None
+    overwrite: bool = False
+    skip_existing: bool = False
+    outscale: float | None = None
+    quality: int = 95
+
+    def __post_init__(self) -> None:
+        if self.ext is not None and f".{self.ext}" not in FORMATS:
+            raise BadInput(f"--ext {self.ext}: srx writes png, jpg or webp")
+        if self.outscale is not None and not 0 < self.outscale <= 16:
+            raise BadInput(f"--outscale {self.outscale:g}: give a factor above 0 and at most 16 (e.g. 2 or 3.5)")
+        if not 1 <= self.quality <= 100:
+            raise BadInput(f"--quality {self.quality}: give 1 to 100 (JPEG and WebP; default 95)")
+        if "/" in self.suffix or "\\" in self.suffix:
+            raise BadInput(f"--suffix {self.suffix!r}: a suffix cannot hold a path separator")
+
+
+@dataclass
+class JobPlan:
+    jobs: list[Job]
+    skipped: list[Job]  # outputs that exist, left alone (--skip-existing)
+
+
+def plan_jobs(inputs: list[str], out: str, output: OutputOptions = OutputOptions()) -> JobPlan:
     """Map inputs (files, folders) to output paths; BadInput before any work if impossible."""
+    files = _input_files(inputs)
+    o = Path(out)
+    single_file = len(inputs) == 1 and not Path(inputs[0]).is_dir()
+    suffix = o.suffix.lower()
+    if single_file and suffix in UNWRITABLE_SUFFIXES and not o.is_dir():
+        raise BadInput(f"-o {o}: srx cannot write {suffix[1:].upper()} images; name the output .png, .jpg or .webp")
+    if single_file and suffix in IMAGE_SUFFIXES and not o.is_dir():
+        if output.ext is not None and FORMATS[f".{output.ext}"] != FORMATS[suffix]:
+            raise BadInput(f"-o {o} names a {suffix[1:].upper()} file but --ext is {output.ext}: give one of them")
+        jobs = [Job(files[0], o)]
+    else:
+        if o.exists() and not o.is_dir():
+            if single_file:
+                raise BadInput(
+                    f"-o {o} exists and is not a folder or an image file name: "
+                    "name the output .png, .jpg or .webp, or give a folder"
+                )
+            raise BadInput(f"-o {o} is a file, but {len(files)} images need a folder: give a folder name")
+        if suffix in IMAGE_SUFFIXES and not o.exists():
+            raise BadInput(f"-o {o} looks like a file name, but there are {len(files)} inputs: give a folder")
+        jobs = [Job(f, o / _output_name(f, output)) for f in files]
+    _check_distinct(jobs)
+    folder = jobs[0].dst.parent
+    if not folder.is_dir():
+        _check_creatable(folder)  # -o names a folder (or the folder of a file) to create
+    else:
+        from srx.fileio import check_writable
+
+        check_writable(jobs[0].dst)
+    return _existing_outputs(jobs, output)
+
+
+def _input_files(inputs: list[str]) -> list[Path]:
     if not inputs:
         raise BadInput("no input given: name image files or folders")
     files: list[Path] = []
@@ -63,24 +134,15 @@ def plan_jobs(inputs: list[str], out: str) -> list[Job]:
             files.append(p)
         else:
             raise BadInput(f"{p} does not exist: check the path")
-    o = Path(out)
-    single_file = len(inputs) == 1 and not Path(inputs[0]).is_dir()
-    suffix = o.suffix.lower()
-    if single_file and suffix in UNWRITABLE_SUFFIXES and not o.is_dir():
-        raise BadInput(f"-o {o}: srx cannot write {suffix[1:].upper()} images; name the output .png, .jpg or .webp")
-    if single_file and suffix in IMAGE_SUFFIXES and not o.is_dir():
-        jobs = [Job(files[0], o)]
-    else:
-        if o.exists() and not o.is_dir():
-            if single_file:
-                raise BadInput(
-                    f"-o {o} exists and is not a folder or an image file name: "
-                    "name the output .png, .jpg or .webp, or give a folder"
-                )
-            raise BadInput(f"-o {o} is a file, but {len(files)} images need a folder: give a folder name")
-        if suffix in IMAGE_SUFFIXES and not o.exists():
-            raise BadInput(f"-o {o} looks like a file name, but there are {len(files)} inputs: give a folder")
-        jobs = [Job(f, o / f.name) for f in files]
+    return files
+
+
+def _output_name(src: Path, output: OutputOptions) -> str:
+    ext = f".{output.ext}" if output.ext else src.suffix
+    return f"{src.stem}{output.suffix}{ext}"
+
+
+def _check_distinct(jobs: list[Job]) -> None:
     seen: dict[Path, Path] = {}
     for j in jobs:
         key = j.dst.resolve()
@@ -89,16 +151,23 @@ def plan_jobs(inputs: list[str], out: str) -> list[Job]:
                 f"{seen[key]} and {j.src} would both be written to {j.dst}: run them with different -o folders"
             )
         if key == j.src.resolve():
-            raise BadInput(f"{j.src}: output would overwrite the input; choose another -o")
+            raise BadInput(f"{j.src}: output would overwrite the input; choose another -o (or a --suffix)")
         seen[key] = j.src
-    folder = jobs[0].dst.parent
-    if folder == o and not o.is_dir():
-        _check_creatable(folder)  # -o names a folder to create
-    else:
-        from srx.fileio import check_writable
 
-        check_writable(jobs[0].dst)
-    return jobs
+
+def _existing_outputs(jobs: list[Job], output: OutputOptions) -> JobPlan:
+    """Existing outputs are never replaced silently: refused, skipped or (--overwrite) replaced."""
+    existing = [j for j in jobs if j.dst.exists()]
+    if not existing or output.overwrite:
+        return JobPlan(jobs, [])
+    if output.skip_existing:
+        return JobPlan([j for j in jobs if j not in existing], existing)
+    shown = ", ".join(str(j.dst) for j in existing[:3]) + (
+        f" and {len(existing) - 3} more" if len(existing) > 3 else ""
+    )
+    raise BadInput(
+        f"{shown} exist{'s' if len(existing) == 1 else ''} already: add --overwrite to replace, or --skip-existing"
+    )
 
 
 def _check_creatable(folder: Path) -> None:
@@ -142,10 +211,11 @@ def upscale_image(
     *,
     tile: int | None = None,
     overlap: int | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
+    what: str = "tiles",
 ) -> tuple[np.ndarray, TilePlan, int]:
     """Upscale one decoded image; returns quantized pixels ((sH, sW[, C]) uint8 or uint16),
-    the tiling plan used and the number of tiles."""
+    the tiling plan used and the number of tiles. A tiled image shows a bar of its tiles."""
     s = spec.scale
     h, w = img.height, img.width
     lr = np.ascontiguousarray(img.rgb.transpose(2, 0, 1), dtype=np.float32)
@@ -174,11 +244,36 @@ def upscale_image(
             block = (block @ LUMA)[..., None]
         out[y0:y1, :, :color] = quantize(block, img.bit_depth)
 
-    n_tiles = tiled_apply(lr, forward, s, plan, emit, progress)
+    n = plan.tiles(ph, pw)
+    bar = (progress or Progress.off()).bar(what, n, "tile") if n > 1 else None
+    try:
+        n_tiles = tiled_apply(lr, forward, s, plan, emit, bar.update if bar is not None else None)
+    finally:
+        if bar is not None:
+            bar.close()
     if img.alpha is not None:
         out[..., color] = quantize(_bicubic(img.alpha, w * s, h * s), img.bit_depth)
     pixels = out[..., 0] if channels == 1 else out
     return pixels, plan, n_tiles
+
+
+def resample(pixels: np.ndarray, width: int, height: int, bit_depth: int) -> np.ndarray:
+    """Quantized pixels ((H, W) or (H, W, C)) to width x height with Lanczos (Pillow, in float32
+    per channel, so 16-bit keeps its precision): the --outscale step after the model."""
+    from PIL import Image
+
+    peak = 255.0 if bit_depth == 8 else 65535.0
+    planes = pixels[..., None] if pixels.ndim == 2 else pixels
+    resized = [
+        np.asarray(
+            Image.fromarray(planes[..., c].astype(np.float32) / np.float32(peak), mode="F").resize(
+                (width, height), Image.Resampling.LANCZOS
+            )
+        )
+        for c in range(planes.shape[2])
+    ]
+    q = quantize(np.stack(resized, axis=2), bit_depth)
+    return q[..., 0] if pixels.ndim == 2 else q
 
 
 def _check_memory(spec: ModelSpec, plan: TilePlan, h: int, w: int, out_bytes: int) -> None:
@@ -215,41 +310,90 @@ def upscale_files(
     tile: int | None = None,
     overlap: int | None = None,
     on_error: Callable[[Path, str], None] | None = None,
-    progress: Callable[[str, int | None], Any] | None = None,
+    progress: Progress | None = None,
+    output: OutputOptions = OutputOptions(),
 ) -> dict[str, Any]:
-    """Upscale every job; a bad file is reported through `on_error` and skipped."""
-    done, failed = [], []
-    for job in jobs:
-        t0 = time.perf_counter()
-        try:
-            img = read_image(job.src)
-            fmt = FORMATS.get(job.dst.suffix.lower(), img.format)
-            bar = progress(job.src.name, None) if progress else None
-            pixels, plan, n_tiles = upscale_image(
-                img, forward, spec, tile=tile, overlap=overlap, progress=(bar.update if bar is not None else None)
-            )
-            if bar is not None:
-                bar.close()
-            write_image(job.dst, pixels, bit_depth=img.bit_depth, format=fmt, icc_profile=img.icc_profile)
-        except SrxError as e:
-            if len(jobs) == 1:
-                raise
-            failed.append({"input": str(job.src), "error": str(e)})
-            if on_error:
-                on_error(job.src, str(e))
-            continue
-        done.append(
-            {
-                "input": str(job.src),
-                "output": str(job.dst),
-                "size_in": f"{img.width}x{img.height}",
-                "size_out": f"{img.width * spec.scale}x{img.height * spec.scale}",
-                "bit_depth": img.bit_depth,
-                "gray": img.gray,
-                "alpha": img.alpha is not None,
-                "tiles": n_tiles,
-                "tiling": plan.to_dict(),
-                "seconds": round(time.perf_counter() - t0, 3),
-            }
-        )
+    """Upscale every job; a bad file is reported through `on_error` and skipped. Progress:
+    a bar of the images when there are several, and of the tiles of a tiled image."""
+    progress = progress or Progress.off()
+    done: list[dict[str, Any]] = []
+    failed: list[dict[str, str]] = []
+    images = (progress if len(jobs) > 1 else Progress.off()).bar("images", len(jobs), "img")
+    try:
+        for job in jobs:
+            try:
+                done.append(_upscale_file(job, forward, spec, tile, overlap, progress, output))
+            except SrxError as e:
+                if len(jobs) == 1:
+                    raise
+                failed.append({"input": str(job.src), "error": str(e)})
+                if on_error:
+                    on_error(job.src, str(e))
+            images.update(1)
+    finally:
+        images.close()
     return {"outputs": done, "failed": failed}
+
+
+def _upscale_file(
+    job: Job,
+    forward: Callable[[np.ndarray], np.ndarray],
+    spec: ModelSpec,
+    tile: int | None,
+    overlap: int | None,
+    progress: Progress,
+    output: OutputOptions,
+) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    img = read_image(job.src)
+    fmt = FORMATS.get(job.dst.suffix.lower(), img.format)
+    pixels, plan, n_tiles = upscale_image(
+        img, forward, spec, tile=tile, overlap=overlap, progress=progress, what=job.src.name[-30:]
+    )
+    size = (img.width * spec.scale, img.height * spec.scale)
+    if output.outscale is not None:
+        want = (max(1, round(img.width * output.outscale)), max(1, round(img.height * output.outscale)))
+        if want != size:
+            channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+            need = (want[0] * want[1] + size[0] * size[1]) * 4 * (channels + 1)  # float planes, the old and new
+            check_memory(need, f"resampling to {want[0]}x{want[1]}", "use a smaller --outscale")
+            pixels, size = resample(pixels, want[0], want[1], img.bit_depth), want
+    write_image(
+        job.dst, pixels, bit_depth=img.bit_depth, format=fmt, icc_profile=img.icc_profile, quality=output.quality
+    )
+    return {
+        "input": str(job.src),
+        "output": str(job.dst),
+        "size_in": f"{img.width}x{img.height}",
+        "size_out": f"{size[0]}x{size[1]}",
+        "bit_depth": img.bit_depth,
+        "gray": img.gray,
+        "alpha": img.alpha is not None,
+        "tiles": n_tiles,
+        "tiling": plan.to_dict(),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+
+
+def format_result(result: dict[str, Any]) -> str:
+    """The lines `srx upscale` prints: what ran, and per image its size, tiling and time."""
+    n = len(result["outputs"])
+    lines = [
+        f"upscaled {n} image{'s' if n != 1 else ''} with {result['model']} on {result['backend']} ({result['device']})"
+    ]
+    if result.get("skipped"):
+        lines.append(f"  skipped {len(result['skipped'])} input(s) whose output exists (--skip-existing)")
+    for o in result["outputs"]:
+        t = o["tiling"]
+        how = (
+            "whole"
+            if t["tile"] is None
+            else f"{o['tiles']} tiles of {t['tile']} (+{t['tile_overlap']}), "
+            + ("exact" if t["exact"] else f"blended: {t['note']}")
+        )
+        lines.append(f"  {o['input']} -> {o['output']} ({o['size_out']}, {how}, {o['seconds']:.1f} s)")
+    if result.get("untrained"):
+        lines.append(
+            "  NOTE: untrained model: these outputs are noise, not results; pass --weights CKPT for real images"
+        )
+    return "\n".join(lines)

@@ -13,6 +13,7 @@ from srx.bench.complexity import count_complexity
 from srx.bench.engine import Accuracy, BenchConfig, latency_stats, run_bench
 from srx.bench.inputs import synthetic_image, synthetic_inputs
 from srx.bench.report import compare
+from srx.errors import BadInput
 from srx.models import build_model, default_model
 from srx.runtime import ModelSource
 
@@ -167,6 +168,17 @@ def test_compare_rows():
     c = compare(res(50.0, 10.0), res(100.0, 12.0))
     assert c["rows"][0]["speedup"] == 2.0 and c["rows"][0]["latency_change_pct"] == -50.0
     assert c["rows"][0]["memory_change_mb"] == -2.0 and not c["caveats"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [("runs", 0, "--runs 0: need at least 1"), ("warmup", -1, "--warmup -1: cannot be negative"),
+     ("threads", 0, "--threads 0: need at least 1")],
+)  # fmt: skip
+def test_bench_config_checks_its_counts(field, value, message):
+    """BenchConfig owns these checks (issue 18), so the CLI and library callers get the same answer."""
+    with pytest.raises(BadInput, match=message):
+        BenchConfig(**{field: value})
 
 
 def test_bench_batch_on_every_cpu_backend_and_a_fixed_batch_onnx(tmp_path):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from conftest import run_srx
 
-from srx.bench.breakdown import KINDS, breakdown, categorize
+from srx.bench.breakdown import OP_KINDS, breakdown, categorize
 from srx.models import build_model
 from srx.runtime import ModelSource, open_runner
 from srx.runtime.ort_profile import trace_from_events
@@ -167,7 +167,7 @@ def test_bench_profile_at_320x180_on_the_cpu(tmp_path):
     assert set(rows) == {"torch", "onnxruntime"}
     for name, row in rows.items():
         p = row["profile"]
-        assert p["status"] == "ok" and set(p["categories"]) == {k for k, _ in KINDS}, name
+        assert p["status"] == "ok" and set(p["categories"]) == {k for k, _ in OP_KINDS}, name
         total = sum(c["ms"] for c in p["categories"].values())
         assert total == pytest.approx(p["measured_ms"], rel=0.10), (name, total, p["measured_ms"])
         for kind in ("convolution", "normalization", "pooling_resize", "elementwise"):

@@ -9,7 +9,8 @@ import pytest
 from onnx_models import write_images
 
 from srx.errors import BadInput
-from srx.precision.calib import center_pair, list_images, random_crop_pair, read_rgb, split_images
+from srx.images import read_rgb8
+from srx.precision.calib import center_pair, list_images, random_crop_pair, split_images
 
 
 def test_missing_empty_and_non_image_folders(tmp_path):
@@ -38,7 +39,7 @@ def test_unreadable_image_names_the_file(tmp_path):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG not really")
     with pytest.raises(BadInput, match=r"broken\.png"):
-        read_rgb(bad)
+        read_rgb8(bad)
 
 
 def test_16bit_and_gray_images_become_8bit_rgb(tmp_path):
@@ -46,7 +47,7 @@ def test_16bit_and_gray_images_become_8bit_rgb(tmp_path):
 
     arr = (np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16).astype(np.uint16)
     Image.fromarray(arr).save(tmp_path / "g16.png")
-    rgb = read_rgb(tmp_path / "g16.png")
+    rgb = read_rgb8(tmp_path / "g16.png")
     assert rgb.dtype == np.uint8 and rgb.shape == (64, 64, 3) and rgb.max() > 200
 
 

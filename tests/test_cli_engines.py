@@ -89,7 +89,7 @@ def _not_an_image_model(path):
         (["--int8"], "--int8 needs calibration images"),
         (["--int8", "--calib-dir", "{empty}"], "holds no images"),
         (["--int8", "--calib-dir", "{texts}"], "holds no images"),
-        (["--int8", "--calib-dir", "{broken}"], "cannot read"),
+        (["--int8", "--calib-dir", "{broken}"], "not an image srx can read"),
         (["--fp16", "--min", "256x256", "--max", "128x128"], "larger than --max"),
         (["--fp16", "--min", "12x12"], "below this model's minimum input 16x16"),
         (["--fp16", "-o", "{missing}/x.engine"], "does not exist"),

@@ -12,10 +12,11 @@ import pytest
 from onnx_models import write_images, write_onnx
 from trt_fakes import make_trt
 
+from srx.engines.build import engine_from_onnx, precision_onnx_path
+from srx.engines.network import onnx_op_of
 from srx.errors import BadInput, CheckFailed
 from srx.precision.int8 import QuantSettings
 from srx.runtime.cudart import DeviceInfo
-from srx.runtime.engine import engine_from_onnx, onnx_op_of, precision_onnx_path
 
 ORIN = DeviceInfo("Orin", "8.7", 7600, 8, jetson=True, jetson_release="R36 (release), REVISION: 4.3")
 SMALL_Q = QuantSettings(calibration_images=4, held_out_images=1, crop=24, sensitivity_crops=2, sensitivity_crop=24)

@@ -13,9 +13,9 @@ import pytest
 from onnx_models import natural_batch, write_onnx
 from trt_fakes import FakeCudart, make_trt
 
+from srx.engines.build import engine_from_onnx
 from srx.errors import BadInput
 from srx.runtime.cudart import Cuda, DeviceInfo
-from srx.runtime.engine import engine_from_onnx
 from srx.runtime.sidecar import describe_engine, read_sidecar, sidecar_path
 from srx.runtime.trt_session import EngineSession
 

@@ -132,7 +132,7 @@ def test_dynamic_batch_and_dla():
 
 
 def test_precision_flags_against_the_onnx():
-    from srx.runtime.engine import resolve_precision
+    from srx.engines.build import resolve_precision
 
     assert resolve_precision("fp32", None, None) == "fp32"
     assert resolve_precision("int8", None, None) == "int8"
@@ -144,3 +144,20 @@ def test_precision_flags_against_the_onnx():
         resolve_precision("fp16", "fp32", None)
     with pytest.raises(BadInput, match="only used with --int8"):
         resolve_precision("fp32", None, "calib")
+
+
+@pytest.mark.parametrize(("backend", "package"), [("tensorrt", "tensorrt"), ("tensorrt-rtx", "tensorrt-rtx-cu13")])
+def test_a_missing_tensorrt_is_a_missing_dependency_for_both_backends(monkeypatch, backend, package):
+    """Issue 18: TensorRT raised BadInput and TensorRT-RTX MissingDependency for the same situation."""
+    import importlib
+
+    from srx.errors import MissingDependency
+    from srx.runtime import trt
+
+    def absent(name: str):
+        raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+    monkeypatch.setattr(importlib, "import_module", absent)
+    with pytest.raises(MissingDependency, match=f"'{package}', which is not installed") as e:
+        trt.import_backend(backend)
+    assert e.value.package == package

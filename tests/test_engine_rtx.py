@@ -17,9 +17,9 @@ import pytest
 from onnx import TensorProto
 from onnx_models import write_images
 
+from srx.engines.build import engine_from_onnx
 from srx.precision.graph import in_norm_module, tensor_types
 from srx.precision.int8 import QuantSettings
-from srx.runtime.engine import engine_from_onnx
 from srx.runtime.sidecar import read_sidecar
 
 pytest.importorskip("tensorrt_rtx")

@@ -228,11 +228,11 @@ def test_model_and_weights_together(tmp_path):
 
 @pytest.mark.parametrize("mode", ["RGBA", "LA", "P", "L"])
 def test_reader_gives_8bit_rgb(tmp_path, mode):
-    from srx.evaluate import _read_rgb
+    from srx.images import read_rgb8
 
     rgb = smooth_image(13, 17)
     Image.fromarray(rgb).convert(mode).save(tmp_path / "x.png")
-    out = _read_rgb(tmp_path / "x.png")
+    out = read_rgb8(tmp_path / "x.png")
     assert out.dtype == np.uint8 and out.shape == (13, 17, 3)
     if mode == "RGBA":
         np.testing.assert_array_equal(out, rgb)  # alpha dropped, colour kept

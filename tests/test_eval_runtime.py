@@ -82,10 +82,10 @@ def test_engine_runs_through_the_tensorrt_runner(tmp_path, monkeypatch):
 
     import srx.runtime.cudart as cudart
     import srx.runtime.trt_session as ts
+    from srx.engines.build import engine_from_onnx
     from srx.evaluate import ResolvedModel, evaluate_model
     from srx.runtime.base import Availability
     from srx.runtime.cudart import DeviceInfo
-    from srx.runtime.engine import engine_from_onnx
     from srx.runtime.registry import BACKENDS
     from srx.runtime.sidecar import sidecar_path
 

@@ -157,7 +157,7 @@ def test_missing_onnxruntime_is_one_line_before_any_work(tmp_path):
 # -- srx info on ONNX files srx did not write ----------------------------------------------
 
 
-def test_info_refuses_garbage_truncated_and_foreign_onnx(tmp_path):
+def test_info_refuses_damaged_onnx_and_describes_a_foreign_one(tmp_path):
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"\x08\x07not an onnx model at all" * 10)
     empty = tmp_path / "empty.onnx"
@@ -184,7 +184,11 @@ def test_info_refuses_garbage_truncated_and_foreign_onnx(tmp_path):
         (garbage, "not a readable ONNX file"),
         (empty, "not an ONNX model"),
         (truncated, "not a readable ONNX file"),
-        (foreign, "not an srx image model"),
     ]
     for path, expect in cases:
         assert expect in assert_one_line_error(run_srx("info", str(path)), 2)
+    # A readable ONNX that srx did not write: shown as far as srx can (issue 16), and said so.
+    proc = run_srx("info", str(foreign))
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert "x float [1]" in proc.stdout and "Relu 1" in proc.stdout
+    assert "cannot run it (no srx.spec metadata; not one 'lr' input and one 'sr' output)" in proc.stdout

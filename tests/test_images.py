@@ -142,3 +142,22 @@ def test_writer_refuses_alpha_in_jpeg_and_is_atomic(tmp_path):
     assert list(tmp_path.iterdir()) == []
     write_image(tmp_path / "g.webp", np.full((4, 4), 7, np.uint8))
     assert Image.open(tmp_path / "g.webp").size == (4, 4)
+
+
+@pytest.mark.parametrize("color_type", [0, 2])  # 16-bit gray, 16-bit RGB
+def test_dataset_images_of_16_bits_are_rounded_to_8_bits_for_eval_and_calibration(tmp_path, color_type):
+    """Issue 18: `srx eval` refused a 16-bit gray image that calibration read (with a guess at its
+    range), and both truncated 16-bit RGB to its high byte. Now one decoder serves both."""
+    import srx.evaluate
+    import srx.precision.calib
+    from srx.images import read_rgb8
+
+    assert srx.evaluate.read_rgb8 is read_rgb8 and srx.precision.calib.read_rgb8 is read_rgb8
+    shape = (6, 7) if color_type == 0 else (6, 7, 3)
+    samples = RNG.integers(0, 65536, shape, dtype=np.uint16)
+    _png(tmp_path / "x.png", samples, color_type, [0])
+    got = read_rgb8(tmp_path / "x.png")
+    want = np.floor(samples / 257.0 + 0.5).astype(np.uint8)
+    want = np.repeat(want[..., None], 3, axis=2) if color_type == 0 else want
+    assert got.dtype == np.uint8 and got.shape == (6, 7, 3)
+    np.testing.assert_array_equal(got, want)  # v / 257 is never within float32 error of a half

@@ -9,8 +9,9 @@ from onnx import TensorProto
 from onnx_models import TINY_DIMS, natural_batch, onnx_bytes, ort_run
 
 from srx.errors import BadInput
+from srx.export.metadata import srx_onnx_from_model
 from srx.precision.fp16 import FRAGILE_OPS, fp16_from_onnx
-from srx.precision.graph import in_norm_module, module_path, srx_onnx_from_model, tensor_types
+from srx.precision.graph import in_norm_module, module_path, tensor_types
 
 FLOAT, HALF = TensorProto.FLOAT, TensorProto.FLOAT16
 

@@ -11,8 +11,9 @@ from onnx import TensorProto, numpy_helper
 from onnx_models import natural_batch, onnx_bytes, ort_run, write_images
 
 from srx.errors import BadInput, CheckFailed
+from srx.export.metadata import srx_onnx_from_model
 from srx.precision import int8 as Q
-from srx.precision.graph import srx_onnx_from_model, tensor_types
+from srx.precision.graph import tensor_types
 
 pytest.importorskip("onnxruntime")
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from srx.errors import BadInput
+from srx.export.metadata import read_srx_onnx
 from srx.models import build_model
 from srx.runtime import (
     ModelSource,
@@ -17,7 +18,6 @@ from srx.runtime import (
     parse_backends,
     validate_input,
 )
-from srx.runtime.source import spec_from_onnx
 
 CLI_BACKENDS = [
     "torch",
@@ -135,7 +135,7 @@ def test_onnxruntime_runner_on_a_hand_built_model(tmp_path, tiny):
     pytest.importorskip("onnxruntime")
     path = _tiny_onnx(tmp_path / "m.onnx", tiny.spec.to_json())
     src = ModelSource.from_file(path)
-    assert src.kind == "onnx" and src.spec == spec_from_onnx(path)
+    assert src.kind == "onnx" and src.spec == read_srx_onnx(path).spec
     x = np.random.default_rng(1).uniform(0, 1, (1, 3, 17, 23)).astype(np.float32)
     expected = x.repeat(2, axis=2).repeat(2, axis=3)
     for opts in ({}, {"specialize": False}, {"threads": 1, "opt_level": "basic"}):

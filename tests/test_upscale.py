@@ -218,7 +218,7 @@ def test_folder_with_bad_files_writes_the_good_ones(tmp_path, tiny_weights):
         ("good", ["--tile", "4"], "smaller than this model's minimum"),
         ("good", ["--backend", "tensort"], "unknown backend 'tensort'"),
         ("good", ["--backend", "onnxruntime-cuda"], "cannot run"),
-        ("good", ["-o", "{tmp}/in.png/x.png"], "cannot write"),
+        ("good", ["-o", "{tmp}/in.png/x.png"], "is a file, not a folder"),
         ("missing", [], "does not exist"),
     ],
 )

@@ -34,7 +34,7 @@ from typing import Any
 
 from srx.runtime.trace import OpTime, Trace
 
-KINDS = (
+OP_KINDS = (
     ("normalization", "LayerNorm / normalization"),
     ("pooling_resize", "pooling and resize"),
     ("convolution", "convolution"),
@@ -44,7 +44,7 @@ KINDS = (
     ("other", "other"),
     ("gaps", "launch gaps / CPU overhead"),
 )
-LABELS = dict(KINDS)
+LABELS = dict(OP_KINDS)
 TOP_OPS = 8
 
 _NORM_SCOPE = re.compile(r"norm|grn", re.IGNORECASE)
@@ -97,7 +97,7 @@ def categorize(op: OpTime) -> str:
 def breakdown(trace: Trace, timed_median_ms: float | None = None) -> dict[str, Any]:
     """The JSON `profile` of a result row: kinds in ms per run and %, the slowest operators."""
     runs = max(1, trace.runs)
-    per_kind = {k: 0.0 for k, _ in KINDS}
+    per_kind = {k: 0.0 for k, _ in OP_KINDS}
     for op in trace.ops:
         per_kind[categorize(op)] += op.ms
     busy = sum(per_kind.values())
@@ -150,7 +150,7 @@ def format_profiles(results: list[dict[str, Any]]) -> str:
     else:
         head = ["kind"] + [r["backend"] for r in rows]
         table = [head]
-        for k, label in KINDS:
+        for k, label in OP_KINDS:
             cells = [label]
             for r in rows:
                 c = r["profile"]["categories"][k]

@@ -27,7 +27,7 @@ import numpy as np
 
 from srx import __version__
 from srx.bench.complexity import count_complexity
-from srx.bench.inputs import DEFAULT_COUNT, DEFAULT_SEED, folder_inputs, synthetic_inputs
+from srx.bench.inputs import DEFAULT_COUNT, INPUT_SEED, folder_inputs, synthetic_inputs
 from srx.bench.measure import Accuracy, Progress, latency_stats, measure_backend
 from srx.errors import BadInput
 from srx.resources import check_memory
@@ -53,12 +53,23 @@ class BenchConfig:
     runs: int | None = None  # None: 50 on CUDA, 10 on CPU
     warmup: int | None = None
     images: str | None = None
-    seed: int = DEFAULT_SEED
+    seed: int = INPUT_SEED
     threads: int | None = None
     backend_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     batch: int = 1  # inputs per run (FPS counts frames)
     profile: bool = False  # add each backend's breakdown by operation kind (results[].profile)
     compile_mode: str | None = None  # torch.compile mode of the torch-compile rows (None: theirs)
+
+    def __post_init__(self) -> None:
+        """The counts are checked where they are defined, before any model is loaded."""
+        if self.runs is not None and self.runs < 1:
+            raise BadInput(f"--runs {self.runs}: need at least 1 timed run")
+        if self.warmup is not None and self.warmup < 0:
+            raise BadInput(f"--warmup {self.warmup}: cannot be negative; use 0 or more")
+        if self.threads is not None and self.threads < 1:
+            raise BadInput(f"--threads {self.threads}: need at least 1; use 1 or more (default: every CPU)")
+        if self.batch < 1:
+            raise BadInput(f"--batch {self.batch}: need at least 1 input per run")
 
     def resolved(self) -> BenchConfig:
         device = self.device or ("cuda" if has_cuda() else "cpu")
@@ -68,12 +79,6 @@ class BenchConfig:
         warmup = self.warmup
         if warmup is None:
             warmup = CUDA_DEFAULT_WARMUP if device == "cuda" else CPU_DEFAULT_WARMUP
-        if runs < 1:
-            raise BadInput(f"--runs {runs}: need at least 1 timed run")
-        if warmup < 0:
-            raise BadInput(f"--warmup {warmup}: cannot be negative")
-        if self.batch < 1:
-            raise BadInput(f"--batch {self.batch}: need at least 1 input per run")
         return BenchConfig(
             self.height,
             self.width,
@@ -178,6 +183,7 @@ def run_bench(
             "arch": spec.arch,
             "trained": spec.trained,
             "source": source.origin,
+            "precision": source.precision,
             "spec": spec.to_dict(),
         },
         "untrained": not spec.trained,

@@ -14,7 +14,7 @@ import numpy as np
 from srx.errors import BadInput
 
 DEFAULT_COUNT = 50  # the paper's protocol: 50 LR inputs
-DEFAULT_SEED = 0
+INPUT_SEED = 0  # seed of the synthetic inputs (srx bench --seed)
 
 
 def synthetic_image(height: int, width: int, seed: int) -> np.ndarray:
@@ -54,7 +54,7 @@ def synthetic_image(height: int, width: int, seed: int) -> np.ndarray:
     return np.clip(img, 0.0, 1.0).astype(np.float32)
 
 
-def synthetic_inputs(height: int, width: int, count: int = DEFAULT_COUNT, seed: int = DEFAULT_SEED) -> list[np.ndarray]:
+def synthetic_inputs(height: int, width: int, count: int = DEFAULT_COUNT, seed: int = INPUT_SEED) -> list[np.ndarray]:
     """`count` (1, 3, H, W) inputs; input i depends only on (H, W, seed + i)."""
     return [synthetic_image(height, width, seed + i)[None] for i in range(count)]
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from srx.bench.breakdown import breakdown, unavailable
-from srx.errors import BadInput
+from srx.errors import BadInput, first_line
 
 Progress = Callable[[str, int], Any]  # (description, total) -> object with update(n) and close()
 CPU_PROFILE_RUNS, CUDA_PROFILE_RUNS = 3, 20
@@ -166,12 +166,11 @@ def measure_backend(
 
 
 def failed_row(runner: Any, e: BaseException) -> dict[str, Any]:
-    first = (str(e).strip().splitlines() or [""])[0][:300]
     return {
         "backend": runner.name,
         "precision": runner.precision,
         "status": "failed",
-        "reason": f"{type(e).__name__}: {first}",
+        "reason": f"{type(e).__name__}: {first_line(str(e), 300)}",
     }
 
 
@@ -183,8 +182,7 @@ def _profile(runner: Any, staged: list[Any], runs: int, median_ms: float) -> dic
     except (KeyboardInterrupt, BadInput):
         raise
     except Exception as e:
-        first = (str(e).strip().splitlines() or [""])[0][:200]
-        return {"status": "failed", "reason": f"{type(e).__name__}: {first}"}
+        return {"status": "failed", "reason": f"{type(e).__name__}: {first_line(str(e), 200)}"}
     if trace is None:
         return unavailable(runner.profile_unavailable)
     return breakdown(trace, median_ms)

@@ -33,18 +33,23 @@ def plot_result(result: dict[str, Any], path: str | Path) -> Path:
     ax1, ax2 = axes[0], axes[1]
     bars = ax1.bar(names, med, yerr=[[0] * len(ok), p90], capsize=4, color="#4878d0")
     ax1.set_ylabel("latency, median (ms); whisker: p90")
-    for bar, r in zip(bars, ok, strict=True):
+    for bar, r, up in zip(bars, ok, p90, strict=True):
         if r.get("identical_to_fp32"):
             text = "identical"
         elif r.get("psnr_vs_fp32") is not None:
             text = f"{r['psnr_vs_fp32']:.1f} dB\n|d|={r.get('max_abs_diff_vs_fp32') or 0:.2g}"
         else:
             text = "accuracy n/a"
-        ax1.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=8)
+        # Above the p90 whisker, not the bar, so the label and the whisker do not overlap.
+        top = bar.get_height() + up
+        ax1.annotate(text, (bar.get_x() + bar.get_width() / 2, top), xytext=(0, 3), textcoords="offset points",
+                     ha="center", va="bottom", fontsize=8)  # fmt: skip
+    ax1.set_ylim(0, max(m + u for m, u in zip(med, p90, strict=True)) * 1.3 if ok else 1)
     ax1.set_title("latency (accuracy vs FP32 above)", fontsize=10)
     ax2.bar(names, mem, color="#ee854a")
-    ax2.set_ylabel("peak memory (MB)")
-    ax2.set_title("peak memory", fontsize=10)
+    what = _memory_label({r.get("memory_method") or "" for r in ok})
+    ax2.set_ylabel(f"{what} (MB)")
+    ax2.set_title(what, fontsize=10)
     if profiled:
         _stacked_profile(axes[2], profiled)
     for ax in axes:
@@ -63,11 +68,11 @@ def plot_result(result: dict[str, Any], path: str | Path) -> Path:
 
 def _stacked_profile(ax: Any, rows: list[dict[str, Any]]) -> None:
     """One stacked bar per profiled backend: ms per run of each operation kind."""
-    from srx.bench.breakdown import KINDS
+    from srx.bench.breakdown import OP_KINDS
 
     names = [r["backend"] for r in rows]
     bottom = [0.0] * len(rows)
-    for kind, label in KINDS:
+    for kind, label in OP_KINDS:
         ms = [r["profile"]["categories"][kind]["ms"] for r in rows]
         if any(ms):
             ax.bar(names, ms, bottom=bottom, label=label)
@@ -75,3 +80,12 @@ def _stacked_profile(ax: Any, rows: list[dict[str, Any]]) -> None:
     ax.set_ylabel("profiled ms per run")
     ax.set_title("where the time goes (--profile)", fontsize=10)
     ax.legend(fontsize=7)
+
+
+def _memory_label(methods: set[str]) -> str:
+    """What the memory bars are: on the CPU the growth of the process's peak RSS, not a peak."""
+    if methods and all(m.startswith("peak RSS growth") for m in methods):
+        return "peak RSS growth"
+    if methods and all(m.startswith("device memory") for m in methods):
+        return "peak device memory"
+    return "peak memory"

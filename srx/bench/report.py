@@ -154,15 +154,41 @@ def compare(new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
         row["memory_change_mb"] = None if mo is None or mn is None else round(mn - mo, 2)
         row["psnr_old"], row["psnr_new"] = o.get("psnr_vs_fp32"), r.get("psnr_vs_fp32")
         rows.append(row)
-    caveats = []
+    return {"rows": rows, "caveats": caveats(new, old)}
+
+
+# Versions that change the numbers of some backend.
+_VERSIONED = ("srx", "torch", "onnxruntime", "onnxruntime-gpu", "tensorrt", "tensorrt-rtx-cu13", "triton", "numpy")
+
+
+def caveats(new: dict[str, Any], old: dict[str, Any]) -> list[str]:
+    """Why the two runs may not be comparable: another model, input, device or version."""
+    out = []
+    om, nm = old.get("model", {}), new.get("model", {})
+    if om.get("spec") != nm.get("spec"):
+        out.append(f"model differs ({om.get('label')} before, {nm.get('label')} now)")
+    if om.get("source") != nm.get("source"):
+        out.append(f"model file differs ({om.get('source') or 'embedded default'} before)")
+    if None not in (om.get("precision"), nm.get("precision")) and om.get("precision") != nm.get("precision"):
+        out.append(f"model precision differs ({om.get('precision')} before, {nm.get('precision')} now)")
+    old_prec = {r.get("backend"): r.get("precision") for r in old["results"] if r.get("status") == "ok"}
+    for r in new["results"]:
+        before = old_prec.get(r["backend"])
+        if r["status"] == "ok" and before is not None and before != r.get("precision"):
+            out.append(f"{r['backend']} ran {before} before and {r.get('precision')} now")
     for key in ("input", "scale", "batch"):
         if old.get(key) != new.get(key):
-            caveats.append(f"{key} differs ({old.get(key)} before, {new.get(key)} now)")
-    if old.get("device", {}).get("name") != new.get("device", {}).get("name"):
-        caveats.append(f"device differs ({old.get('device', {}).get('name')} before)")
-    if old.get("model", {}).get("spec") != new.get("model", {}).get("spec"):
-        caveats.append("model differs")
-    return {"rows": rows, "caveats": caveats}
+            out.append(f"{key} differs ({old.get(key)} before, {new.get(key)} now)")
+    if old.get("inputs", {}).get("source") != new.get("inputs", {}).get("source"):
+        out.append(f"inputs differ ({old.get('inputs', {}).get('source')} before)")
+    od, nd = old.get("device", {}), new.get("device", {})
+    if (od.get("kind"), od.get("name")) != (nd.get("kind"), nd.get("name")):
+        out.append(f"device differs ({od.get('kind')} {od.get('name')} before, {nd.get('kind')} {nd.get('name')} now)")
+    ov, nv = old.get("versions", {}), new.get("versions", {})
+    changed = [f"{k} {ov.get(k, '-')} -> {nv.get(k, '-')}" for k in _VERSIONED if ov.get(k) != nv.get(k)]
+    if changed:
+        out.append("versions differ: " + ", ".join(changed))
+    return out
 
 
 def format_compare(cmp: dict[str, Any], old_path: str) -> str:

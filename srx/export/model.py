@@ -219,6 +219,32 @@ class ExportReport:
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
         }
 
+    def format(self) -> str:
+        """The lines `srx export` prints."""
+        shape = "dynamic batch, height, width" if self.dynamic else f"static 1x3x{self.input.height}x{self.input.width}"
+        simplify = (
+            f"{self.simplifier}: {self.nodes_before_simplify:,} -> {self.nodes:,} nodes" if self.simplifier else "off"
+        )
+        lines = [
+            f"exported {self.spec.label}",
+            f"  onnx       {self.onnx} ({shape}; opset {self.opset}; {self.nodes:,} nodes; "
+            f"{self.onnx_bytes / 1e6:.2f} MB)",
+            f"  simplify   {simplify}",
+            f"  verify     onnxruntime CPU vs PyTorch, max |diff| (tolerance {self.tolerance:g}):",
+        ]
+        for r in self.verify:
+            lines.append(f"             {r.case.input:>9}  batch {r.case.batch}  {r.max_abs_diff:.2e}")
+        total = sum(self.seconds.values())
+        lines.append(f"  time       {total:.1f} s (verify {self.seconds.get('verify', 0):.1f} s)")
+        return "\n".join(lines)
+
+
+def default_onnx_name(weights: str | Path | None, arch: str, scale: int, static_size: Size | None) -> str:
+    """`srx export`'s output without -o: the checkpoint's name, else the architecture and scale;
+    a static export carries its size."""
+    stem = Path(weights).stem if weights else f"{arch.replace('-', '_')}_x{scale}"
+    return f"{stem}_{static_size}.onnx" if static_size else f"{stem}.onnx"
+
 
 def export_onnx(
     model: nn.Module,

@@ -121,11 +121,25 @@ def randomize(model: nn.Module, seed: int) -> None:
                 p.copy_(0.1 * torch.randn(p.shape, generator=g))
 
 
-def default_model(scale: int = 4) -> nn.Module:
-    """The embedded default: a seeded, untrained paper SAFMN (dim 36, 8 blocks). Latency only."""
+def default_model(scale: int = 4, arch: str = "safmn") -> nn.Module:
+    """The embedded default: a seeded, untrained network (paper SAFMN, dim 36, 8 blocks,
+    unless `arch` names another). Latency only."""
+    what = f"x{scale}" if arch == "safmn" else f"{arch} x{scale}"
     return build_model(
-        "safmn", scale, seed=DEFAULT_SEED, trained=False, source=f"embedded default x{scale} (seed {DEFAULT_SEED})"
+        arch, scale, seed=DEFAULT_SEED, trained=False, source=f"embedded default {what} (seed {DEFAULT_SEED})"
     )
+
+
+def model_from_options(
+    weights: str | Path | None, *, arch: str = "auto", scale: int | None = None, param_key: str | None = None
+) -> nn.Module:
+    """`--weights`, `--arch`, `--scale`, `--param-key` of the commands: the checkpoint's
+    network, or without weights the embedded default of the architecture (paper SAFMN for auto)."""
+    if weights is not None:
+        return load_model(weights, arch=arch, scale=scale, param_key=param_key)
+    if param_key is not None:
+        raise BadInput("--param-key needs --weights: the embedded default model has no checkpoint entries")
+    return default_model(scale or 4, "safmn" if arch == "auto" else arch)
 
 
 def detect_arch(sd: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:

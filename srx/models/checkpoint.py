@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from srx.errors import BadInput
+from srx.errors import BadInput, first_line
+from srx.filekinds import CHECKPOINT_SUFFIXES, SAFETENSORS_SUFFIXES, file_kind
 
 # BasicSR saves {"params": sd} and, with EMA, {"params": sd, "params_ema": sd_ema}.
 # BasicSR's SRModel loads `params` unless the config names another key; so do we.
 DEFAULT_PARAM_KEY = "params"
 KNOWN_PARAM_KEYS = ("params", "params_ema", "state_dict", "model")
-SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 # Checked before reading, so a huge file is not loaded into memory to find out.
 MAX_CHECKPOINT_BYTES = 2**31
 
@@ -54,11 +54,16 @@ def read_checkpoint(path: str | Path, param_key: str | None = None) -> Checkpoin
             f"checkpoint {p} is {size / 1e9:.1f} GB; SAFMN-family weights are at most tens of MB, so this is "
             "not one (a training state with optimizer?): give the network's .pth or .safetensors"
         )
-    if p.suffix.lower() in (".onnx", ".engine", ".plan", ".trt"):
-        kind = "an ONNX model" if p.suffix.lower() == ".onnx" else "a TensorRT engine"
+    if file_kind(p) in ("onnx", "engine"):
+        kind = "an ONNX model" if file_kind(p) == "onnx" else "a TensorRT engine"
         raise BadInput(
             f"{p} is {kind}, not a checkpoint: give the .pth or .safetensors file it came from "
             "(commands that run exported models take it with --model)"
+        )
+    if file_kind(p) == "image":
+        raise BadInput(
+            f"{p}: unknown file type {p.suffix} for a checkpoint (it is named like an image); give the network's "
+            f"weights ({', '.join(CHECKPOINT_SUFFIXES)})"
         )
     if p.suffix.lower() in SAFETENSORS_SUFFIXES:
         obj = _read_safetensors(p)
@@ -77,7 +82,7 @@ def _read_safetensors(p: Path) -> dict[str, Any]:
         return load_file(str(p), device="cpu")
     except (SafetensorError, OSError, ValueError) as e:
         raise BadInput(
-            f"checkpoint {p} is not a readable .safetensors file ({_first_line(e)}): it may be truncated; download or save it again"
+            f"checkpoint {p} is not a readable .safetensors file ({first_line(e)}): it may be truncated; download or save it again"
         ) from e
 
 
@@ -112,7 +117,7 @@ def _read_pytorch(p: Path, head: bytes) -> Any:
     ) as e:
         kind = "a .safetensors file named like a .pth" if _looks_like_safetensors(head) else "a PyTorch checkpoint"
         raise BadInput(
-            f"{p} is not {kind} srx can read ({_first_line(e)}): it may be truncated or corrupt; download or save it again"
+            f"{p} is not {kind} srx can read ({first_line(e)}): it may be truncated or corrupt; download or save it again"
         ) from e
 
 
@@ -167,8 +172,3 @@ def _strip_prefix(sd: dict[str, Any]) -> dict[str, Any]:
     if sd and all(k.startswith("module.") for k in sd):
         return {k[len("module.") :]: v for k, v in sd.items()}
     return sd
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0][:160] if text else type(e).__name__

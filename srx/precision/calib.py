@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from srx.errors import BadInput
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+from srx.filekinds import DATASET_IMAGE_SUFFIXES
+from srx.images import read_rgb8
 
 
 @dataclass(frozen=True)
@@ -45,34 +45,62 @@ def list_images(folder: str | Path) -> list[Path]:
         p
         for root, _, names in os.walk(d, onerror=unreadable)
         for p in (Path(root) / n for n in names)
-        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+        if p.suffix.lower() in DATASET_IMAGE_SUFFIXES and p.is_file()
     )
     if not files:
         raise BadInput(
-            f"calibration folder {d} holds no images ({', '.join(IMAGE_SUFFIXES)}): "
+            f"calibration folder {d} holds no images ({', '.join(DATASET_IMAGE_SUFFIXES)}): "
             "point --calib-dir at training images such as T91 or BSD200, never at an evaluation set"
         )
     return files
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    """An image as (H, W, 3) uint8 RGB; alpha dropped, gray expanded, 16-bit reduced to 8-bit."""
-    from PIL import Image, UnidentifiedImageError
+# Benchmark sets that SR papers score on: calibrating on them tunes the INT8 ranges to the
+# test images. Recognised by a folder name on the way to the images, or by their file names.
+EVALUATION_SETS = ("set5", "set14", "b100", "bsd100", "urban100", "manga109", "general100", "div2k_valid")
+EVALUATION_IMAGES = {
+    "Set5": frozenset(["baby", "bird", "butterfly", "head", "woman"]),
+    "Set14": frozenset(
+        [
+            "baboon",
+            "barbara",
+            "bridge",
+            "coastguard",
+            "comic",
+            "face",
+            "flowers",
+            "foreman",
+            "lenna",
+            "man",
+            "monarch",
+            "pepper",
+            "ppt3",
+            "zebra",
+        ]
+    ),
+}
 
-    from srx.evaluate import DECODERS
-    from srx.images import pixel_limit
 
-    try:
-        with pixel_limit(path), Image.open(path, formats=DECODERS) as im:
-            im.load()
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(im, dtype=np.float64)
-                scale = 257.0 if arr.max() > 255 else 1.0
-                gray = np.clip(np.round(arr / scale), 0, 255).astype(np.uint8)
-                return np.repeat(gray[..., None], 3, axis=2)
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise BadInput(f"cannot read {path} as an image ({e}); remove it from the calibration folder") from e
+def evaluation_set(folder: str | Path, files: list[Path]) -> str | None:
+    """The name of the evaluation set `folder` looks like (by folder or image names), else None."""
+    root = Path(folder).resolve()
+    names = {part.lower() for part in root.parts}
+    names |= {part.lower() for f in files for part in f.resolve().relative_to(root).parts[:-1]}
+    named = next((n for n in EVALUATION_SETS if n in names), None)
+    if named is not None:
+        return next((k for k in EVALUATION_IMAGES if k.lower() == named), named)
+    stems = {f.stem.lower() for f in files}
+    return next((name for name, images in EVALUATION_IMAGES.items() if len(images & stems) >= len(images) - 1), None)
+
+
+def evaluation_set_warning(folder: str | Path, files: list[Path]) -> str:
+    found = evaluation_set(folder, files)
+    if found is None:
+        return ""
+    return (
+        f"--calib-dir {folder} looks like the {found} evaluation set: calibrating on it tunes INT8 to the images it "
+        "is scored on, so its scores are no longer a fair measure; calibrate on training images (T91, BSD200, DIV2K train)"
+    )
 
 
 def bicubic_down(hr: np.ndarray, scale: int) -> np.ndarray:
@@ -109,7 +137,7 @@ def random_crop_pair(path: Path, *, scale: int, lr_size: int, min_lr: int, rng: 
 
     None if the image is too small for the model's minimum LR size.
     """
-    img = read_rgb(path)
+    img = read_rgb8(path)
     h, w = img.shape[:2]
     ch = min(lr_size, h // scale) * scale
     cw = min(lr_size, w // scale) * scale
@@ -123,7 +151,7 @@ def random_crop_pair(path: Path, *, scale: int, lr_size: int, min_lr: int, rng: 
 
 def center_pair(path: Path, *, scale: int, max_lr: int, min_lr: int) -> Pair | None:
     """The image (centre-cropped to at most max_lr LR pixels a side, mod scale) and its bicubic LR."""
-    img = read_rgb(path)
+    img = read_rgb8(path)
     h, w = img.shape[:2]
     ch = min(max_lr, h // scale) * scale
     cw = min(max_lr, w // scale) * scale

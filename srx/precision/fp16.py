@@ -19,7 +19,7 @@ the output): callers, runners and engines keep one I/O contract for every precis
 the cost is two cheap casts. The same file serves TensorRT 10.x (STRONGLY_TYPED network
 flag), TensorRT 11.x (always strongly typed) and TensorRT-RTX; TensorRT < 9.1 uses the
 FP32 file with the FP16 builder flag and the same islands pinned by layer name
-(`fp32_layer`, see srx.runtime.engine).
+(`fp32_layer`, see srx.engines.network).
 
 Why an own pass rather than ModelOpt AutoCast: the graphs come from srx's own exporter,
 so the fragile nodes are known by name and an exact, reviewable rule is short; AutoCast
@@ -35,19 +35,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from srx.errors import BadInput
+from srx.export import INPUT_NAME, OUTPUT_NAME
+from srx.export.metadata import META_PRECISION, SrxOnnx, opset_of, set_metadata, srx_onnx_from_model
 from srx.precision.graph import (
-    INPUT_NAME,
-    META_PRECISION,
-    OUTPUT_NAME,
-    SrxOnnx,
     check_pass_output,
     fold_constants_to_initializers,
     import_onnx,
     in_norm_module,
     module_path,
-    opset_of,
-    set_metadata,
-    srx_onnx_from_model,
     tensor_types,
 )
 
@@ -126,10 +121,15 @@ def fp16_from_onnx(
     if src.precision == "fp16":
         raise BadInput("the model is already FP16; give the FP32 ONNX from 'srx export'")
     model = onnx.ModelProto()
-    model.CopyFrom(src.model)
+    model.CopyFrom(src.graph())
     report = _convert(model, keep_fp32)
-    set_metadata(model, META_PRECISION, "fp16" if src.precision == "fp32" else src.precision)
-    set_metadata(model, META_FP16, json.dumps(report.to_dict(), sort_keys=True))
+    set_metadata(
+        model,
+        {
+            META_PRECISION: "fp16" if src.precision == "fp32" else src.precision,
+            META_FP16: json.dumps(report.to_dict(), sort_keys=True),
+        },
+    )
     check_pass_output(model, "FP16")
     return srx_onnx_from_model(model, origin="FP16 model"), report
 

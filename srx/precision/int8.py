@@ -42,28 +42,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from srx.errors import BadInput, MissingDependency
+from srx.errors import BadInput, CheckFailed, MissingDependency
+from srx.export import INPUT_NAME, OUTPUT_NAME
+from srx.export.metadata import META_PRECISION, SrxOnnx, opset_of, read_srx_onnx, set_metadata, srx_onnx_from_model
 from srx.precision.calib import (
     Pair,
     batches_by_size,
     center_pair,
+    evaluation_set_warning,
     list_images,
     random_crop_pair,
     split_images,
 )
-from srx.precision.graph import (
-    INPUT_NAME,
-    META_PRECISION,
-    OUTPUT_NAME,
-    SrxOnnx,
-    check_pass_output,
-    import_onnx,
-    module_path,
-    opset_of,
-    set_metadata,
-    srx_onnx_from_model,
-)
+from srx.precision.graph import check_pass_output, import_onnx, module_path
 from srx.precision.quality import mse_y, psnr_from_mse, psnr_y
+from srx.progress import Progress
 
 if TYPE_CHECKING:
     import onnx
@@ -252,7 +245,7 @@ def qdq_model(
     del g.initializer[:]
     g.initializer.extend(keep)
     del g.value_info[:]
-    set_metadata(model, META_PRECISION, "int8")
+    set_metadata(model, {META_PRECISION: "int8"})
     return model
 
 
@@ -354,7 +347,13 @@ def run_batches(
 
 
 def collect_ranges(
-    base: onnx.ModelProto, tensors: list[str], batches: Sequence[Sequence[Pair]], *, method: str, seed: int
+    base: onnx.ModelProto,
+    tensors: list[str],
+    batches: Sequence[Sequence[Pair]],
+    *,
+    method: str,
+    seed: int,
+    progress: Progress | None = None,
 ) -> dict[str, float]:
     """Per tensor, the clipping range a (scale = a / 127) from calibration batches."""
     onnx = import_onnx()
@@ -370,8 +369,10 @@ def collect_ranges(
     rng = np.random.default_rng(seed)
     amax = dict.fromkeys(tensors, 0.0)
     samples: dict[str, list[np.ndarray]] = {t: [] for t in tensors}
+    bar = (progress or Progress.off()).bar("calibrating", sum(len(b) for b in batches), "crop")
     for batch in batches:
         outs = sess.run(tensors, {INPUT_NAME: np.stack([p.lr for p in batch])})
+        bar.update(len(batch))
         for t, v in zip(tensors, outs, strict=True):
             if not np.all(np.isfinite(v)):
                 raise BadInput(f"calibration produced non-finite values at {t}: check the calibration images")
@@ -379,6 +380,7 @@ def collect_ranges(
             for item in v.reshape(v.shape[0], -1):
                 k = min(_SAMPLES_PER_ITEM, item.size)
                 samples[t].append(item[rng.integers(0, item.size, k)])
+    bar.close()
     return {t: choose_range(np.concatenate(samples[t]), amax[t], method) for t in tensors}
 
 
@@ -418,23 +420,33 @@ class _Data:
     held_names: list[str]
 
 
-def _load_data(spec_scale: int, min_lr: int, calib_dir: str | Path, st: QuantSettings) -> _Data:
+def _load_data(spec_scale: int, min_lr: int, calib_dir: str | Path, st: QuantSettings, progress: Progress) -> _Data:
     files = list_images(calib_dir)
     split = split_images(files, held_out=st.held_out_images, calibration=st.calibration_images, seed=st.seed)
     rng = random.Random(st.seed)
+    n_sens = len(split.calibration[: st.sensitivity_crops])
+    bar = progress.bar("reading images", len(split.calibration) + n_sens + len(split.held_out), "img")
+
+    def counted(pair: Pair | None) -> Pair | None:
+        bar.update(1)
+        return pair
+
     calib = [
         p
         for f in split.calibration
-        if (p := random_crop_pair(f, scale=spec_scale, lr_size=st.crop, min_lr=min_lr, rng=rng))
+        if (p := counted(random_crop_pair(f, scale=spec_scale, lr_size=st.crop, min_lr=min_lr, rng=rng)))
     ]
     sens = [
         p
         for f in split.calibration[: st.sensitivity_crops]
-        if (p := random_crop_pair(f, scale=spec_scale, lr_size=st.sensitivity_crop, min_lr=min_lr, rng=rng))
+        if (p := counted(random_crop_pair(f, scale=spec_scale, lr_size=st.sensitivity_crop, min_lr=min_lr, rng=rng)))
     ]
     held = [
-        p for f in split.held_out if (p := center_pair(f, scale=spec_scale, max_lr=st.held_out_max_side, min_lr=min_lr))
+        p
+        for f in split.held_out
+        if (p := counted(center_pair(f, scale=spec_scale, max_lr=st.held_out_max_side, min_lr=min_lr)))
     ]
+    bar.close()
     if not calib or not held:
         raise BadInput(
             f"the images in {calib_dir} are too small for this model (LR side at least {min_lr} pixels, "
@@ -467,11 +479,12 @@ def int8_from_onnx(
     calib_dir: str | Path,
     settings: QuantSettings = QuantSettings(),
     *,
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
 ) -> tuple[SrxOnnx, Int8Report]:
     """Calibrate, measure per-layer sensitivity, choose the INT8 layers and report held-out accuracy."""
     st = settings
-    say = progress or (lambda _msg: None)
+    progress = progress or Progress.off()
+    say = progress.note
     if src.precision != "fp32":
         raise BadInput(f"the model is already {src.precision.upper()}; quantize the FP32 ONNX from 'srx export'")
     if st.high_precision not in HIGH_PRECISIONS:
@@ -479,8 +492,8 @@ def int8_from_onnx(
     import_ort()
     t0 = time.perf_counter()
     scale = src.spec.scale
-    data = _load_data(scale, src.spec.min_size, calib_dir, st)
-    base = src.model
+    data = _load_data(scale, src.spec.min_size, calib_dir, st, progress)
+    base = src.graph()
     if st.high_precision == "fp16":
         base = upgrade_opset(base, MIN_FP16_QDQ_OPSET)
     sites = conv_sites(base)
@@ -498,9 +511,9 @@ def int8_from_onnx(
         method=st.method,
     )
 
-    say(f"calibrating {len(sites)} convolutions on {data.n_calib} crops")
+    say(f"calibrating the inputs of {len(sites)} convolutions on {data.n_calib} crops")
     acts = sorted({s.act for s in sites})
-    ranges = collect_ranges(base, acts, data.calib, method=st.method, seed=st.seed)
+    ranges = collect_ranges(base, acts, data.calib, method=st.method, seed=st.seed, progress=progress)
     t1 = time.perf_counter()
 
     fp32_sess = session(base)
@@ -517,9 +530,9 @@ def int8_from_onnx(
     def sens_drop(m: onnx.ModelProto) -> float:
         return _drop_db(ref_sens, _mean_mse(run_batches(session(m), data.sens), data.sens, scale))
 
-    say(f"measuring the sensitivity of {len(sites)} layers on {sum(len(b) for b in data.sens)} crops")
     switch = session(switchable_model(base, sites, ranges, fp16_scales=st.high_precision == "fp16"))
     sensitivity = {}
+    bar = progress.bar(f"layer sensitivity ({sum(len(b) for b in data.sens)} crops)", len(layers), "layer")
     for k, layer in enumerate(layers):
         mask = np.zeros(len(layers), dtype=np.float32)
         mask[k] = 1.0
@@ -527,6 +540,8 @@ def int8_from_onnx(
             switch.run([OUTPUT_NAME], {INPUT_NAME: np.stack([p.lr for p in b]), MASK_INPUT: mask}) for b in data.sens
         ]
         sensitivity[layer] = _drop_db(ref_sens, _mean_mse(outs, data.sens, scale))
+        bar.update(1)
+    bar.close()
     t2 = time.perf_counter()
 
     order = sorted(layers, key=lambda k: -sensitivity[k])
@@ -540,6 +555,11 @@ def int8_from_onnx(
         f"{report.sensitivity_sum_db:.3f} dB)"
     )
     while drop > st.target_drop_db and len(kept) < len(order):
+        if len(kept) == len(order) - 1:
+            raise CheckFailed(
+                f"even one INT8 convolution loses {drop:.3f} dB on the calibration crops, over --target-drop "
+                f"{st.target_drop_db:g}: no INT8 model is worth writing; raise --target-drop or build with --fp16"
+            )
         kept.append(order[len(kept)])
         quantized = set(layers) - set(kept)
         drop = sens_drop(build(quantized, final=True))
@@ -547,6 +567,7 @@ def int8_from_onnx(
     t3 = time.perf_counter()
 
     final = build(quantized, final=True)
+    say(f"measuring the accuracy on {len(data.held)} held-back image{'s' if len(data.held) != 1 else ''}")
     held_fp32 = run_batches(fp32_sess, data.held)
     held_int8 = run_batches(session(final), data.held)
     p32, p8, vs = [], [], []
@@ -573,7 +594,6 @@ def int8_from_onnx(
         "total": t4 - t0,
     }
 
-    set_metadata(final, META_PRECISION, "int8")
     meta = {
         "high_precision": st.high_precision,
         "method": st.method,
@@ -586,7 +606,7 @@ def int8_from_onnx(
         "psnr_drop_db": round(report.psnr_drop_db, 4),
         "psnr_vs_fp32": round(report.psnr_vs_fp32, 3),
     }
-    set_metadata(final, META_INT8, json.dumps(meta, sort_keys=True))
+    set_metadata(final, {META_PRECISION: "int8", META_INT8: json.dumps(meta, sort_keys=True)})
     check_pass_output(final, "INT8")
     return srx_onnx_from_model(final, origin="INT8 model"), report
 
@@ -603,19 +623,18 @@ def quantize_file(
     *,
     settings: QuantSettings = QuantSettings(),
     max_psnr_drop: float | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """`srx quantize`: check inputs, quantize, gate on `max_psnr_drop`, write the Q/DQ ONNX.
 
     Nothing is written when the gate fails (CheckFailed) or anything else goes wrong.
     """
-    from srx.errors import CheckFailed
     from srx.fileio import check_writable, write_bytes_atomic
-    from srx.precision.graph import load_srx_onnx
 
     src_path = Path(onnx_path)
     _check_settings(settings, max_psnr_drop)
-    src = load_srx_onnx(src_path)
+    src = read_srx_onnx(src_path, keep_model=True)
     out = Path(output) if output is not None else default_int8_path(src_path)
     if out.resolve() == src_path.resolve():
         raise BadInput(f"-o {out} is the input model: choose another output file")
@@ -625,6 +644,8 @@ def quantize_file(
         raise BadInput(
             f"--calib-dir {calib_dir} holds {len(files)} image; calibration needs at least 2 (one is held back): add training images"
         )
+    if warn is not None and evaluation_set_warning(calib_dir, files):
+        warn(evaluation_set_warning(calib_dir, files))
     model, report = int8_from_onnx(src, calib_dir, settings, progress=progress)
     result = {"onnx": str(out), **report.to_dict(), "max_psnr_drop": max_psnr_drop, "source_onnx": str(src_path)}
     if max_psnr_drop is not None and report.psnr_drop_db > max_psnr_drop:
@@ -651,3 +672,20 @@ def _check_settings(st: QuantSettings, max_psnr_drop: float | None) -> None:
         raise BadInput(f"--max-psnr-drop {max_psnr_drop}: must be >= 0 dB; use 0 or more")
     if st.high_precision not in HIGH_PRECISIONS:
         raise BadInput(f"--high-precision {st.high_precision!r}: use fp16 or fp32")
+
+
+def format_report(r: dict[str, Any]) -> str:
+    """The lines `srx quantize` prints for `quantize_file`'s result."""
+    n_int8, kept = len(r["int8_layers"]), r["kept_layers"]
+    hp = str(r.get("high_precision", "fp16")).upper()
+    held = r["held_out_images"]
+    return "\n".join(
+        [
+            f"wrote {r['onnx']}",
+            f"  INT8 layers   {n_int8} of {n_int8 + len(kept)}"
+            + (f" (kept in {hp}: {', '.join(kept)})" if kept else ""),
+            f"  calibration   {r['calibration_images']} crops; {held} image{'s' if held != 1 else ''} held back",
+            f"  held-out      Y-PSNR {r['psnr_fp32_db']:.3f} dB FP32 -> {r['psnr_int8_db']:.3f} dB INT8 "
+            f"(drop {r['psnr_drop_db']:.3f} dB); INT8 vs FP32 {r['psnr_vs_fp32']:.2f} dB",
+        ]
+    )

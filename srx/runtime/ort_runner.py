@@ -20,13 +20,16 @@ Speed on the CPU comes from session settings and graph choices, each measured
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from srx.errors import BadInput
+from srx.errors import BadInput, first_line
 from srx.runtime.base import Runner
 from srx.runtime.device import cpu_count
+
+if TYPE_CHECKING:
+    from srx.runtime.source import ModelSource
 
 DIM_NAMES = ("batch", "height", "width")
 OPT_LEVELS = ("disable", "basic", "extended", "all")
@@ -50,6 +53,11 @@ class OrtCPURunner(Runner):
     static_default = True
     spinning_default = False
     mem_pattern_default = False
+
+    def __init__(self, source: ModelSource, device: str = "cpu", **options: Any) -> None:
+        super().__init__(source, device, **options)
+        # What the model computes in: a given FP16 or INT8 ONNX is not an FP32 run.
+        self.precision = source.precision  # type: ignore[misc]
 
     def _activate(self) -> None:
         import onnxruntime as ort
@@ -144,8 +152,7 @@ class OrtCPURunner(Runner):
         try:
             return self._ort.InferenceSession(model, options, providers=list(self.providers))
         except Exception as e:  # onnxruntime raises its own Fail / InvalidGraph types
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-            raise BadInput(f"onnxruntime cannot load {self.source.origin}: {first}") from e
+            raise BadInput(f"onnxruntime cannot load {self.source.origin}: {first_line(e, 200)}") from e
 
     def _deactivate(self) -> None:
         self._sessions.clear()

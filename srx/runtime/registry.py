@@ -133,10 +133,11 @@ def _check_ort_cpu(device: str, source: ModelSource | None) -> Availability:
 
 
 def _check_ort_cuda(device: str, source: ModelSource | None) -> Availability:
-    if not _installed("onnxruntime"):
-        return _missing("onnxruntime-gpu", "gpu")
+    # No GPU is the reason that matters first: installing a package would not help.
     if not has_cuda():
         return Availability.no(NO_GPU)
+    if not _installed("onnxruntime"):
+        return _missing("onnxruntime-gpu", "gpu")
     import onnxruntime as ort
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -148,12 +149,12 @@ def _check_ort_cuda(device: str, source: ModelSource | None) -> Availability:
 
 def _check_tensorrt(module: str, package: str, extra: str | None, runner_module: str) -> Callable[..., Availability]:
     def check(device: str, source: ModelSource | None) -> Availability:
+        if not has_cuda():
+            return Availability.no(NO_GPU)
         if not _installed(module):
             return _missing(package, extra)
         if not _installed("cuda.bindings") and not _installed("cuda.cudart"):
             return _missing("cuda-python", "gpu")
-        if not has_cuda():
-            return Availability.no(NO_GPU)
         if not _installed(runner_module):
             return Availability.no(f"the {package} runner ({runner_module}) is not in this build of srx")
         return Availability.yes()
@@ -315,6 +316,9 @@ def check_backend(name: str, device: str, source: ModelSource | None = None) -> 
     """Can backend `name` run with `--device device` on `source` here? Never raises for a known name."""
     b = get_backend(name)
     where = b.runs_on(device)
+    if source is not None and engine_mismatch(name, source):
+        # The engine's sidecar decides; whether this backend is installed does not matter.
+        return Availability.no(engine_mismatch(name, source))
     try:
         avail = b.check(where, source)
     except Exception as e:  # a broken optional install must not take the whole bench down
@@ -331,6 +335,14 @@ def check_backend(name: str, device: str, source: ModelSource | None = None) -> 
         target = "the GPU" if where == "cuda" else "the CPU"
         return Availability.no(f"runs on {target}; this run is --device {device}: use --device {where}")
     return avail
+
+
+def engine_mismatch(name: str, source: ModelSource) -> str:
+    """Why backend `name` cannot run `source`'s engine because another backend built it ('' if it can)."""
+    built = source.engine_backend
+    if get_backend(name).needs != "engine" or source.kind != "engine" or built in (None, name):
+        return ""
+    return f"{source.origin} was built with {built}, not {name}: run it with the {built} backend"
 
 
 def runner_class(name: str) -> type[Runner]:
@@ -355,11 +367,12 @@ def auto_backend(source: ModelSource, device: str) -> str:
 
     On the CPU onnxruntime, not torch-compile, although torch-compile is faster per frame
     (docs/bench.md): it compiles again for every new image size, which costs more than it
-    saves on a folder of photos (bench/upscale_backends.py). PyTorch on a GPU; TensorRT for an
-    engine. When none can run, the last candidate, so that open_runner says why."""
+    saves on a folder of photos (bench/upscale_backends.py). PyTorch on a GPU; for an engine,
+    the backend its sidecar says built it. When none can run, the last candidate, so that
+    open_runner says why."""
     candidates = ["torch"] if device == "cuda" else ["onnxruntime", "torch"]
     if source.kind == "engine":
-        candidates = ["tensorrt", "tensorrt-rtx"]
+        candidates = [source.engine_backend or "tensorrt"]
     elif source.kind == "onnx" and not source.has_module:
         candidates = ["onnxruntime-cuda", "onnxruntime"] if device == "cuda" else ["onnxruntime"]
     for name in candidates:

@@ -27,7 +27,6 @@ from srx.spec import ModelSpec
 
 FORMAT = "srx-engine"
 FORMAT_VERSION = 1
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
 def sidecar_path(engine: str | Path) -> Path:
@@ -65,8 +64,8 @@ def read_sidecar(engine: str | Path) -> dict[str, Any]:
     side = sidecar_path(p)
     if not side.is_file():
         raise BadInput(
-            f"{p} has no sidecar {side.name}: srx refuses engines it cannot check (device, TensorRT version); "
-            "rebuild it with 'srx build-engine' (or, in code, pass check_engine=False to load it unchecked)"
+            f"{p} has no sidecar {side.name} next to it: srx refuses engines it cannot check (device, TensorRT "
+            "version); rebuild it with 'srx build-engine', which writes both"
         )
     try:
         d = json.loads(side.read_text())
@@ -162,6 +161,15 @@ def describe_engine(path: str | Path) -> dict[str, Any]:
         "target": side.get("target", "gpu")
         + (f", DLA core {side['dla_core']}" if side.get("dla_core") is not None else ""),
         "built": f"{side.get('created', '?')} by srx {side.get('srx_version', '?')} in {side.get('build_seconds', '?')} s",
-        "onnx": f"{side.get('source_onnx')} (sha256 {str(side.get('source_onnx_sha256', ''))[:12]}...)",
+        "onnx": _built_from(side),
     }
     return out
+
+
+def _built_from(side: dict[str, Any]) -> str:
+    """The ONNX the engine was built from: the FP16 / Q/DQ ONNX build-engine wrote, or the given one."""
+    made = side.get("precision_onnx")
+    if made:
+        precision = str(side.get("precision", "")).upper()
+        return f"{made} (sha256 {str(side.get('onnx_sha256', ''))[:12]}...), the {precision} ONNX made from {side.get('source_onnx')}"
+    return f"{side.get('source_onnx')} (sha256 {str(side.get('source_onnx_sha256', ''))[:12]}...)"

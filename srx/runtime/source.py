@@ -10,22 +10,23 @@ graph `srx export` writes, before its optional onnxslim pass): dynamic batch / h
 width, or a fixed-size graph for one input size (`srx export --static`) when a backend asks
 for one. Exports are made on first request, kept in a temporary folder and removed by
 `close()`.
+
+What the model is (its ModelSpec, its precision, and for an engine the backend that built
+it) comes from the file's own record: the ONNX metadata checked against its graph
+(srx.export.metadata) or the engine's sidecar (srx.runtime.sidecar), read with the same
+functions `srx info` uses.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from srx.errors import BadInput
+from srx.filekinds import CHECKPOINT_SUFFIXES, ENGINE_SUFFIXES, file_kind
 from srx.spec import ModelSpec
-
-ONNX_SUFFIXES = (".onnx",)
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
 class ModelSource:
@@ -39,8 +40,12 @@ class ModelSource:
         onnx_path: Path | None = None,
         engine_path: Path | None = None,
         origin: str = "",
+        precision: str = "fp32",
+        engine_backend: str | None = None,
     ) -> None:
         self.spec = spec
+        self.precision = precision  # what the given model computes in: fp32, fp16, int8
+        self.engine_backend = engine_backend  # the backend that built a given engine (its sidecar says)
         self._module = module
         self._onnx = onnx_path
         self._engine = engine_path
@@ -58,11 +63,10 @@ class ModelSource:
         cls, path: str | Path | None, scale: int | None = None, param_key: str | None = None
     ) -> ModelSource:
         """A checkpoint, or with `path=None` the embedded default (untrained) model."""
-        from srx.models import default_model, load_model
+        from srx.models import model_from_options
 
-        if path is None:
-            return cls.from_module(default_model(scale or 4))
-        return cls.from_module(load_model(path, scale=scale, param_key=param_key), origin=str(path))
+        module = model_from_options(path, scale=scale, param_key=param_key)
+        return cls.from_module(module, origin=str(path) if path is not None else "")
 
     @classmethod
     def from_options(
@@ -70,8 +74,13 @@ class ModelSource:
     ) -> ModelSource:
         """`--weights` and/or `--model` of bench and upscale (the embedded default when neither).
 
-        Both: the file runs in onnxruntime / TensorRT, the weights give the FP32 reference and
-        the torch backends, so they must be the same network."""
+        `--model` takes a checkpoint too (as `srx eval --model` does). Both an exported file
+        and weights: the file runs in onnxruntime / TensorRT, the weights give the FP32
+        reference and the torch backends, so they must be the same network."""
+        if model is not None and file_kind(model) == "checkpoint":
+            if weights is not None:
+                raise BadInput(f"--model {model} is a checkpoint and so is --weights {weights}: give one of them")
+            weights, model = model, None
         if model is None:
             return cls.from_weights(weights, scale, param_key)
         src = cls.from_file(model, scale)
@@ -94,17 +103,25 @@ class ModelSource:
         p = Path(path)
         if not p.is_file():
             raise BadInput(f"model {p} does not exist or is not a file: check the path")
-        suffix = p.suffix.lower()
-        if suffix in ONNX_SUFFIXES:
-            spec = spec_from_onnx(p)
-            src = cls(spec, onnx_path=p, origin=str(p))
-        elif suffix in ENGINE_SUFFIXES:
-            spec = spec_from_engine_sidecar(p)
-            src = cls(spec, engine_path=p, origin=str(p))
+        kind = file_kind(p)
+        if kind == "onnx":
+            from srx.export.metadata import read_srx_onnx
+
+            info = read_srx_onnx(p)
+            src = cls(info.spec, onnx_path=p, origin=str(p), precision=info.precision)
+        elif kind == "engine":
+            from srx.runtime.sidecar import read_sidecar, spec_of
+
+            side = read_sidecar(p)
+            src = cls(spec_of(side), engine_path=p, origin=str(p), precision=str(side.get("precision", "?")),
+                      engine_backend=side.get("backend"))  # fmt: skip
         else:
-            raise BadInput(f"{p}: unknown model file type {suffix or '(none)'}; give an .onnx or .engine file")
-        if scale is not None and scale != spec.scale:
-            raise BadInput(f"--scale {scale} contradicts {p}, which is a x{spec.scale} model: drop --scale")
+            raise BadInput(
+                f"{p}: unknown model file type {p.suffix or '(none)'}; give an .onnx or engine "
+                f"({', '.join(ENGINE_SUFFIXES)}) file, or a checkpoint ({', '.join(CHECKPOINT_SUFFIXES)})"
+            )
+        if scale is not None and scale != src.spec.scale:
+            raise BadInput(f"--scale {scale} contradicts {p}, which is a x{src.spec.scale} model: drop --scale")
         return src
 
     # -- forms -----------------------------------------------------------------------------
@@ -204,25 +221,3 @@ class ModelSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def spec_from_onnx(path: Path) -> ModelSpec:
-    """The ModelSpec in an srx ONNX's metadata, after the checks `srx info` makes."""
-    try:
-        from srx.export.metadata import read_srx_onnx
-    except ImportError as e:
-        from srx.errors import MissingDependency
-
-        raise MissingDependency("onnx", "cpu", "reading an ONNX model") from e
-    return read_srx_onnx(path).spec
-
-
-def spec_from_engine_sidecar(path: Path) -> ModelSpec:
-    """Engines carry their ModelSpec in a JSON sidecar next to them (`X.engine.json`, key `spec`)."""
-    for side in (path.with_name(path.name + ".json"), path.with_suffix(".json")):
-        if side.is_file():
-            with contextlib.suppress(OSError, json.JSONDecodeError):
-                d = json.loads(side.read_text())
-                if isinstance(d, dict) and isinstance(d.get("spec"), dict):
-                    return ModelSpec.from_dict(d["spec"])
-    raise BadInput(f"{path} has no srx sidecar ({path.name}.json with a 'spec'): build it with srx build-engine")

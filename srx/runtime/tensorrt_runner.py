@@ -11,29 +11,32 @@ Options: check_engine (default True), device_index (default 0).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from srx.runtime.base import Runner, Timer
 from srx.runtime.trt_session import EngineSession
 
+if TYPE_CHECKING:
+    from srx.runtime.source import ModelSource
 
-class CudaEventTimer(Timer):
-    """cudaEventRecord on the runner's stream around the timed work; elapsed by cudaEventElapsedTime."""
+
+class EngineEventTimer(Timer):
+    """cudaEventRecord on the engine's stream around the timed work; elapsed by cudaEventElapsedTime."""
 
     def __init__(self, session: EngineSession) -> None:
         super().__init__()
         self._s = session
-        self._cuda = session._cuda
+        self._cuda = session.cuda
         self._start = self._cuda.event()
         self._stop = self._cuda.event()
 
     def start(self) -> None:
-        self._cuda.record(self._start, self._s._stream)
+        self._cuda.record(self._start, self._s.stream)
 
     def stop(self) -> None:
-        self._cuda.record(self._stop, self._s._stream)
+        self._cuda.record(self._stop, self._s.stream)
 
     def elapsed_ms(self) -> float:
         try:
@@ -50,6 +53,11 @@ class TensorRTRunner(Runner):
     precision = "engine"
     backend = "tensorrt"
 
+    def __init__(self, source: ModelSource, device: str = "cuda", **options: Any) -> None:
+        super().__init__(source, device, **options)
+        # The engine's precision is a property of the file (its sidecar), not of the backend.
+        self.precision = source.precision  # type: ignore[misc]
+
     def _activate(self) -> None:
         self._session = EngineSession(
             self.source.engine_path(),
@@ -58,8 +66,6 @@ class TensorRTRunner(Runner):
             check=bool(self.options.get("check_engine", True)),
         )
         self._session.open()
-        # The engine's precision is a property of the file (its sidecar), not of the backend.
-        self.precision = str(self._session.sidecar.get("precision", "engine"))  # type: ignore[misc]
 
     def _deactivate(self) -> None:
         self._session.close()
@@ -87,7 +93,7 @@ class TensorRTRunner(Runner):
         self._session.synchronize()
 
     def timer(self) -> Timer:
-        return CudaEventTimer(self._session)
+        return EngineEventTimer(self._session)
 
     def mode(self) -> str:
         return f"{self.backend} engine"
@@ -116,7 +122,7 @@ class TensorRTRunner(Runner):
         return {
             "engine": str(s.path),
             "engine_precision": side.get("precision"),
-            "backend_version": str(getattr(s._trt, "__version__", "")),
+            "backend_version": s.backend_version,
             "built_with": side.get("backend_version"),
             "profile": side.get("profile"),
             "device": s.device.to_dict() if s.device is not None else None,

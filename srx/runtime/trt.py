@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import importlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from srx.errors import BadInput, MissingDependency
 
-BACKENDS = ("tensorrt", "tensorrt-rtx")
+# The TensorRT backends and their Python modules (srx.runtime.registry knows every backend).
 MODULES = {"tensorrt": "tensorrt", "tensorrt-rtx": "tensorrt_rtx"}
 
 STRONG_TYPING_FROM = (9, 1)
@@ -44,28 +44,24 @@ def parse_version(text: str) -> tuple[int, ...]:
 
 
 def import_backend(backend: str) -> Any:
-    """The Python module for `backend`, or MissingDependency / BadInput saying how to get it."""
+    """The Python module for `backend`, or MissingDependency saying how to get it."""
     if backend not in MODULES:
         raise BadInput(f"unknown TensorRT backend {backend!r}: use tensorrt or tensorrt-rtx")
     try:
         return importlib.import_module(MODULES[backend])
     except ImportError as e:
         if backend == "tensorrt-rtx":
-            raise MissingDependency("tensorrt-rtx-cu13", "trt-rtx", "building TensorRT-RTX engines") from e
-        raise BadInput(
-            "building TensorRT engines needs NVIDIA TensorRT's Python package 'tensorrt', which is not installed: "
-            "on a Jetson it comes with JetPack (apt install python3-libnvinfer); elsewhere pip install 'srx[tensorrt]' "
-            "or use --backend tensorrt-rtx"
-        ) from e
+            raise MissingDependency("tensorrt-rtx-cu13", "trt-rtx", "building or running TensorRT-RTX engines") from e
+        raise MissingDependency("tensorrt", None, "building or running TensorRT engines") from e
 
 
 def resolve_backend(requested: str) -> str:
     """'auto' -> enterprise TensorRT if importable, else TensorRT-RTX; names are checked."""
     if requested != "auto":
-        if requested not in BACKENDS:
+        if requested not in MODULES:
             raise BadInput(f"--backend {requested!r}: use auto, tensorrt or tensorrt-rtx")
         return requested
-    for backend in BACKENDS:
+    for backend in MODULES:
         try:
             importlib.import_module(MODULES[backend])
         except ImportError:
@@ -109,27 +105,24 @@ def plan_build(
     if precision not in ("fp32", "fp16", "int8"):
         raise BadInput(f"unknown precision {precision!r}: use fp32, fp16 or int8")
     v = version
+    # Strongly typed, from the ONNX of this precision: what every current backend does.
+    strong = BuildPlan(
+        backend=backend,
+        version=v,
+        precision=precision,
+        onnx=precision,
+        strongly_typed=True,
+        network_flags=("STRONGLY_TYPED",),
+        builder_flags=(),
+        clear_flags=("TF32",) if precision == "fp32" else (),
+        pin_fp32_layers=False,
+        dla_core=None,
+        timing_cache=True,
+    )
     if backend == "tensorrt-rtx":
-        if dla_core is not None:
-            raise BadInput("TensorRT-RTX has no DLA support: drop --dla-core or use --backend tensorrt on a Jetson")
-        if target == "jetson":
-            raise BadInput(
-                "TensorRT-RTX does not run on Jetson: on the device use the TensorRT that JetPack ships (--backend tensorrt)"
-            )
-        return BuildPlan(
-            backend=backend,
-            version=v,
-            precision=precision,
-            onnx=precision,
-            strongly_typed=True,
-            network_flags=("STRONGLY_TYPED",),
-            builder_flags=(),
-            clear_flags=(),
-            pin_fp32_layers=False,
-            dla_core=None,
-            timing_cache=False,
-            notes=("TensorRT-RTX engines are built ahead of time and specialised for the GPU when first run",),
-        )
+        _check_rtx(dla_core, target)
+        notes = ("TensorRT-RTX engines are built ahead of time and specialised for the GPU when first run",)
+        return replace(strong, clear_flags=(), timing_cache=False, notes=notes)
     if backend != "tensorrt":
         raise BadInput(f"unknown TensorRT backend {backend!r}: use tensorrt or tensorrt-rtx")
     if v < OLDEST:
@@ -139,67 +132,48 @@ def plan_build(
     if dla_core is not None and precision == "fp32":
         raise BadInput("DLA runs FP16 or INT8 only: add --fp16 to use --dla-core")
     dla_flags = ("GPU_FALLBACK",) if dla_core is not None else ()
-    fp32_clear = ("TF32",) if precision == "fp32" else ()
     if v >= ALWAYS_STRONG_FROM:
         if dla_core is not None and v < DLA_STRONG_FROM:
             raise BadInput(
                 f"TensorRT {'.'.join(map(str, v))} has no DLA support (it returned in 11.4.1 for Jetson AGX Orin "
                 "with JetPack 7.2.2): drop --dla-core"
             )
-        return BuildPlan(
-            backend=backend,
-            version=v,
-            precision=precision,
-            onnx=precision,
-            strongly_typed=True,
-            network_flags=(),
-            builder_flags=dla_flags,
-            clear_flags=fp32_clear,
-            pin_fp32_layers=False,
-            dla_core=dla_core,
-            timing_cache=True,
+        return replace(strong, network_flags=(), builder_flags=dla_flags, dla_core=dla_core)
+    if v >= STRONG_TYPING_FROM and dla_core is None:
+        return strong
+    return _weakly_typed(strong, precision, dla_core, dla_flags)
+
+
+def _check_rtx(dla_core: int | None, target: str) -> None:
+    if dla_core is not None:
+        raise BadInput("TensorRT-RTX has no DLA support: drop --dla-core or use --backend tensorrt on a Jetson")
+    if target == "jetson":
+        raise BadInput(
+            "TensorRT-RTX does not run on Jetson: on the device use the TensorRT that JetPack ships (--backend tensorrt)"
         )
-    weak = v < STRONG_TYPING_FROM or dla_core is not None
-    if weak and dla_core is not None and precision == "int8":
+
+
+def _weakly_typed(strong: BuildPlan, precision: str, dla_core: int | None, dla_flags: tuple[str, ...]) -> BuildPlan:
+    """TensorRT 8.6, and DLA builds before 11.x: the FP32 (or Q/DQ-over-FP32) ONNX and builder flags."""
+    if dla_core is not None and precision == "int8":
         raise BadInput(
             "INT8 on the DLA with TensorRT 10.x and older needs implicit calibration, which srx does not do: "
             "use --fp16 with --dla-core"
         )
-    if not weak:
-        return BuildPlan(
-            backend=backend,
-            version=v,
-            precision=precision,
-            onnx=precision,
-            strongly_typed=True,
-            network_flags=("STRONGLY_TYPED",),
-            builder_flags=(),
-            clear_flags=fp32_clear,
-            pin_fp32_layers=False,
-            dla_core=None,
-            timing_cache=True,
-        )
-    flags: tuple[str, ...] = ()
-    if precision == "fp16":
-        flags = ("FP16", "OBEY_PRECISION_CONSTRAINTS")
-    elif precision == "int8":
-        flags = ("INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS")
-    network_flags = ("EXPLICIT_BATCH",) if v < (10, 0) else ()
-    notes = ["weakly typed build: normalisation layers pinned to FP32 by name"] if precision != "fp32" else []
-    return BuildPlan(
-        backend=backend,
-        version=v,
-        precision=precision,
+    flags = {"fp32": (), "fp16": ("FP16", "OBEY_PRECISION_CONSTRAINTS")}.get(
+        precision, ("INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS")
+    )
+    old = strong.version < (10, 0)
+    return replace(
+        strong,
         onnx="int8-fp32" if precision == "int8" else "fp32",
         strongly_typed=False,
-        network_flags=network_flags,
+        network_flags=("EXPLICIT_BATCH",) if old else (),
         builder_flags=flags + dla_flags,
-        clear_flags=fp32_clear,
         pin_fp32_layers=precision != "fp32",
         dla_core=dla_core,
-        timing_cache=True,
-        max_opset=TRT86_MAX_OPSET if v < (10, 0) else None,
-        notes=tuple(notes),
+        max_opset=TRT86_MAX_OPSET if old else None,
+        notes=("weakly typed build: normalisation layers pinned to FP32 by name",) if precision != "fp32" else (),
     )
 
 

@@ -60,6 +60,21 @@ class EngineSession:
     def spec(self) -> Any:
         return spec_of(self.sidecar) if self.sidecar else None
 
+    @property
+    def cuda(self) -> Any:
+        """The CUDA runtime wrapper (srx.runtime.cudart.Cuda) the session runs on."""
+        return self._cuda
+
+    @property
+    def stream(self) -> Any:
+        """The CUDA stream the engine runs on (None before open())."""
+        return self._stream
+
+    @property
+    def backend_version(self) -> str:
+        """The version of the TensorRT that runs the engine ('' before open())."""
+        return str(getattr(self._trt, "__version__", "")) if self._trt is not None else ""
+
     # -- lifecycle ------------------------------------------------------------------------
     def __enter__(self) -> EngineSession:
         self.open()

@@ -36,13 +36,14 @@ from srx import __version__
 from srx.errors import BadInput
 from srx.export import INPUT_NAME, OUTPUT_NAME
 from srx.fileio import sha256_file
+from srx.filekinds import file_kind
 from srx.spec import ModelSpec
 
 DEFAULT_MAX_BATCH = 8
 # Long enough for clients that send at nearly the same time to share a batch, short next to
 # one inference (a TensorRT FP16 320x180 frame is on the order of a millisecond on a big GPU).
 DEFAULT_QUEUE_DELAY_US = 1000
-KINDS = ("gpu", "cpu")
+INSTANCE_KINDS = ("gpu", "cpu")
 ACCELERATORS = ("cuda", "tensorrt", "none")
 # Triton and PyTriton accept these characters in a model name; it is also a folder name.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -116,7 +117,7 @@ def _check_common(o: RepoOptions) -> None:
         raise BadInput(f"--max-queue-delay-us {o.queue_delay_us}: cannot be negative; use 0 or more")
     if o.max_batch is not None and o.max_batch < 1:
         raise BadInput(f"--max-batch {o.max_batch}: use 1 or more")
-    if o.kind not in KINDS:
+    if o.kind not in INSTANCE_KINDS:
         raise BadInput(f"--kind {o.kind!r}: choose gpu or cpu")
     if o.accelerator is not None and o.accelerator not in ACCELERATORS:
         raise BadInput(f"--accelerator {o.accelerator!r}: choose {', '.join(ACCELERATORS)}")
@@ -145,14 +146,12 @@ def plan_entry(model: str | Path, options: RepoOptions | None = None) -> RepoEnt
     path = Path(model)
     if not path.is_file():
         raise BadInput(f"model {path} does not exist or is not a file: give an srx .onnx or .engine")
-    suffix = path.suffix.lower()
-    if suffix == ".onnx":
+    kind = file_kind(path)
+    if kind == "onnx":
         return _onnx_entry(path, o)
-    from srx.runtime.sidecar import ENGINE_SUFFIXES
-
-    if suffix in ENGINE_SUFFIXES:
+    if kind == "engine":
         return _plan_entry(path, o)
-    raise BadInput(f"{path}: unknown model file type {suffix or '(none)'}; give an srx .onnx or .engine file")
+    raise BadInput(f"{path}: unknown model file type {path.suffix or '(none)'}; give an srx .onnx or .engine file")
 
 
 def _onnx_entry(path: Path, o: RepoOptions) -> RepoEntry:

@@ -29,15 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from srx.errors import BadInput, SrxError
+from srx.errors import BadInput, SrxError, first_line
 from srx.runtime.source import ModelSource
 from srx.serve.env import check_port_free, model_folders, stub_library_path
 from srx.serve.handler import DTYPES, INPUT, OUTPUT, Handler, Limits, RunnerPool
 from srx.serve.repository import DEFAULT_MAX_BATCH, DEFAULT_QUEUE_DELAY_US, model_name_from
 from srx.sizes import Size
 from srx.spec import ModelSpec
-
-LOG = logging.getLogger("srx.serve")
 
 # Endpoints PyTriton 0.7 protects by default, less statistics (read-only counters).
 PROTECTED_ENDPOINTS = ["shared-memory", "model-repository", "trace", "logging"]
@@ -143,7 +141,7 @@ def serve(
         try:
             triton.run()
         except Exception as e:  # PyTriton raises its own types, with the server log elsewhere
-            raise SrxError(f"the Triton server did not start: {type(e).__name__}: {_first_line(e)}") from e
+            raise SrxError(f"the Triton server did not start: {type(e).__name__}: {first_line(e, 200)}") from e
         on_ready(
             {
                 "models": list(models),
@@ -222,8 +220,3 @@ def _publish_parameters(triton: Any, model_name: str, params: dict[str, str], wa
         model._get_triton_model_config().backend_parameters.update(params)
     except (AttributeError, StopIteration, TypeError) as e:
         warn(f"this PyTriton does not let srx publish the model's scale and minimum size ({type(e).__name__})")
-
-
-def _first_line(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return lines[0][:200] if lines else ""

@@ -165,6 +165,15 @@ def test_export_during_verification(tmp_path, at, sig):
 # -- srx upscale ---------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def paper_size(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded default's weights as a checkpoint: the same compute, and no untrained-model
+    warning, which `srx upscale` prints before the work (its one error line stays alone)."""
+    from srx.models import default_model
+
+    return save_checkpoint(tmp_path_factory.mktemp("paper") / "paper_x4.pth", default_model(4))
+
+
 @pytest.fixture
 def images(tmp_path: Path) -> Path:
     src = tmp_path / "in"
@@ -203,12 +212,13 @@ def test_upscale_before_the_second_rename(tmp_path, tiny, images):
     ],
     ids=["in-pytorch", "in-onnxruntime"],
 )
-def test_upscale_during_compute(tmp_path, backend, at, sig):
-    """The embedded paper-size model on a 256x256 image, interrupted mid-forward."""
+def test_upscale_during_compute(tmp_path, paper_size, backend, at, sig):
+    """The paper-size model on a 256x256 image, interrupted mid-forward."""
     src = save_image(tmp_path / "big.png", 256, 256)
     out = tmp_path / "out"
     out.mkdir()
-    args = ["upscale", str(src), "-o", str(out / "big.png"), "--backend", backend, "--json", str(out / "r.json")]
+    args = ["upscale", str(src), "-o", str(out / "big.png"), "--weights", str(paper_size), "--backend", backend,
+            "--json", str(out / "r.json")]  # fmt: skip
     proc = interrupt(args, at, SIGNALS[sig], tmp_path)
     check_interrupted(proc, SIGNALS[sig])
     assert files_under(out) == set()

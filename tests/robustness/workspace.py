@@ -181,6 +181,8 @@ def build(ws: Path) -> Path:
     (en / "badjson.engine.json").write_text("{not json")
     (en / "other.engine").write_bytes(_bytes(4096, 5))
     sidecar = {
+        "format": "srx-engine",
+        "format_version": 1,
         "spec": model.spec.to_dict(),
         "backend": "tensorrt",
         "backend_version": "10.3.0",

@@ -1,0 +1,68 @@
+"""The shape of the code DESIGN.md asks for (issue 18): imports follow the data, commands stay short.
+
+Read from the source with `ast`: an import that runs back up a layer (calibration reading
+`srx.evaluate`, the run path importing the precision passes) or a command function that
+grows past a screenful fails here with the place named.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from conftest import REPO
+
+SRC = REPO / "srx"
+
+# What each package may import from srx (besides the base modules every layer uses).
+BASE = {"errors", "spec", "fileio", "filekinds", "sizes", "progress", "interrupt", "resources", "synthetic"}
+ALLOWED = {
+    "models": {"models"},
+    "export": {"export", "models"},
+    "precision": {"precision", "export", "images", "imresize", "metrics"},
+    "engines": {"engines", "precision", "export", "runtime"},
+    "runtime": {"runtime", "export", "models", "kernels"},
+}
+# Commands' libraries and the command line: nothing in the library imports them, except
+# another command line (`python -m srx.serve.loadtest` shares srx's one-line error handling).
+TOP = {"cli", "evaluate", "upscale", "inspect", "__main__"}
+ENTRY_POINTS = {"srx/serve/loadtest.py"}
+
+
+def _srx_imports(path: Path) -> list[tuple[str, int]]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("srx."):
+            found.append((node.module.split(".")[1], node.lineno))
+        elif isinstance(node, ast.Import):
+            found += [(a.name.split(".")[1], node.lineno) for a in node.names if a.name.startswith("srx.")]
+    return found
+
+
+def test_imports_follow_the_data():
+    wrong = []
+    for package, allowed in ALLOWED.items():
+        for path in sorted((SRC / package).rglob("*.py")):
+            for target, line in _srx_imports(path):
+                if target not in allowed | BASE:
+                    wrong.append(f"{path.relative_to(REPO)}:{line} imports srx.{target}")
+    for path in sorted(SRC.rglob("*.py")):
+        if (path.parent == SRC and path.stem in TOP) or str(path.relative_to(REPO)) in ENTRY_POINTS:
+            continue
+        wrong += [f"{path.relative_to(REPO)}:{line} imports srx.{t}" for t, line in _srx_imports(path) if t in TOP]
+    assert not wrong, wrong
+
+
+def _long_functions(path: Path, limit: int) -> list[str]:
+    tree = ast.parse(path.read_text())
+    return [
+        f"{path.relative_to(REPO)}:{n.lineno} {n.name} ({n.end_lineno - n.lineno + 1} lines)"
+        for n in ast.walk(tree)
+        if isinstance(n, ast.FunctionDef) and n.end_lineno - n.lineno + 1 > limit
+    ]
+
+
+def test_commands_and_the_engine_build_stay_short():
+    long = _long_functions(SRC / "cli.py", 80)
+    long += [f for f in _long_functions(SRC / "engines" / "build.py", 80) if "engine_from_onnx" in f]
+    assert not long, long
