@@ -725,3 +725,10 @@ def build_engine(
     ]
     human("\n".join(lines), json_path)
     emit_json(r, json_path)
+
+
+# -- training (issue 14): the command lives with the training code ---------------------------
+
+from srx.train.command import train as _train_command  # noqa: E402  (registered after the group exists)
+
+cli.add_command(_train_command)
