@@ -215,8 +215,9 @@ def info(file: str, param_key: str | None, json_path: str | None) -> None:
 @click.option(
     "--model",
     default=None,
-    metavar="bicubic|bicubic-rgb|CKPT|ONNX|ENGINE",
+    metavar="bicubic|bicubic-rgb|default|team15|CKPT|ONNX|ENGINE",
     help="What to score (default: bicubic, the published baseline row; bicubic-rgb upscales the same RGB LR a network gets; "
+    "default and team15 are the networks srx ships; "
     "an srx ONNX runs in onnxruntime, an engine in TensorRT).",
 )
 @click.option("--weights", default=None, metavar="CKPT", help="A checkpoint to score (same as --model CKPT).")
@@ -255,7 +256,11 @@ def _progress_factory() -> Any:
 
 @cli.command()
 @click.option("--input", "input_size", default="320x180", show_default=True, help="LR input size WIDTHxHEIGHT.")
-@click.option("--weights", default=None, help="Checkpoint (default: the embedded untrained model).")
+@click.option(
+    "--weights",
+    default=None,
+    help="Checkpoint, or a shipped network: default, seeded (untrained), team15 (default: default, the paper SAFMN).",
+)
 @click.option("--model", "model_file", default=None, help="Exported model: .onnx, or .engine with its sidecar.")
 @click.option("--scale", type=int, default=None, help="Scale of the embedded default model (2, 3, 4; default 4).")
 @click.option("--param-key", default=None, help="Checkpoint entry to read (default: params).")
@@ -346,7 +351,11 @@ def bench(
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", "out", required=True, help="Output file (one input) or folder.")
-@click.option("--weights", default=None, help="Checkpoint (default: the embedded untrained model).")
+@click.option(
+    "--weights",
+    default=None,
+    help="Checkpoint, or a shipped network: default, seeded, team15 (default: the best shipped one; x4: team15).",
+)
 @click.option("--model", "model_file", default=None, help="Exported model: .onnx, or .engine with its sidecar.")
 @click.option("--scale", type=int, default=None, help="Scale of the embedded default model (2, 3, 4; default 4).")
 @click.option("--param-key", default=None, help="Checkpoint entry to read (default: params).")
@@ -385,7 +394,8 @@ def upscale(
     _check_json_path(json_path)
     jobs = plan_jobs(list(inputs), out)
     dev = device or ("cuda" if has_cuda() else "cpu")
-    with ModelSource.from_options(weights, model_file, scale, param_key) as source:
+    # Without --weights: the shipped network with the best score, named in the output line.
+    with ModelSource.from_options(weights, model_file, scale, param_key, default="best") as source:
         if tile is not None and tile != -1:
             from srx.tiling import plan_tiling
 
@@ -439,7 +449,7 @@ def upscale(
     "--weights",
     default=None,
     metavar="CKPT",
-    help="Checkpoint (.pth/.safetensors). Default: the embedded untrained model.",
+    help="Checkpoint (.pth/.safetensors), or a shipped network: default, seeded, team15. Default: default.",
 )
 @click.option(
     "--arch",
@@ -510,7 +520,7 @@ def export(
 
 
 def _model_from_options(weights: str | None, arch: str, scale: int | None, param_key: str | None) -> Any:
-    """The checkpoint's network, or the embedded default (untrained) for --arch and --scale."""
+    """The checkpoint's network, or the embedded default for --arch and --scale (trained where shipped)."""
     if weights is not None:
         from srx.models import load_model
 

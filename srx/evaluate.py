@@ -200,9 +200,20 @@ def resolve_model(model: str, scale: int | None, *, param_key: str | None = None
     if model == "bicubic-rgb":
         s = scale or 4
         return ResolvedModel("bicubic-rgb", s, bicubic_upscaler(s))
+    from srx.models.defaults import NAMES, is_name
+
+    if is_name(model):
+        from srx.models import load_model
+
+        net = load_model(model, scale=scale, param_key=param_key)
+        check_trained(net.spec, f"--model {model}")  # type: ignore[arg-type]
+        return ResolvedModel(model, net.spec.scale, torch_upscaler(net), net.spec)  # type: ignore[union-attr]
     path = Path(model)
     if not path.exists():
-        raise BadInput(f"model {model!r} is neither 'bicubic' nor an existing file: check the path")
+        raise BadInput(
+            f"model {model!r} is neither 'bicubic' nor an existing file (nor a shipped network: {', '.join(NAMES)}): "
+            "check the path"
+        )
     suffix = path.suffix.lower()
     if suffix in ONNX_SUFFIXES or suffix in ENGINE_SUFFIXES:
         if param_key is not None:

@@ -55,25 +55,42 @@ class ModelSource:
 
     @classmethod
     def from_weights(
-        cls, path: str | Path | None, scale: int | None = None, param_key: str | None = None
+        cls,
+        path: str | Path | None,
+        scale: int | None = None,
+        param_key: str | None = None,
+        *,
+        default: str = "default",
     ) -> ModelSource:
-        """A checkpoint, or with `path=None` the embedded default (untrained) model."""
+        """A checkpoint (or a shipped network's name), or with `path=None` the embedded default
+        (`default="best"`: the shipped network with the best score, as `srx upscale` uses)."""
         from srx.models import default_model, load_model
 
         if path is None:
+            if default == "best":
+                from srx.models.defaults import best_model
+
+                return cls.from_module(best_model(scale or 4))
             return cls.from_module(default_model(scale or 4))
         return cls.from_module(load_model(path, scale=scale, param_key=param_key), origin=str(path))
 
     @classmethod
     def from_options(
-        cls, weights: str | None, model: str | None, scale: int | None = None, param_key: str | None = None
+        cls,
+        weights: str | None,
+        model: str | None,
+        scale: int | None = None,
+        param_key: str | None = None,
+        *,
+        default: str = "default",
     ) -> ModelSource:
-        """`--weights` and/or `--model` of bench and upscale (the embedded default when neither).
+        """`--weights` and/or `--model` of bench and upscale (the embedded default when neither;
+        `default="best"`: see `from_weights`).
 
         Both: the file runs in onnxruntime / TensorRT, the weights give the FP32 reference and
         the torch backends, so they must be the same network."""
         if model is None:
-            return cls.from_weights(weights, scale, param_key)
+            return cls.from_weights(weights, scale, param_key, default=default)
         src = cls.from_file(model, scale)
         if weights is not None:
             from srx.models import load_model
