@@ -352,6 +352,13 @@ def _read_rgb(path: Path) -> np.ndarray:
         ) from e
 
 
+def check_dataset(dataset: str | Path, scale: int, min_lr: int = 1) -> None:
+    """What `evaluate_model` checks before it runs a model (folders, LR files, image headers and
+    sizes), for callers that evaluate later, such as `srx train --val`."""
+    pairs, _ = dataset_pairs(dataset, scale)
+    _check_sizes(pairs, scale, min_lr)
+
+
 def _check_sizes(pairs: Sequence[Pair], scale: int, min_lr: int) -> None:
     """Read image headers only, so a bad image fails before any long work."""
     from PIL import Image, UnidentifiedImageError

@@ -259,6 +259,8 @@ def bad(tmp_path_factory, data) -> Path:
     (d / "empty").mkdir()
     (d / "small").mkdir()
     save_image(d / "small" / "s.png", 60, 60, seed=1)
+    (d / "tinyval").mkdir()
+    save_image(d / "tinyval" / "t.png", 20, 20, seed=2)
     (d / "notimg").mkdir()
     (d / "notimg" / "x.png").write_bytes(b"not a png")
     (d / "notes").mkdir()
@@ -298,6 +300,8 @@ TINY_ARGS = ("--dim", "8", "--blocks", "1", "--patch", "16", "--batch", "2", "--
         (("--data", "{data}", "--lr", "-1"), "--lr -1"),
         (("--data", "{data}", "--warmup", "5"), "--warmup 5"),
         (("--data", "{data}", "--dim", "10"), "divisible by 4"),
+        (("--data", "{data}", "--val", "{bad}/nope"), "does not exist"),
+        (("--data", "{data}", "--val", "{bad}/tinyval"), "too small for x4"),
         (("--resume", "{bad}/nope"), "does not exist"),
         (("--resume", "{bad}/empty"), "holds no resume.safetensors"),
         (("--resume", "{bad}/fake-run"), "not an srx train resume checkpoint"),

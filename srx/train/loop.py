@@ -162,10 +162,6 @@ def train(
         raise BadInput(f"-o {out} already holds a training run: continue it with --resume {out}, or choose another -o")
     if out.exists() and not out.is_dir():
         raise BadInput(f"-o {out} is a file: give a folder for the run's checkpoints")
-    if cfg.val is not None:
-        from srx.evaluate import hr_images
-
-        hr_images(cfg.val)
     fingerprint = data_fingerprint(cfg.data)
     if resume is not None:
         saved_meta, model_sd, optim_sd = ck.read_resume(ck.resume_path(resume))
@@ -180,6 +176,10 @@ def train(
     teacher = load_teacher(cfg.teacher, cfg.scale, device) if cfg.teacher else None
     student = build_student(cfg)
     student.spec.check_input_size(cfg.patch, cfg.patch)  # type: ignore[union-attr]
+    if cfg.val is not None:  # now, not after the first --val-every iterations
+        from srx.evaluate import check_dataset
+
+        check_dataset(cfg.val, cfg.scale, student.spec.min_size)  # type: ignore[union-attr]
     if teacher is not None and cfg.weights.feature:
         check_feature_compatible(student, teacher)
     init_report: InitReport | None = None
