@@ -62,6 +62,15 @@ def test_default_is_the_paper_architecture_and_upscale_takes_the_best():
     assert best_model(4).spec.label.startswith(best.label)
 
 
+def test_info_names_the_shipped_files():
+    proc = run_srx("info", "team15", "--json", "-")
+    assert proc.returncode == 0, proc.stderr
+    d = json.loads(proc.stdout)
+    assert d["provenance"]["srx.shipped"]["source"] == "team15_SAFMN.pth" and d["spec"]["arch"] == "safmn-ntire23"
+    assert "Apache-2.0" in proc.stderr
+    assert "built from a seed" in assert_one_line_error(run_srx("info", "seeded"), 2)
+
+
 def test_bench_default_is_the_paper_architecture():
     proc = run_srx("bench", "--input", "16x16", "--runs", "1", "--warmup", "0", "--backends", "torch", "--json", "-")
     assert proc.returncode == 0, proc.stderr

@@ -90,6 +90,11 @@ def test_training_lowers_the_loss_and_writes_a_loadable_checkpoint(data, tmp_pat
     assert meta["scores"]["best"]["psnr_y"] == max(r["psnr_y"] for r in meta["scores"]["val"])
     assert meta["sessions"][0]["versions"]["torch"] == torch.__version__
     assert load_model(tmp_path / "run" / "best.safetensors").spec.dim == 8
+    from srx.inspect import describe, format_description
+
+    info = describe(tmp_path / "run" / "model.safetensors")  # srx info: the run record travels in the file
+    assert info["provenance"]["srx.train"]["iteration"] == 30
+    assert "srx train, iteration 30 of 30" in format_description(info)
     log = (tmp_path / "run" / "train.log").read_text()
     assert "iter 30/30" in log and "val a iter 30" in log
     # Nothing half-written is left behind.

@@ -4,8 +4,9 @@ Zeroing the last layer of every residual branch (SAFM's `aggr`, CCM's second con
 each block the identity, so the paper SAFMN computes to_img(2 * to_feat(lr)): a linear
 map of each 5x5 LR neighbourhood to its s x s HR pixels. With to_feat at its random
 initialisation, to_img is then solved by least squares against HR patches. On Set5 x4
-that starts at 29.17 dB (bicubic: 28.42; a random network with the same fitted head:
-27.8), where a fresh network starts at noise (bench/results/2026-11-28-cpu-train/).
+that starts at 29.13 dB (bicubic: 28.42; the random network with the same fitted head:
+27.29; team15's copied tensors with it: 26.07), where a fresh network starts at noise
+(bench/results/2026-11-28-cpu-train/recipe.json).
 The zeroed layers still receive gradients, so training grows the branches from there
 (the "skip-init" idea for residual networks).
 """
