@@ -302,7 +302,7 @@ def train(
         total=end, initial=start, desc="train", unit="it", file=sys.stderr, disable=not progress, dynamic_ncols=True
     )
     postfix: dict[str, str] = {}
-    window = time.perf_counter()
+    window, last_logged = time.perf_counter(), start
     try:
         with stop.installed():
             for it in range(start, end):
@@ -339,9 +339,8 @@ def train(
                 done = it + 1
                 if done % cfg.log_every == 0 or done == end:
                     now = time.perf_counter()
-                    n = done % cfg.log_every or cfg.log_every
-                    per_it = (now - window) / n
-                    window = now
+                    per_it = (now - window) / (done - last_logged)
+                    window, last_logged = now, done
                     parts = " ".join(f"{k} {v:.5f}" for k, v in state["last_terms"].items())
                     log.line(
                         f"iter {done}/{cfg.iters} {parts} lr {lr_now:.3e} {per_it:.3f} s/it "
