@@ -305,6 +305,8 @@ TINY_ARGS = ("--dim", "8", "--blocks", "1", "--patch", "16", "--batch", "2", "--
         (("--data", "{data}", "--lr", "-1"), "--lr -1"),
         (("--data", "{data}", "--warmup", "5"), "--warmup 5"),
         (("--data", "{data}", "--dim", "10"), "divisible by 4"),
+        (("--data", "{data}", "--qat", "--bf16"), "drop --bf16"),
+        (("--data", "{data}", "--teacher", "seeded"), "is untrained"),
         (("--data", "{data}", "--val", "{bad}/nope"), "does not exist"),
         (("--data", "{data}", "--val", "{bad}/tinyval"), "too small for x4"),
         (("--resume", "{bad}/nope"), "does not exist"),
@@ -335,3 +337,59 @@ def test_bad_resume_options(data, tmp_path, capsys):
         assert code == 2 and expect in line, line
     code, line = _run("--data", str(data), *TINY_ARGS, "-o", str(out), capsys=capsys)
     assert code == 2 and "already holds a training run" in line
+
+
+# -- quantization-aware training (--qat) -------------------------------------------------------
+
+
+def test_fake_quant_is_srx_quantizes_rounding_with_a_straight_through_gradient():
+    from srx.train.qat import fake_quant, weight_scale
+
+    s = torch.tensor(0.1)
+    x = torch.tensor([-20.0, -12.86, -0.04, 0.0, 0.05, 0.26, 12.7, 12.76, 30.0], requires_grad=True)
+    y = fake_quant(x, s)
+    expect = torch.clamp(torch.round(x.detach() / s), -128, 127) * s
+    torch.testing.assert_close(y.detach(), expect)
+    y.sum().backward()
+    # 1 inside [-128 s, 127 s], 0 where clipped.
+    assert x.grad.tolist() == [0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0]
+    w = torch.randn(4, 3, 3, 3)
+    ws = weight_scale(w)
+    assert torch.allclose(ws.flatten(), w.abs().amax(dim=(1, 2, 3)) / 127)
+
+
+def test_qat_run_keeps_plain_checkpoints_and_resumes_exactly(data, tmp_path):
+    donor = build_model("safmn", 4, **TINY, seed=7)
+    save_file(donor.state_dict(), str(tmp_path / "donor.safetensors"))
+    kw = dict(qat=True, init=str(tmp_path / "donor.safetensors"), iters=6, lr=1e-4)
+    straight = train(config(data, tmp_path / "straight", **kw))
+    ranges = straight.meta["qat"]["ranges"]
+    convs = [n for n, m in donor.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    assert sorted(ranges) == sorted(convs) and all(a > 0 for a in ranges.values())
+    model = load_model(tmp_path / "straight" / "model.safetensors")  # plain names: no QAT wrapper saved
+    assert set(model.state_dict()) == set(donor.state_dict())
+    train(config(data, tmp_path / "staged", **kw, until=2))
+    from srx.train.loop import resumed_config
+
+    saved = json.loads((tmp_path / "staged" / "model.json").read_text())
+    resumed = train(resumed_config(saved["config"], {}), resume=tmp_path / "staged")
+    assert resumed.meta["qat"]["ranges"] == ranges
+    a = load_file(tmp_path / "straight" / "resume.safetensors")
+    b = load_file(tmp_path / "staged" / "resume.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_qat_fake_quantizes_the_forward(data, tmp_path):
+    """The QAT network's output is the network with INT8-rounded conv inputs and weights."""
+    from srx.train.qat import attach, calibrate
+
+    model = build_model("safmn", 4, **TINY, seed=3)
+    x = fixed_batch(data)[0][:2]
+    with torch.no_grad():
+        ref = model(x)
+    ranges = calibrate(model, x, seed=0)
+    attach(model, ranges)
+    with torch.no_grad():
+        q = model(x)
+    diff = (q - ref).abs()
+    assert 0 < diff.mean() < 0.05 * ref.abs().mean()  # rounded, but the same network

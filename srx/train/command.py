@@ -41,6 +41,7 @@ _CONFIG_OPTIONS = {
     "threads": "threads",
     "channels_last": "channels_last",
     "bf16": "bf16",
+    "qat": "qat",
 }
 _WEIGHT_OPTIONS = ("pixel_weight", "fft_weight", "distill_weight", "feature_weight")
 
@@ -87,6 +88,7 @@ _WEIGHT_OPTIONS = ("pixel_weight", "fft_weight", "distill_weight", "feature_weig
 @click.option(
     "--linear-start", is_flag=True, help="Start as the best linear upscaler (zeroed branches, least-squares head)."
 )
+@click.option("--qat", is_flag=True, help="Quantization-aware: train through srx quantize's INT8 rounding.")
 @click.option("-o", "--output", "out", default=None, metavar="OUT", help="Run folder (default: train-ARCH-xSCALE).")
 @click.option(
     "--json", "json_path", default=None, metavar="PATH", help="Also write the run's JSON here ('-' = stdout)."

@@ -48,6 +48,7 @@ IDENTITY = (
     "weights",
     "channels_last",
     "bf16",
+    "qat",
 )
 
 
@@ -80,6 +81,7 @@ class TrainConfig:
     channels_last: bool = False
     bf16: bool = False  # autocast: convolutions in bfloat16 (AMX / tensor cores), weights and loss in float32
     linear_start: bool = False  # srx/train/start.py
+    qat: bool = False  # fake INT8 quantization as srx quantize does it (srx/train/qat.py)
 
     def check(self) -> None:
         if self.arch not in ARCHS:
@@ -110,6 +112,8 @@ class TrainConfig:
         if self.device not in ("cpu", "cuda"):
             raise BadInput(f"--device {self.device}: use cpu or cuda")
         self.weights.check(self.teacher is not None)
+        if self.qat and self.bf16:
+            raise BadInput("--qat simulates INT8 on float32 activations: drop --bf16")
         if self.linear_start and self.init is not None:
             raise BadInput("--linear-start and --init both set the starting weights: give one of them")
 

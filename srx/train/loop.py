@@ -30,6 +30,7 @@ from srx import __version__
 from srx.errors import BadInput, CheckFailed, SrxError
 from srx.interrupt import Interrupted
 from srx.train import checkpoint as ck
+from srx.train import qat
 from srx.train.config import IDENTITY, TrainConfig
 from srx.train.data import PatchSampler, list_training_images
 from srx.train.losses import BlockOutputs, check_feature_compatible, total_loss
@@ -226,6 +227,14 @@ def train(
         student.to("cpu")
         start_fit = linear_start(student, sampler)
         student.to(device)
+    qat_ranges = None
+    if cfg.qat:
+        if saved_meta is not None and saved_meta.get("qat"):
+            qat_ranges = saved_meta["qat"]["ranges"]  # as the run started: resuming changes nothing
+        else:
+            calib = torch.from_numpy(sampler.batch(0, qat.CALIBRATION_PATCHES, stream=2)[0]).to(device)
+            qat_ranges = qat.calibrate(student, calib.contiguous(memory_format=memory_format), cfg.seed)
+        qat.attach(student, qat_ranges)
     if sampler.summary.skipped_small and warn is not None:
         n = len(sampler.summary.skipped_small)
         warn(f"{n} of {len(files)} images are smaller than a {cfg.patch * cfg.scale}-pixel HR patch and are not used")
@@ -253,6 +262,7 @@ def train(
         "data": {**sampler.summary.to_dict(), "fingerprint": fingerprint},
         "init": saved_meta["init"] if saved_meta else (init_report.to_dict() if init_report else None),
         "linear_start": saved_meta.get("linear_start") if saved_meta else start_fit,
+        "qat": qat.describe(qat_ranges) if qat_ranges is not None else None,
         "teacher_targets": "online (per batch, with block features)"
         if online_teacher
         else ("offline (whole LR images, once per session)" if teacher is not None else None),

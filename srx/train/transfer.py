@@ -38,7 +38,11 @@ def read_state_dict(path: str | Path, what: str) -> tuple[dict[str, torch.Tensor
     """A checkpoint's tensors (read as untrusted: weights_only / safetensors) and its sha256."""
     from srx.fileio import sha256_file
     from srx.models.checkpoint import read_checkpoint
+    from srx.models.defaults import is_name, named_model
 
+    if is_name(path):  # a network srx ships: --init default (e.g. to fine-tune it with --qat)
+        model = named_model(str(path), None)
+        return dict(model.state_dict()), model.spec.source_sha256 or str(path)  # type: ignore[union-attr]
     p = Path(path)
     if not p.exists():
         raise BadInput(f"{what} {p} does not exist: check the path")
@@ -72,12 +76,15 @@ def copy_matching(student: nn.Module, path: str | Path) -> InitReport:
 def load_teacher(path: str | Path, scale: int, device: torch.device) -> nn.Module:
     """A trained SAFMN-family network to distil from, frozen, in eval mode."""
     from srx.models import load_model
+    from srx.models.defaults import is_name
 
     p = Path(path)
-    if not p.exists():
+    if not p.exists() and not is_name(path):
         raise BadInput(f"--teacher {p} does not exist: check the path")
-    teacher = load_model(p)
+    teacher = load_model(path)  # a file, or a network srx ships (--teacher team15)
     t_scale = teacher.spec.scale  # type: ignore[union-attr]
+    if not teacher.spec.trained:  # type: ignore[union-attr]
+        raise BadInput(f"--teacher {path} is untrained: distil from a trained network")
     if t_scale != scale:
         raise BadInput(
             f"--teacher {p} is a x{t_scale} model and this run trains x{scale}: give a x{scale} teacher or --scale {t_scale}"
