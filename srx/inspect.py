@@ -16,7 +16,11 @@ def describe(path: str | Path, *, param_key: str | None = None) -> dict[str, Any
     from srx.models.defaults import is_name
 
     if is_name(path):
-        path = _shipped_file(str(path))
+        from srx.models.defaults import shipped
+
+        d = describe_checkpoint(_shipped_file(str(path)), param_key)
+        d["spec"]["extra"] = {**d["spec"].get("extra", {}), "name": shipped(str(path), 4).label}  # type: ignore[union-attr]
+        return d
     p = Path(path)
     if not p.exists():
         raise BadInput(f"{p} does not exist: check the path")
@@ -62,6 +66,11 @@ def describe_checkpoint(p: Path, param_key: str | None) -> dict[str, Any]:
                 f"with srx, from {sh.get('source', '?')} (sha256 {str(sh.get('source_sha256', '?'))[:16]}...)"
                 + (f"; {sh['license']}" if sh.get("license") else "")
             )
+            if sh.get("trained_by"):
+                val = sh.get("val") or {}
+                out["details"]["trained"] = f"{sh['trained_by']}, {sh.get('iteration')} iterations" + (
+                    f"; Set5 (--val) PSNR-Y {val['psnr_y']:.3f} dB" if val.get("psnr_y") else ""
+                )
         if "srx.train" in provenance:
             t = provenance["srx.train"]
             best = (t.get("scores") or {}).get("best")

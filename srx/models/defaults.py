@@ -41,6 +41,14 @@ class Shipped:
 
 SHIPPED: tuple[Shipped, ...] = (
     Shipped(
+        "default",
+        4,
+        "safmn_x4.safetensors",
+        TRAINED_DEFAULT,
+        31.0234,
+        "bench/results/2026-11-28-cpu-train/default-x4-stage1.best.Set5.json",
+    ),
+    Shipped(
         "team15",
         4,
         "team15_SAFMN_x4.safetensors",
