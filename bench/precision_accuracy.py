@@ -1,6 +1,6 @@
 """Accuracy of srx's FP16 and INT8 ONNX models against FP32, on CPU (onnxruntime).
 
-Usage: python bench/precision_accuracy.py OUTDIR [--models team15,team23] [--skip-1080p]
+Usage: python bench/precision_accuracy.py OUTDIR [--models team15,team23,default,NAME=CKPT] [--skip-1080p]
 
 For each trained checkpoint (team15 = NTIRE 2023 SAFMN, team23 = SAFMN++):
   1. export the FP32 ONNX with srx.export (dynamic, opset 19, simplified);
@@ -143,7 +143,7 @@ def environment(argv: list[str]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path)
-    ap.add_argument("--models", default="team15,team23")
+    ap.add_argument("--models", default="team15,team23", help="team15, team23, default (shipped), or NAME=CKPT")
     ap.add_argument("--skip-1080p", action="store_true")
     args = ap.parse_args()
     out: Path = args.out
@@ -159,9 +159,16 @@ def main() -> None:
     from srx.progress import Progress
 
     results: dict = {"protocol": __doc__, "models": {}}
-    for name in args.models.split(","):
-        ckpt, key = CHECKPOINTS[name]
-        model = load_model(SHARED / "weights" / ckpt, param_key=key)
+    for item in args.models.split(","):
+        # team15 / team23: the shared checkpoints; NAME=PATH: any checkpoint (e.g. a QAT run);
+        # otherwise a network srx ships (default).
+        name, _, path = item.partition("=")
+        if name in CHECKPOINTS and not path:
+            ckpt, key = CHECKPOINTS[name]
+            model = load_model(SHARED / "weights" / ckpt, param_key=key)
+        else:
+            ckpt, key = path or name, None
+            model = load_model(ckpt)
         spec = model.spec
         paths = {"fp32": work / f"{name}.onnx", "fp16": work / f"{name}.fp16.onnx", "int8": work / f"{name}.int8.onnx"}
         log(f"{name}: export")

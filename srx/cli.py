@@ -254,8 +254,9 @@ def info(file: str, param_key: str | None, json_path: str | None) -> None:
 @click.option(
     "--model",
     default=None,
-    metavar="bicubic|bicubic-rgb|CKPT|ONNX|ENGINE",
+    metavar="bicubic|bicubic-rgb|default|team15|CKPT|ONNX|ENGINE",
     help="What to score (default: bicubic, the published baseline row; bicubic-rgb upscales the same RGB LR a network gets; "
+    "default and team15 are the networks srx ships; "
     "an srx ONNX runs in onnxruntime, an engine in TensorRT).",
 )
 @click.option("--weights", default=None, metavar="CKPT", help="A checkpoint to score (same as --model CKPT).")
@@ -287,7 +288,12 @@ def eval_(
 
 @cli.command(short_help="Latency, memory, accuracy per backend.")
 @click.option("--input", "input_size", default="320x180", show_default=True, help="LR input size WIDTHxHEIGHT.")
-@click.option("--weights", default=None, metavar="CKPT", help="Checkpoint (default: the embedded untrained model).")
+@click.option(
+    "--weights",
+    default=None,
+    metavar="CKPT|NAME",
+    help="Checkpoint, or a shipped network: default, seeded (untrained), team15 (default: default, the paper SAFMN).",
+)
 @click.option("--model", "model_file", default=None, metavar="CKPT|ONNX|ENGINE", help=MODEL_HELP)
 @click.option("--scale", type=int, default=None, help="Scale of the embedded default model (2, 3, 4; default 4).")
 @click.option("--param-key", default=None, help="Checkpoint entry to read (default: params).")
@@ -408,7 +414,10 @@ TILE_HELP = (
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", "out", required=True, help="Output file (one input) or folder (created if missing).")
 @click.option(
-    "--weights", default=None, metavar="CKPT", help="Checkpoint (default: the embedded UNTRAINED model: noise)."
+    "--weights",
+    default=None,
+    metavar="CKPT|NAME",
+    help="Checkpoint, or a shipped network: default, seeded, team15 (default: the best shipped one; x4: team15).",
 )
 @click.option("--model", "model_file", default=None, metavar="CKPT|ONNX|ENGINE", help=MODEL_HELP)
 @click.option("--scale", type=int, default=None, help="Scale of the embedded default model (2, 3, 4; default 4).")
@@ -459,8 +468,11 @@ def upscale(
         emit_json({"outputs": [], "failed": [], "skipped": skipped}, json_path)
         return
     dev = device or ("cuda" if has_cuda() else "cpu")
+    # Without --weights: the shipped network with the best score, named in the output line.
     progress = Progress.for_terminal(quiet=quiet, json_path=json_path)
-    with ModelSource.from_options(model["weights"], model["model_file"], model["scale"], model["param_key"]) as source:
+    with ModelSource.from_options(
+        model["weights"], model["model_file"], model["scale"], model["param_key"], default="best"
+    ) as source:
         check_tile_options(source.spec, tile, tile_overlap)
         _upscale_warnings(source, tile, tile_overlap, default=model["weights"] is None and model["model_file"] is None)
         name = auto_backend(source, dev) if backend == "auto" else backend
@@ -508,7 +520,7 @@ def _upscale_warnings(source: Any, tile: int | None, tile_overlap: int | None, *
     "--weights",
     default=None,
     metavar="CKPT",
-    help="Checkpoint (.pth/.safetensors). Default: the embedded untrained model.",
+    help="Checkpoint (.pth/.safetensors), or a shipped network: default, seeded, team15. Default: default.",
 )
 @click.option(
     "--arch",
@@ -816,7 +828,12 @@ def serve_config(
 
 
 @cli.command(short_help="Serve a model on Triton (PyTriton).")
-@click.option("--weights", default=None, metavar="CKPT", help="Checkpoint (default: the embedded untrained model).")
+@click.option(
+    "--weights",
+    default=None,
+    metavar="CKPT",
+    help="Checkpoint, or a shipped network: default, seeded, team15 (default: default).",
+)
 @click.option("--model", "model_file", default=None, metavar="ONNX|ENGINE", help="Exported model to serve.")
 @click.option("--scale", type=int, default=None, help="Scale of the embedded default model (2, 3, 4; default 4).")
 @click.option("--param-key", default=None, help="Checkpoint entry to read (default: params).")
@@ -887,3 +904,10 @@ def serve(
         except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: how a server is meant to stop
             how = f" by {signal.Signals(e.signum).name}" if isinstance(e, Interrupted) else ""
             click.echo(f"srx serve: stopped{how}", err=True)
+
+
+# -- training (issue 14): the command lives with the training code ---------------------------
+
+from srx.train.command import train as _train_command  # noqa: E402  (registered after the group exists)
+
+cli.add_command(_train_command)

@@ -197,9 +197,20 @@ def resolve_model(model: str, scale: int | None, *, param_key: str | None = None
     if model == "bicubic-rgb":
         s = scale or 4
         return ResolvedModel("bicubic-rgb", s, bicubic_upscaler(s))
+    from srx.models.defaults import NAMES, is_name
+
+    if is_name(model):
+        from srx.models import load_model
+
+        net = load_model(model, scale=scale, param_key=param_key)
+        check_trained(net.spec, f"--model {model}")  # type: ignore[arg-type]
+        return ResolvedModel(model, net.spec.scale, torch_upscaler(net), net.spec)  # type: ignore[union-attr]
     path = Path(model)
     if not path.exists():
-        raise BadInput(f"model {model!r} is neither 'bicubic' nor an existing file: check the path")
+        raise BadInput(
+            f"model {model!r} is neither 'bicubic' nor an existing file (nor a shipped network: {', '.join(NAMES)}): "
+            "check the path"
+        )
     if file_kind(path) in ("onnx", "engine"):
         if param_key is not None:
             raise BadInput(f"--param-key applies to checkpoints, not to {path.name}: drop it")
@@ -323,6 +334,13 @@ def _images_in(folder: Path) -> list[Path]:
     return [
         p for p in entries if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in DATASET_IMAGE_SUFFIXES
     ]
+
+
+def check_dataset(dataset: str | Path, scale: int, min_lr: int = 1) -> None:
+    """What `evaluate_model` checks before it runs a model (folders, LR files, image headers and
+    sizes), for callers that evaluate later, such as `srx train --val`."""
+    pairs, _ = dataset_pairs(dataset, scale)
+    _check_sizes(pairs, scale, min_lr)
 
 
 def _check_sizes(pairs: Sequence[DatasetImage], scale: int, min_lr: int) -> None:

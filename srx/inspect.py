@@ -10,6 +10,14 @@ from srx.filekinds import CHECKPOINT_SUFFIXES, ENGINE_SUFFIXES, file_kind
 
 
 def describe(path: str | Path, *, param_key: str | None = None) -> dict[str, Any]:
+    from srx.models.defaults import is_name
+
+    if is_name(path):
+        from srx.models.defaults import shipped
+
+        d = describe_checkpoint(_shipped_file(str(path)), param_key)
+        d["spec"]["extra"] = {**d["spec"].get("extra", {}), "name": shipped(str(path), 4).label}  # type: ignore[union-attr]
+        return d
     p = Path(path)
     if not p.exists():
         raise BadInput(f"{p} does not exist: check the path")
@@ -40,7 +48,7 @@ def describe_checkpoint(p: Path, param_key: str | None) -> dict[str, Any]:
 
     ckpt = read_checkpoint(p, param_key)
     model = model_from_state_dict(ckpt.state_dict, origin=str(p), source=p.name, source_sha256=sha256_file(p))
-    return {
+    out = {
         "file": str(p),
         "kind": "checkpoint",
         "format": ckpt.format,
@@ -48,6 +56,60 @@ def describe_checkpoint(p: Path, param_key: str | None) -> dict[str, Any]:
         "available_keys": list(ckpt.available_keys) if ckpt.param_key else [],
         "spec": model.spec.to_dict(),
     }
+    provenance = _safetensors_provenance(p) if ckpt.format == "safetensors" else None
+    if provenance:
+        out["provenance"] = provenance
+        out["details"] = {}
+        if "srx.shipped" in provenance:
+            sh = provenance["srx.shipped"]
+            out["details"]["shipped"] = (
+                f"with srx, from {sh.get('source', '?')} (sha256 {str(sh.get('source_sha256', '?'))[:16]}...)"
+                + (f"; {sh['license']}" if sh.get("license") else "")
+            )
+            if sh.get("trained_by"):
+                val = sh.get("val") or {}
+                out["details"]["trained"] = f"{sh['trained_by']}, {sh.get('iteration')} iterations" + (
+                    f"; Set5 (--val) PSNR-Y {val['psnr_y']:.3f} dB" if val.get("psnr_y") else ""
+                )
+        if "srx.train" in provenance:
+            t = provenance["srx.train"]
+            best = (t.get("scores") or {}).get("best")
+            out["details"]["trained"] = f"srx train, iteration {t.get('iteration')} of {t.get('iters')}" + (
+                f"; best --val PSNR-Y {best['psnr_y']:.3f} dB at {best['iteration']}" if best else ""
+            )
+    return out
+
+
+def _shipped_file(name: str) -> Path:
+    """The file behind `default` / `team15` (srx info describes files, so not `seeded`)."""
+    from srx.models.defaults import WEIGHTS, shipped
+
+    entry = shipped(name, 4)
+    if entry is None:
+        raise BadInput(
+            f"'{name}' is built from a seed, not read from a file, so srx info has nothing to read: "
+            f"use srx bench --weights {name} to run it"
+        )
+    return WEIGHTS / entry.file
+
+
+def _safetensors_provenance(p: Path) -> dict[str, Any]:
+    """srx's JSON in a safetensors header (srx train's run record, a shipped network's source)."""
+    import json
+
+    from safetensors import safe_open
+
+    with safe_open(str(p), framework="pt", device="cpu") as f:
+        meta = f.metadata() or {}
+    out = {}
+    for key in ("srx.train", "srx.shipped"):
+        try:
+            value = json.loads(meta[key]) if key in meta else None
+        except json.JSONDecodeError:
+            value = None
+        if isinstance(value, dict):
+            out[key] = value
+    return out
 
 
 def describe_onnx(p: Path) -> dict[str, Any]:

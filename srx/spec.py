@@ -57,8 +57,11 @@ class ModelSpec:
 
     @property
     def label(self) -> str:
-        """Human name with the untrained warning where it applies."""
+        """Human name with the untrained warning where it applies (and a shipped network's name)."""
         cfg = f"{self.title} x{self.scale}, dim {self.dim}, {self.n_blocks} blocks, ffn {self.ffn_scale:g}"
+        name = self.extra.get("name") if isinstance(self.extra, dict) else None
+        if name:
+            cfg = f"{name}: {cfg}"
         return f"{cfg} [{UNTRAINED_LABEL}]" if not self.trained else cfg
 
     def check_input_size(self, height: int, width: int) -> None:

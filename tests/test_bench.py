@@ -132,8 +132,9 @@ def test_bench_cli_json_fields(tmp_path):
     assert d2["compare"]["rows"][0]["backend"] == "torch" and "compared with" in again.stderr
 
 
-def test_bench_default_model_is_labelled_untrained():
-    proc = run_srx("bench", "--input", "16x16", "--runs", "1", "--warmup", "0", "--backends", "torch", "--json", "-")
+def test_bench_seeded_model_is_labelled_untrained():
+    args = ["--input", "16x16", "--runs", "1", "--warmup", "0", "--backends", "torch", "--weights", "seeded"]
+    proc = run_srx("bench", *args, "--json", "-")
     assert proc.returncode == 0, proc.stderr
     d = json.loads(proc.stdout)
     assert d["untrained"] and "untrained: for latency only" in d["model"]["label"]

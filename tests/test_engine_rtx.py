@@ -36,9 +36,9 @@ def _export(which: str) -> bytes:
     from conftest import weight_path
 
     from srx.export.model import onnx_from_model, simplify_onnx
-    from srx.models import default_model, load_model
+    from srx.models import load_model, seeded_model
 
-    model = default_model(4) if which == "paper" else load_model(weight_path("team15_SAFMN.pth"))
+    model = seeded_model(4) if which == "paper" else load_model(weight_path("team15_SAFMN.pth"))
     return simplify_onnx(onnx_from_model(model)).SerializeToString()
 
 

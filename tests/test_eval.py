@@ -23,7 +23,7 @@ from srx.evaluate import (
 )
 from srx.imresize import imresize
 from srx.metrics import psnr, rgb_to_y, shave, ssim
-from srx.models import build_model, default_model
+from srx.models import build_model, seeded_model
 
 SET5 = DATA / "benchmarks" / "Set5"
 
@@ -145,7 +145,7 @@ def test_to_uint8_rounds_clamps_and_refuses_nan():
 
 def test_untrained_default_is_refused():
     with pytest.raises(BadInput, match="untrained"):
-        check_trained(default_model(4).spec, "the default model")
+        check_trained(seeded_model(4).spec, "the seeded model")
 
 
 def test_resolve_model_scales():

@@ -28,19 +28,19 @@ def test_default_export_json_and_info(tmp_path):
     d = json.loads(proc.stdout)
     assert {"onnx", "arch", "scale", "params", "opset", "dynamic", "verify"} <= set(d)
     assert (d["onnx"], d["arch"], d["scale"], d["params"]) == ("safmn_x4.onnx", "safmn", 4, 239_520)
-    assert d["opset"] == DEFAULT_OPSET and d["dynamic"] is True and d["trained"] is False
+    assert d["opset"] == DEFAULT_OPSET and d["dynamic"] is True and d["trained"] is True  # the trained default
     assert [(v["input"], v["batch"]) for v in d["verify"]] == [("320x180", 1), ("97x61", 2), ("19x8", 1)]
     assert all(0 <= v["max_abs_diff"] <= 1e-4 for v in d["verify"])
     assert d["nodes"] <= d["nodes_before_simplify"]
-    assert "untrained: for latency only" in proc.stderr and "320x180" in proc.stderr
+    assert "srx default (trained on T91+BSD200)" in proc.stderr and "320x180" in proc.stderr
 
     info = run_srx("info", str(tmp_path / "safmn_x4.onnx"), "--json", "-")
     assert info.returncode == 0, info.stderr
     i = json.loads(info.stdout)
-    assert i["kind"] == "onnx" and i["spec"]["arch"] == "safmn" and i["spec"]["trained"] is False
+    assert i["kind"] == "onnx" and i["spec"]["arch"] == "safmn" and i["spec"]["trained"] is True
     assert i["onnx"]["dynamic_dims"] == ["batch", "height", "width"] and i["onnx"]["precision"] == "fp32"
     assert i["onnx"]["opset"] == DEFAULT_OPSET and i["onnx"]["nodes"] == d["nodes"]
-    assert "batch, height, width" in info.stderr and "untrained" in info.stderr
+    assert "batch, height, width" in info.stderr and "srx default (trained on T91+BSD200)" in info.stderr
 
 
 def test_static_opset17_export_of_another_arch(tmp_path):

@@ -9,7 +9,7 @@ import torch
 from conftest import REAL_CHECKPOINTS, weight_path
 
 from srx.errors import BadInput
-from srx.models import ARCHS, build_model, default_model, detect_arch, load_model, model_from_state_dict
+from srx.models import ARCHS, build_model, default_model, detect_arch, load_model, model_from_state_dict, seeded_model
 from srx.models.layers import (
     nearest_indices,
     portable_adaptive_max_pool,
@@ -36,8 +36,8 @@ def test_paper_model_has_the_papers_parameter_count():
     assert default_model(4).spec.params == 239_520
 
 
-def test_default_model_is_labelled_untrained_and_deterministic():
-    a, b = default_model(4), default_model(4)
+def test_seeded_model_is_labelled_untrained_and_deterministic():
+    a, b = seeded_model(4), seeded_model(4)
     assert not a.spec.trained and "untrained: for latency only" in a.spec.label
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert ka == kb and torch.equal(va, vb)

@@ -18,7 +18,15 @@ from srx.models.safmn import SAFMN, SAFMNNtire23, detect_ntire23, detect_safmn
 from srx.models.safmnpp import SAFMNPP, SAFMNPPLight, detect_light, detect_safmnpp
 from srx.spec import ARCHS, ModelSpec
 
-__all__ = ["ARCHS", "build_model", "default_model", "detect_arch", "load_model", "model_from_state_dict"]
+__all__ = [
+    "ARCHS",
+    "build_model",
+    "default_model",
+    "detect_arch",
+    "load_model",
+    "model_from_state_dict",
+    "seeded_model",
+]
 
 
 @dataclass(frozen=True)
@@ -122,12 +130,22 @@ def randomize(model: nn.Module, seed: int) -> None:
 
 
 def default_model(scale: int = 4, arch: str = "safmn") -> nn.Module:
-    """The embedded default: a seeded, untrained network (paper SAFMN, dim 36, 8 blocks,
-    unless `arch` names another). Latency only."""
-    what = f"x{scale}" if arch == "safmn" else f"{arch} x{scale}"
+    """The embedded default of `arch`: for the paper SAFMN the trained network srx ships for
+    `scale` (srx/models/defaults.py), otherwise a seeded, untrained one (latency only)."""
+    if arch == "safmn":
+        from srx.models.defaults import default_model as shipped_default
+
+        return shipped_default(scale)
     return build_model(
-        arch, scale, seed=DEFAULT_SEED, trained=False, source=f"embedded default {what} (seed {DEFAULT_SEED})"
+        arch, scale, seed=DEFAULT_SEED, trained=False, source=f"embedded default {arch} x{scale} (seed {DEFAULT_SEED})"
     )
+
+
+def seeded_model(scale: int = 4) -> nn.Module:
+    """The seeded, untrained paper SAFMN (dim 36, 8 blocks): for latency work (`--weights seeded`)."""
+    from srx.models.defaults import seeded_model as seeded
+
+    return seeded(scale)
 
 
 def model_from_options(
@@ -249,8 +267,19 @@ def load_model(
 ) -> nn.Module:
     """Load a SAFMN-family checkpoint: detect architecture and configuration, load strictly.
 
-    Returns the network in eval mode with its ModelSpec as `.spec`.
+    Returns the network in eval mode with its ModelSpec as `.spec`. The names of the networks
+    srx ships (default, seeded, team15: srx/models/defaults.py) load those, unless a file of
+    that name exists.
     """
+    from srx.models.defaults import is_name, named_model
+
+    if is_name(path):
+        if param_key is not None:
+            raise BadInput(f"--param-key applies to checkpoint files, not to the shipped '{path}': drop it")
+        model = named_model(str(path), scale)
+        if arch not in ("auto", model.spec.arch):  # type: ignore[union-attr]
+            raise BadInput(f"'{path}' is a {model.spec.arch} network, not --arch {arch}: use --arch auto")  # type: ignore[union-attr]
+        return model
     p = Path(path)
     ckpt = read_checkpoint(p, param_key)
     origin = str(p) if ckpt.param_key is None else f"{p} [{ckpt.param_key}]"

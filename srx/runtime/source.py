@@ -60,19 +60,36 @@ class ModelSource:
 
     @classmethod
     def from_weights(
-        cls, path: str | Path | None, scale: int | None = None, param_key: str | None = None
+        cls,
+        path: str | Path | None,
+        scale: int | None = None,
+        param_key: str | None = None,
+        *,
+        default: str = "default",
     ) -> ModelSource:
-        """A checkpoint, or with `path=None` the embedded default (untrained) model."""
+        """A checkpoint (or a shipped network's name), or with `path=None` the embedded default
+        (`default="best"`: the shipped network with the best score, as `srx upscale` uses)."""
         from srx.models import model_from_options
 
+        if path is None and default == "best" and param_key is None:
+            from srx.models.defaults import best_model
+
+            return cls.from_module(best_model(scale or 4))
         module = model_from_options(path, scale=scale, param_key=param_key)
         return cls.from_module(module, origin=str(path) if path is not None else "")
 
     @classmethod
     def from_options(
-        cls, weights: str | None, model: str | None, scale: int | None = None, param_key: str | None = None
+        cls,
+        weights: str | None,
+        model: str | None,
+        scale: int | None = None,
+        param_key: str | None = None,
+        *,
+        default: str = "default",
     ) -> ModelSource:
-        """`--weights` and/or `--model` of bench and upscale (the embedded default when neither).
+        """`--weights` and/or `--model` of bench and upscale (the embedded default when neither;
+        `default="best"`: see `from_weights`).
 
         `--model` takes a checkpoint too (as `srx eval --model` does). Both an exported file
         and weights: the file runs in onnxruntime / TensorRT, the weights give the FP32
@@ -82,7 +99,7 @@ class ModelSource:
                 raise BadInput(f"--model {model} is a checkpoint and so is --weights {weights}: give one of them")
             weights, model = model, None
         if model is None:
-            return cls.from_weights(weights, scale, param_key)
+            return cls.from_weights(weights, scale, param_key, default=default)
         src = cls.from_file(model, scale)
         if weights is not None:
             from srx.models import load_model

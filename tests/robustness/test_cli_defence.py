@@ -81,6 +81,6 @@ def test_debug_after_the_command_shows_the_traceback(ws):
 def test_no_command_is_one_line():
     line = assert_one_line_error(run_inprocess(), 2)
     assert (
-        "no command given: choose one of bench, build-engine, eval, export, info, quantize, serve, serve-config, upscale"
+        "no command given: choose one of bench, build-engine, eval, export, info, quantize, serve, serve-config, train, upscale"
         in line
     )

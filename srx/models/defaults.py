@@ -1,0 +1,121 @@
+"""The networks srx ships, and the names `--weights` accepts for them.
+
+    default   the embedded default: a paper SAFMN trained by `srx train` where one is
+              shipped for the scale, labelled "srx default (trained on T91+BSD200)";
+              at other scales the seeded untrained paper SAFMN
+    seeded    the seeded, untrained paper SAFMN (any scale), for latency work
+    team15    the NTIRE 2023 ESR SAFMN x4 (Apache-2.0; see weights/NOTICE)
+
+`srx bench`, `srx export` and `srx eval --model default` use `default` (the paper
+architecture, whose LayerNorm srx's kernels fuse); `srx upscale` without --weights uses
+the shipped x4 model with the best Set5 score (`best_model`) and says which.
+Weights are read as any checkpoint is (safetensors, strict loading, finite values).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from srx.models import DEFAULT_SEED
+
+WEIGHTS = Path(__file__).with_name("weights")
+TRAINED_DEFAULT = "srx default (trained on T91+BSD200)"
+NAMES = ("default", "seeded", "team15")
+
+
+@dataclass(frozen=True)
+class Shipped:
+    """A network in srx/models/weights, with its Set5 x4 Y-PSNR from `srx eval` (`evidence`:
+    the committed result; tests/test_defaults.py checks the two agree)."""
+
+    name: str
+    scale: int
+    file: str
+    label: str
+    set5_psnr_y: float
+    evidence: str
+
+
+SHIPPED: tuple[Shipped, ...] = (
+    Shipped(
+        "default",
+        4,
+        "safmn_x4.safetensors",
+        TRAINED_DEFAULT,
+        31.0234,
+        "bench/results/2026-11-28-cpu-train/default-x4-stage1.best.Set5.json",
+    ),
+    Shipped(
+        "team15",
+        4,
+        "team15_SAFMN_x4.safetensors",
+        "team15 (NTIRE 2023 SAFMN, Apache-2.0)",
+        32.1427,
+        "bench/results/2026-11-21-cpu-eval/raw/Set5-x4-team15_SAFMN-matlab-uint8.json",
+    ),
+)
+
+
+def shipped(name: str, scale: int) -> Shipped | None:
+    return next((s for s in SHIPPED if s.name == name and s.scale == scale), None)
+
+
+def seeded_model(scale: int = 4) -> nn.Module:
+    """The seeded, untrained paper SAFMN (dim 36, 8 blocks): reproducible noise, for latency only."""
+    from srx.models import build_model
+
+    return build_model(
+        "safmn", scale, seed=DEFAULT_SEED, trained=False, source=f"embedded default x{scale} (seed {DEFAULT_SEED})"
+    )
+
+
+def load_shipped(entry: Shipped) -> nn.Module:
+    from srx.models import load_model
+
+    model = load_model(WEIGHTS / entry.file)
+    spec = model.spec  # type: ignore[union-attr]
+    model.spec = dataclasses.replace(  # type: ignore[assignment]
+        spec, source=f"shipped with srx: {entry.file}", extra={**spec.extra, "name": entry.label}
+    )
+    return model
+
+
+def default_model(scale: int = 4) -> nn.Module:
+    """The embedded default: the trained paper SAFMN where one ships for `scale`, else seeded."""
+    entry = shipped("default", scale)
+    return load_shipped(entry) if entry is not None else seeded_model(scale)
+
+
+def best_model(scale: int = 4) -> nn.Module:
+    """The shipped network with the best Set5 score at `scale` (upscale's default), else default_model."""
+    candidates = [s for s in SHIPPED if s.scale == scale]
+    if not candidates:
+        return default_model(scale)
+    return load_shipped(max(candidates, key=lambda s: s.set5_psnr_y))
+
+
+def is_name(value: str | Path) -> bool:
+    """Whether --weights names a shipped network rather than a file (a file of that name wins)."""
+    return str(value) in NAMES and not Path(value).exists()
+
+
+def named_model(name: str, scale: int | None) -> nn.Module:
+    """`--weights default|seeded|team15`."""
+    from srx.errors import BadInput
+
+    s = scale or 4
+    if name == "seeded":
+        return seeded_model(s)
+    if name == "default":
+        return default_model(s)
+    entry = shipped(name, s)
+    if entry is None:
+        have = sorted({f"x{e.scale}" for e in SHIPPED if e.name == name})
+        raise BadInput(
+            f"--weights {name} is shipped at {', '.join(have)} only, not x{s}: drop --scale or use --scale 4"
+        )
+    return load_shipped(entry)
