@@ -278,6 +278,7 @@ def _progress_factory() -> Any:
     default=None,
     help="torch.compile mode of the torch-compile rows (default: reduce-overhead for FP16 on CUDA, else default).",
 )
+@click.option("--video", default=None, metavar="FILE", help="Time the whole video pipeline on FILE, per stage.")
 @json_option
 def bench(
     input_size: str,
@@ -297,6 +298,7 @@ def bench(
     batch: int,
     profile: bool,
     compile_mode: str | None,
+    video: str | None,
     json_path: str | None,
 ) -> None:
     """Latency, peak memory and accuracy of every backend (CLI.md)."""
@@ -304,6 +306,19 @@ def bench(
     # shared with other work ran 3-4x slower (docs/bench.md), which would flatter every
     # other backend. Passive waiting is fair to it; a user's setting wins (recorded).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if video is not None:
+        image_only = {"--images": images, "--plot": plot_path, "--compare": compare_path, "--profile": profile or None}
+        given = [k for k, v in image_only.items() if v is not None]
+        if click.get_current_context().get_parameter_source("input_size") != click.core.ParameterSource.DEFAULT:
+            given.append("--input")
+        if given:
+            raise BadInput(
+                f"{', '.join(given)} cannot be combined with --video (the frames and their size are the video's)"
+            )
+        _bench_video(
+            video, weights, model_file, scale, param_key, backends, device, runs, warmup, threads, batch, json_path
+        )
+        return
     from pathlib import Path
 
     from srx.bench.engine import BenchConfig, run_bench
@@ -357,6 +372,36 @@ def bench(
         raise SrxError(f"backend(s) failed: {', '.join(failed)} (reasons in the table above)")
 
 
+def _bench_video(
+    video: str,
+    weights: str | None,
+    model_file: str | None,
+    scale: int | None,
+    param_key: str | None,
+    backends: str | None,
+    device: str | None,
+    runs: int | None,
+    warmup: int | None,
+    threads: int | None,
+    batch: int,
+    json_path: str | None,
+) -> None:
+    """srx bench --video FILE (srx.video.bench, issue 15)."""
+    from srx.video.bench import format_video_bench
+    from srx.video.command import bench_command
+
+    _check_json_path(json_path)
+    options = (weights, model_file, scale, param_key, backends, device, runs, warmup, threads, batch)
+    result = bench_command(video, *options, progress=_progress_factory(), command=["srx", *sys.argv[1:]])
+    human(format_video_bench(result), json_path)
+    emit_json(result, json_path)
+    if all(r["status"] == "skipped" for r in result["results"]):
+        raise BadInput("no backend can run here (reasons above): install what a row asks for, or choose --backends")
+    failed = [r["backend"] for r in result["results"] if r["status"] == "failed"]
+    if failed:
+        raise SrxError(f"backend(s) failed: {', '.join(failed)} (reasons above)")
+
+
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", "out", required=True, help="Output file (one input) or folder.")
@@ -368,6 +413,13 @@ def bench(
 @click.option("--tile-overlap", type=int, default=None, help="Context around each tile (default: the model's reach).")
 @click.option("--backend", default="auto", show_default=True, help="Backend name (see srx bench), or auto.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None, help="Default: cuda when a GPU is visible.")
+@click.option(
+    "--codec", default=None, help="Videos: codec or encoder (default: the input's, else H.264; docs/video.md)."
+)
+@click.option("--crf", type=int, default=None, help="Videos: constant quality, lower is better (default: x264 18).")
+@click.option("--batch", type=int, default=1, show_default=True, help="Videos: frames per model call.")
+@click.option("--start", type=float, default=None, metavar="SECONDS", help="Videos: start of the clip to upscale.")
+@click.option("--duration", type=float, default=None, metavar="SECONDS", help="Videos: length of the clip.")
 @json_option
 def upscale(
     inputs: tuple[str, ...],
@@ -380,9 +432,14 @@ def upscale(
     tile_overlap: int | None,
     backend: str,
     device: str | None,
+    codec: str | None,
+    crf: int | None,
+    batch: int,
+    start: float | None,
+    duration: float | None,
     json_path: str | None,
 ) -> None:
-    """Upscale PNG / JPEG / WebP files or folders (alpha, 16-bit and EXIF orientation kept)."""
+    """Upscale PNG / JPEG / WebP files or folders (alpha, 16-bit and EXIF orientation kept), or videos."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as bench: spinning OpenMP collapses on a busy CPU
     from srx.runtime.device import has_cuda
     from srx.runtime.registry import auto_backend, get_backend, open_runner
@@ -397,6 +454,14 @@ def upscale(
     if tile_overlap is not None and tile_overlap < 0:
         raise BadInput(f"--tile-overlap {tile_overlap}: cannot be negative; use 0 or more (default: the model's reach)")
     _check_json_path(json_path)
+    from srx.video.command import VideoOptions, clip_options, is_video_run
+
+    video = VideoOptions(codec, crf, batch, clip_options(start, duration), tile, tile_overlap)
+    if is_video_run(inputs):
+        _upscale_videos(list(inputs), out, weights, model_file, scale, param_key, backend, device, video, json_path)
+        return
+    if video != VideoOptions(tile=tile, overlap=tile_overlap):
+        raise BadInput("--codec, --crf, --batch, --start and --duration apply to videos; these inputs are images")
     jobs = plan_jobs(list(inputs), out)
     dev = device or ("cuda" if has_cuda() else "cpu")
     with ModelSource.from_options(weights, model_file, scale, param_key) as source:
@@ -446,6 +511,36 @@ def upscale(
         if n == total:
             raise BadInput(f"none of the {total} inputs could be upscaled (reasons above): fix or remove them")
         raise BadInput(f"{n} of {total} input(s) could not be upscaled (listed above); the others were written")
+
+
+def _upscale_videos(
+    inputs: list[str],
+    out: str,
+    weights: str | None,
+    model_file: str | None,
+    scale: int | None,
+    param_key: str | None,
+    backend: str,
+    device: str | None,
+    video: Any,
+    json_path: str | None,
+) -> None:
+    """srx upscale on video files (srx.video.command, issue 15)."""
+    from srx.runtime.device import has_cuda
+    from srx.runtime.registry import auto_backend
+    from srx.runtime.source import ModelSource
+    from srx.video.avlib import require_av
+    from srx.video.command import upscale_command
+
+    require_av()  # before the model loads: a missing PyAV is the first thing to say
+    dev = device or ("cuda" if has_cuda() else "cpu")
+    with ModelSource.from_options(weights, model_file, scale, param_key) as source:
+        name = auto_backend(source, dev) if backend == "auto" else backend
+        text, result = upscale_command(inputs, out, source, name, dev, video, echo=lambda m: click.echo(m, err=True))
+    human(text, json_path)
+    emit_json(result, json_path)
+    if result.get("summary_error"):
+        raise BadInput(result["summary_error"])
 
 
 @cli.command()

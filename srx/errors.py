@@ -38,6 +38,7 @@ OPTIONAL_MODULES: dict[str, tuple[str, str]] = {
     "cuda": ("cuda-python", "pip install 'srx[gpu]'"),
     "triton": ("triton", "pip install 'srx[kernels]'"),
     "matplotlib": ("matplotlib", "pip install 'srx[plot]'"),
+    "av": ("av", "pip install 'srx[video]' (PyAV: FFmpeg's libraries as wheels)"),
 }
 
 
