@@ -6,7 +6,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 TORCH  ?= torch==2.13.0
-EXTRAS ?= torch,cpu,dev,trt-rtx,kernels
+EXTRAS ?= torch,cpu,dev,trt-rtx,kernels,video
 BIN    := $(VENV)/bin
 
 .PHONY: setup bench test lint

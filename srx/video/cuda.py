@@ -176,7 +176,9 @@ class CudaFrames:
         for st in staged:
             compute.wait_event(st.ready)
             ops.record_stream(st.tensor, compute)
-        x = torch.stack([st.tensor for st in staged]).permute(0, 3, 1, 2).float() / self.peak
+        # Contiguous NCHW, as the host path stages it: a permuted view would send the first
+        # convolution down another (channels-last) kernel, off by a rounding in some pixels.
+        x = (torch.stack([st.tensor for st in staged]).permute(0, 3, 1, 2).float() / self.peak).contiguous()
         if (self.ph, self.pw) != (self.h, self.w):
             x = torch.nn.functional.pad(x, (0, self.pw - self.w, 0, self.ph - self.h), mode="replicate")
         with torch.inference_mode():
