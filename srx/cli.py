@@ -279,6 +279,9 @@ def _progress_factory() -> Any:
     help="torch.compile mode of the torch-compile rows (default: reduce-overhead for FP16 on CUDA, else default).",
 )
 @click.option("--video", default=None, metavar="FILE", help="Time the whole video pipeline on FILE, per stage.")
+@click.option("--codec", default=None, help="With --video: the encoder, as srx upscale --codec.")
+@click.option("--crf", type=int, default=None, help="With --video: as srx upscale --crf.")
+@click.option("--preset", default=None, help="With --video: as srx upscale --preset.")
 @json_option
 def bench(
     input_size: str,
@@ -299,6 +302,9 @@ def bench(
     profile: bool,
     compile_mode: str | None,
     video: str | None,
+    codec: str | None,
+    crf: int | None,
+    preset: str | None,
     json_path: str | None,
 ) -> None:
     """Latency, peak memory and accuracy of every backend (CLI.md)."""
@@ -315,10 +321,11 @@ def bench(
             raise BadInput(
                 f"{', '.join(given)} cannot be combined with --video (the frames and their size are the video's)"
             )
-        _bench_video(
-            video, weights, model_file, scale, param_key, backends, device, runs, warmup, threads, batch, json_path
-        )
+        model = (weights, model_file, scale, param_key, backends, device, runs, warmup, threads, batch)
+        _bench_video(video, model, {"codec": codec, "crf": crf, "preset": preset}, json_path)
         return
+    if codec is not None or crf is not None or preset is not None:
+        raise BadInput("--codec, --crf and --preset apply to --video")
     from pathlib import Path
 
     from srx.bench.engine import BenchConfig, run_bench
@@ -372,27 +379,13 @@ def bench(
         raise SrxError(f"backend(s) failed: {', '.join(failed)} (reasons in the table above)")
 
 
-def _bench_video(
-    video: str,
-    weights: str | None,
-    model_file: str | None,
-    scale: int | None,
-    param_key: str | None,
-    backends: str | None,
-    device: str | None,
-    runs: int | None,
-    warmup: int | None,
-    threads: int | None,
-    batch: int,
-    json_path: str | None,
-) -> None:
+def _bench_video(video: str, model: tuple[Any, ...], encoder: dict[str, Any], json_path: str | None) -> None:
     """srx bench --video FILE (srx.video.bench, issue 15)."""
     from srx.video.bench import format_video_bench
     from srx.video.command import bench_command
 
     _check_json_path(json_path)
-    options = (weights, model_file, scale, param_key, backends, device, runs, warmup, threads, batch)
-    result = bench_command(video, *options, progress=_progress_factory(), command=["srx", *sys.argv[1:]])
+    result = bench_command(video, *model, encoder=encoder, progress=_progress_factory(), command=["srx", *sys.argv[1:]])
     human(format_video_bench(result), json_path)
     emit_json(result, json_path)
     if all(r["status"] == "skipped" for r in result["results"]):
@@ -420,6 +413,7 @@ def _bench_video(
 @click.option("--batch", type=int, default=1, show_default=True, help="Videos: frames per model call.")
 @click.option("--start", type=float, default=None, metavar="SECONDS", help="Videos: start of the clip to upscale.")
 @click.option("--duration", type=float, default=None, metavar="SECONDS", help="Videos: length of the clip.")
+@click.option("--preset", default=None, help="Videos: encoder speed preset (x264 / x265: ultrafast .. veryslow).")
 @json_option
 def upscale(
     inputs: tuple[str, ...],
@@ -437,6 +431,7 @@ def upscale(
     batch: int,
     start: float | None,
     duration: float | None,
+    preset: str | None,
     json_path: str | None,
 ) -> None:
     """Upscale PNG / JPEG / WebP files or folders (alpha, 16-bit and EXIF orientation kept), or videos."""
@@ -456,12 +451,14 @@ def upscale(
     _check_json_path(json_path)
     from srx.video.command import VideoOptions, clip_options, is_video_run
 
-    video = VideoOptions(codec, crf, batch, clip_options(start, duration), tile, tile_overlap)
+    video = VideoOptions(codec, crf, batch, clip_options(start, duration), tile, tile_overlap, preset)
     if is_video_run(inputs):
         _upscale_videos(list(inputs), out, weights, model_file, scale, param_key, backend, device, video, json_path)
         return
     if video != VideoOptions(tile=tile, overlap=tile_overlap):
-        raise BadInput("--codec, --crf, --batch, --start and --duration apply to videos; these inputs are images")
+        raise BadInput(
+            "--codec, --crf, --preset, --batch, --start and --duration apply to videos; these inputs are images"
+        )
     jobs = plan_jobs(list(inputs), out)
     dev = device or ("cuda" if has_cuda() else "cpu")
     with ModelSource.from_options(weights, model_file, scale, param_key) as source:

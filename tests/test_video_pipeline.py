@@ -223,6 +223,7 @@ def test_default_encoder_keeps_the_input_where_it_can(codec, pix_fmt, suffix, en
         ({"codec": "ffv1", "crf": 10}, ".mkv", "--crf does not apply to ffv1"),
         ({"crf": 52}, ".mp4", "--crf 52 is outside libx264's range 0..51"),
         ({}, ".avi", "srx cannot write .avi videos"),
+        ({"codec": "ffv1", "preset": "fast"}, ".mkv", "--preset does not apply to ffv1"),
     ],
 )
 def test_impossible_encodings_are_refused_before_any_work(kwargs, suffix, message):
@@ -239,3 +240,10 @@ def test_streams_a_container_cannot_hold_are_refused_and_data_streams_left_out()
     )
     assert enc.copy_streams == (1, 3)
     assert any("data stream #2" in n for n in enc.notes)
+
+
+def test_preset_and_crf_reach_the_encoder_options():
+    enc = choose_encoding(info(), ".mp4", 4, crf=23, preset="veryfast")
+    assert enc.options == {"crf": "23", "preset": "veryfast"} and enc.quality == "crf 23, preset veryfast"
+    vp9 = choose_encoding(info("vp9"), ".webm", 2, crf=30)
+    assert vp9.options == {"crf": "30", "b": "0", "row-mt": "1"}  # b=0: libvpx's constant-quality mode

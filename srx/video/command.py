@@ -113,6 +113,7 @@ def bench_command(
     threads: int | None,
     batch: int,
     *,
+    encoder: dict[str, Any] | None = None,
     progress: Callable[[str, int], Any],
     command: list[str],
 ) -> dict[str, Any]:
@@ -152,6 +153,7 @@ def bench_command(
             warmup=warmup,
             batch=batch,
             threads=threads,
+            encoder=encoder,
             progress=progress,
             frame_bar=frame_bar,
             command=command,

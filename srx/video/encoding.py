@@ -106,8 +106,39 @@ def _encoder(name: str) -> Any:
     return codec
 
 
+# Encoders with an option named "preset" (speed against compression), and its values. Checked
+# here: x264 and x265 print a wrong name to stderr themselves before FFmpeg's log sees it.
+X26X_PRESETS = (
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
+)
+NVENC_PRESETS = ("p1", "p2", "p3", "p4", "p5", "p6", "p7")
+PRESETS = {
+    "libx264": X26X_PRESETS,
+    "libx265": X26X_PRESETS,
+    "libsvtav1": tuple(str(i) for i in range(14)),
+    "h264_nvenc": NVENC_PRESETS,
+    "hevc_nvenc": NVENC_PRESETS,
+    "av1_nvenc": NVENC_PRESETS,
+}
+
+
 def choose_encoding(
-    info: VideoInfo, out_suffix: str, scale: int, *, codec: str | None = None, crf: int | None = None
+    info: VideoInfo,
+    out_suffix: str,
+    scale: int,
+    *,
+    codec: str | None = None,
+    crf: int | None = None,
+    preset: str | None = None,
 ) -> Encoding:
     """Everything the writer needs, decided (and refused if impossible) before any work."""
     container = container_for(out_suffix)
@@ -124,6 +155,13 @@ def choose_encoding(
         enc = _default_encoder(info.codec, container, accepted)
     pix_fmt = _pix_fmt(enc, info, notes)
     options, quality = _quality(enc.name, crf)
+    if preset is not None:
+        if enc.name not in PRESETS:
+            raise BadInput(f"--preset does not apply to {enc.name}: drop it, or choose libx264, libx265 or libsvtav1")
+        if preset not in PRESETS[enc.name]:
+            raise BadInput(f"--preset {preset}: {enc.name} has {', '.join(PRESETS[enc.name])} (faster to slower)")
+        options["preset"] = preset
+        quality += f", preset {preset}"
     width, height = info.width * scale, info.height * scale
     even_w, even_h = _needs_even(pix_fmt)
     if (even_w and width % 2) or (even_h and height % 2):

@@ -66,6 +66,8 @@ class PipelineResult:
     busy_s: dict[str, float]
     mark_s: float | None  # when inference of the first batch from frame `mark_frame` on began (s after the start)
     mark_index: int  # the first frame of that batch
+    submitted_s: float  # when the encoder took the last frame (s after the start)
+    finish_s: float  # flushing the encoder (its look-ahead frames) and writing the trailer
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -108,6 +110,8 @@ class Pipeline:
         self._t0 = 0.0
         self._mark: float | None = None
         self._mark_index = 0
+        self._submitted = 0.0
+        self._finish = 0.0
 
     # -- queue operations that give up when the pipeline stops ---------------------------------
     def _put(self, q: queue.Queue[Any], item: Any) -> None:
@@ -200,11 +204,13 @@ class Pipeline:
                 clock.add("readback", t1 - t)
                 clock.add("encode", time.perf_counter() - t1)
                 self.encoded += 1
+                self._submitted = time.perf_counter() - self._t0
                 if self.progress is not None:
                     self.progress(1)
         t = time.perf_counter()
         self.sink.finish()
-        clock.add("encode", time.perf_counter() - t)
+        self._finish = time.perf_counter() - t
+        clock.add("encode", self._finish)
 
     def run(self) -> PipelineResult:
         """Run to the end, or raise the first failure after stopping every thread."""
@@ -224,7 +230,9 @@ class Pipeline:
         if self.stop.is_set():  # stopped without an error: cannot happen, but never report success then
             raise RuntimeError("the video pipeline stopped without finishing")
         wall = time.perf_counter() - self._t0
-        return PipelineResult(self.encoded, wall, dict(self.clock.busy), self._mark, self._mark_index)
+        return PipelineResult(
+            self.encoded, wall, dict(self.clock.busy), self._mark, self._mark_index, self._submitted, self._finish
+        )
 
     def _join(self, threads: list[threading.Thread]) -> None:
         """Wait for the reader and writer; the writer finishing normally is the end of the output."""

@@ -45,6 +45,7 @@ class VideoOptions:
     clip: Clip = field(default_factory=Clip)
     tile: int | None = None
     overlap: int | None = None
+    preset: str | None = None
 
     def check(self) -> None:
         if self.batch < 1:
@@ -162,7 +163,7 @@ def upscale_video(
     """Upscale one video into job.dst (atomically); returns its record for the JSON."""
     t0 = time.perf_counter()
     info = probe(job.src)
-    enc = choose_encoding(info, job.dst.suffix, spec.scale, codec=opts.codec, crf=opts.crf)
+    enc = choose_encoding(info, job.dst.suffix, spec.scale, codec=opts.codec, crf=opts.crf, preset=opts.preset)
     for note in enc.notes:
         if warn:
             warn(f"{job.src}: {note}")
@@ -232,6 +233,8 @@ def _record(
             "wall_s": round(result.wall_s, 4),
             "mark_s": None if result.mark_s is None else round(result.mark_s, 4),
             "mark_index": result.mark_index,
+            "submitted_s": round(result.submitted_s, 4),
+            "finish_s": round(result.finish_s, 4),
         },
         "stages_busy_s": {k: round(v, 4) for k, v in result.busy_s.items()},
         "notes": notes,

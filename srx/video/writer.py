@@ -79,7 +79,7 @@ class VideoWriter:
         except av.error.FFmpegError as e:
             raise BadInput(
                 f"cannot start writing {self.shown} with {enc.encoder} ({enc.pix_fmt}, {enc.width}x{enc.height}): "
-                f"{ffmpeg_message(e)}; choose another --codec"
+                f"{ffmpeg_message(e)}; check --codec, --crf and --preset"
             ) from e
 
     def mux_copy(self, packet: Any) -> None:

@@ -79,6 +79,7 @@ CASES = {
     "subtitles in mp4": (["good.mkv"], ["-o", "out.mp4"], "subtitle stream #2 (subrip) cannot be copied into .mp4"),
     "crf out of range": (["good.mp4"], ["--crf", "60"], "--crf 60 is outside libx264's range 0..51"),
     "crf for a lossless codec": (["good.mkv"], ["--codec", "ffv1", "--crf", "5"], "--crf does not apply to ffv1"),
+    "unknown preset": (["good.mp4"], ["--preset", "warp9"], "--preset warp9: libx264 has ultrafast, superfast"),
     "output format srx does not write": (["good.mp4"], ["-o", "out.avi"], "srx writes .mp4, .mkv, .webm or .mov"),
     "batch 0": (["good.mp4"], ["--batch", "0"], "--batch 0: need at least 1 frame"),
     "negative start": (["good.mp4"], ["--start", "-1"], "--start -1.0: give a time in seconds"),
