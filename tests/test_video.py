@@ -218,6 +218,16 @@ def test_ten_bit_input_stays_ten_bit(tmp_path, models):
     assert len(frames) == 6 and {f.format.name for f in frames} == {"yuv420p10le"}
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_display_rotation_is_kept(tmp_path, models, suffix):
+    _, model = models[2]
+    src = write_video(tmp_path / "portrait.mp4", rotation=90, audio=None, frames=3)
+    upscale(src.path, tmp_path / f"out{suffix}", model)
+    with av.open(str(tmp_path / f"out{suffix}")) as c:
+        frames = list(c.decode(video=0))
+    assert [(f.rotation, f.width, f.height) for f in frames] == [(90, 192, 128)] * 3
+
+
 def test_start_and_duration_cut_every_stream_at_the_same_time(tmp_path, models, videos):
     _, model = models[2]
     src = videos["subs"].path

@@ -43,6 +43,7 @@ def write_video(
     subtitles: bool = False,
     options: dict[str, str] | None = None,
     seconds_of_audio: float | None = None,
+    rotation: int | None = None,
 ) -> Written:
     """CFR: 24 fps in time base 1/24. VFR: time base 1/1000, frame durations 40, 50, 60 ms in turn."""
     import av
@@ -54,6 +55,8 @@ def write_video(
     vs.width, vs.height, vs.pix_fmt = w, h, pix_fmt
     vs.codec_context.time_base = tb
     vs.options = {"preset": "ultrafast", **(options or {})} if codec == "libx264" else dict(options or {})
+    if rotation is not None:
+        vs.set_display_rotation(rotation)  # as a phone films portrait video
     a = None
     if audio:
         a = out.add_stream(audio, rate=48000)

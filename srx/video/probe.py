@@ -63,6 +63,9 @@ class VideoInfo:
     start: float  # seconds, the container's first timestamp
     color: ColorTags = field(default_factory=ColorTags)
     side: tuple[SideStream, ...] = ()
+    # How players turn the picture (phone videos: a 90 degree rotation), FFmpeg's 3x3 display
+    # matrix as 9 int32; copied to the output stream, which would otherwise play sideways.
+    display_matrix: tuple[int, ...] | None = None
 
     @property
     def size(self) -> str:
@@ -82,6 +85,7 @@ class VideoInfo:
             "duration_s": self.duration,
             "color": self.color.to_dict(),
             "streams": [s.to_dict() for s in self.side],
+            "display_matrix": None if self.display_matrix is None else list(self.display_matrix),
         }
 
 
@@ -150,6 +154,7 @@ def probe(path: str | Path) -> VideoInfo:
         bits, alpha = format_bits(pix_fmt)
         rate = vs.average_rate or vs.guessed_rate
         side = tuple(SideStream(s.index, s.type, _codec_name(s)) for s in container.streams if s.index != vs.index)
+        matrix = _display_matrix(container, vs)
         return VideoInfo(
             path=p,
             format=container.format.name,
@@ -167,6 +172,7 @@ def probe(path: str | Path) -> VideoInfo:
             start=0.0 if container.start_time is None else container.start_time / 1e6,
             color=ColorTags(int(cc.color_range), int(cc.colorspace), int(cc.color_primaries), int(cc.color_trc)),
             side=side,
+            display_matrix=matrix,
         )
 
 
@@ -176,3 +182,18 @@ def _codec_name(stream: Any) -> str:
     if cc is not None:
         return str(cc.codec.canonical_name)
     return str(getattr(stream, "codec_tag", "") or "unknown")
+
+
+def _display_matrix(container: Any, vs: Any) -> tuple[int, ...] | None:
+    """The first frame's display matrix (FFmpeg hands the container's to every decoded frame).
+    Damage found here is the reader's to report, with its position."""
+    av = require_av()
+    import numpy as np
+
+    try:
+        for frame in container.decode(vs):
+            sd = frame.side_data.get(av.sidedata.sidedata.Type.DISPLAYMATRIX)
+            return None if sd is None else tuple(int(v) for v in np.frombuffer(bytes(sd), "<i4"))
+    except av.error.FFmpegError:
+        return None
+    return None

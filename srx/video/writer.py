@@ -66,6 +66,8 @@ class VideoWriter:
             cc.time_base = info.time_base
             vs.time_base = info.time_base  # what the muxer starts from; mp4 may refine it
             _tag_context(cc, info.color)
+            if info.display_matrix is not None:
+                vs.set_display_matrix(info.display_matrix)
             vs.options = dict(enc.options)
             _copy_tags(reader.container.metadata, self.out.metadata)
             for index in enc.copy_streams:
