@@ -276,6 +276,62 @@ def test_odd_output_sides_are_cut_to_even_for_4_2_0(tmp_path, models):
         assert {(f.width, f.height) for f in c.decode(video=0)} == {(98, 62)}
 
 
+def test_progress_shows_frames_rate_and_time_left_on_a_terminal(tmp_path, models, videos):
+    """stderr on a pseudo-terminal: tqdm's bar counts the frames and shows a rate and the time
+    left (off a terminal the first test checks that stderr stays empty)."""
+    import fcntl
+    import os
+    import pty
+    import re
+    import select
+    import struct
+    import subprocess
+    import sys
+    import termios
+    import time
+
+    from conftest import REPO
+
+    weights, _ = models[2]
+    master, slave = pty.openpty()
+    # A new pty is 0 columns wide, and tqdm draws nothing in 0 columns: give it a terminal's size.
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    # The 48 tiny frames take well under a second and tqdm redraws at most every 0.1 s by
+    # default; redrawing on every update makes what the bar shows independent of the speed.
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TQDM_MININTERVAL": "0"}
+    args = [str(videos["cfr"].path), "-o", str(tmp_path / "o.mkv"), "--weights", str(weights), "--backend", "torch"]
+    with open(tmp_path / "stdout.txt", "wb") as stdout:
+        proc = subprocess.Popen([sys.executable, "-m", "srx", "upscale", *args], stdout=stdout, stderr=slave, env=env)
+    os.close(slave)
+    shown, deadline = b"", time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline:
+            if not select.select([master], [], [], 1.0)[0]:
+                continue
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: every holder of the terminal closed it (the process ended)
+                break
+            if not chunk:
+                break
+            shown += chunk
+        else:
+            proc.kill()
+            pytest.fail("srx upscale did not finish within 300 s")
+    finally:
+        os.close(master)
+    assert proc.wait(timeout=60) == 0, shown.decode("utf-8", "replace")[-500:]
+    text = shown.decode("utf-8", "replace")
+    assert "srx: error" not in text and "Traceback" not in text, text[-500:]
+    # tqdm's "N/48 [elapsed<left, RATEframe/s]", once a frame is done (before: "?frame/s").
+    drawn = re.findall(r"cfr\.mp4: +\d+%\|[^|]*\| (\d+)/48 \[\d\d:\d\d<(\d\d:\d\d), +(\d+(?:\.\d+)?)frame/s\]", text)
+    assert drawn, f"no progress bar with a frame count, the time left and a rate: {text[-500:]!r}"
+    counts = [int(n) for n, _, _ in drawn]
+    assert counts == sorted(counts) and counts[-1] == 48, f"frames counted: {counts}"
+    assert all(float(rate) > 0 for _, _, rate in drawn)
+    assert "48 frames" in (tmp_path / "stdout.txt").read_text(), "the summary goes to stdout, not the terminal"
+
+
 # -- srx bench --video ----------------------------------------------------------------------------------
 
 
