@@ -18,10 +18,12 @@ Usage: python bench/video_cpu.py OUTDIR [--frames 120] [--rounds 2] [--presets d
    which is what grows with a video's length if anything does, does not depend on the model):
    1080p -> 2160p (4K) H.264, frames tiled (above 1 megapixel). The peak resident set size
    of each run comes from getrusage in a wrapper process (exact), the RSS timeline from
-   /proc every 0.25 s.
+   /proc every 0.25 s (OUTDIR/memory_N_frames_rss.csv).
 
-Every run's command, stdout, wall time and load averages are written to OUTDIR; the input
-videos are made in a scratch folder and described (how, size, sha256), not committed.
+Every run's command, stdout, wall time and load averages are written to OUTDIR, srx's own
+--json record beside them (its paths made portable, as in every committed record), and
+summary.md is rewritten after each run, so a run stopped part-way still leaves its summary.
+The input videos are made in a scratch folder and described (how, size, sha256), not committed.
 """
 
 from __future__ import annotations
@@ -136,9 +138,44 @@ def run(out: Path, name: str, argv: list[str], *, sample_rss: bool = False) -> d
         "load_before": before,
         "load_after": after,
     }
+    json_path = out / f"{name}.json"
+    if json_path.exists():
+        # srx writes the paths it was given: this machine's scratch folder.
+        write_json(json_path, json.loads(json_path.read_text()))
     if sample_rss:
-        record["rss_timeline_s_mb"] = timeline
+        # Thousands of samples: a CSV of their own keeps environment.json small and readable.
+        write_text(out / f"{name}_rss.csv", "seconds,rss_mb\n" + "".join(f"{t},{mb}\n" for t, mb in timeline))
+        record["rss_timeline"] = f"{name}_rss.csv"
     return record
+
+
+def rss_timeline(out: Path, run_: dict[str, Any]) -> list[tuple[float, float]]:
+    """(seconds, MB) samples of a memory run: in its CSV, or inline in records written before
+    the CSV existed (2026-11-28-cpu-video)."""
+    if "rss_timeline_s_mb" in run_:
+        return [(t, mb) for t, mb in run_["rss_timeline_s_mb"]]
+    path = out / run_.get("rss_timeline", "")
+    if not run_.get("rss_timeline") or not path.exists():
+        return []
+    rows = path.read_text().splitlines()[1:]
+    return [(float(t), float(mb)) for t, mb in (row.split(",") for row in rows)]
+
+
+def second_half(timeline: list[tuple[float, float]]) -> tuple[float, float] | None:
+    """(min, max) RSS over the second half of the work: flat when memory is bounded, rising
+    when it grows with the frames, which the peak alone cannot tell. The work ends at the last
+    sample holding at least half the peak; after it the process frees its buffers and exits."""
+    if not timeline:
+        return None
+    peak = max(mb for _, mb in timeline)
+    end = max(t for t, mb in timeline if mb >= peak / 2)
+    half = [mb for t, mb in timeline if end / 2 <= t <= end]
+    return min(half), max(half)
+
+
+def save(out: Path, record: dict[str, Any]) -> None:
+    write_json(out / "environment.json", record)
+    write_text(out / "summary.md", summary(out, record))
 
 
 def _child_rss_mb(wrapper_pid: int) -> float | None:
@@ -163,11 +200,11 @@ def speed(out: Path, scratch: Path, args: argparse.Namespace, record: dict[str, 
             argv = ["bench", "--video", str(src), "--runs", str(args.frames), "--warmup", "2"]
             argv += [] if preset == "default" else ["--preset", preset]
             record["runs"][name] = run(out, name, [*argv, "--json", str(out / f"{name}.json")])
-            write_json(out / "environment.json", record)
+            save(out, record)
         name = f"round{r}_model"
         argv = ["bench", "--input", "320x180", "--backends", "onnxruntime", "--runs", str(args.model_runs)]
         record["runs"][name] = run(out, name, [*argv, "--warmup", "2", "--json", str(out / f"{name}.json")])
-        write_json(out / "environment.json", record)
+        save(out, record)
 
 
 def memory(out: Path, scratch: Path, counts: list[int], seconds: int, record: dict[str, Any]) -> None:
@@ -187,7 +224,7 @@ def memory(out: Path, scratch: Path, counts: list[int], seconds: int, record: di
         argv = ["upscale", str(src), "-o", str(dst), "--weights", str(weights), "--duration", f"{(n - 0.5) / RATE:.4f}"]
         record["runs"][name] = run(out, name, [*argv, "--json", str(out / f"{name}.json")], sample_rss=True)
         dst.unlink(missing_ok=True)
-        write_json(out / "environment.json", record)
+        save(out, record)
 
 
 def summary(out: Path, record: dict[str, Any]) -> str:
@@ -241,13 +278,15 @@ def summary(out: Path, record: dict[str, Any]) -> str:
     mem = [(n, r) for n, r in record["runs"].items() if n.startswith("memory_")]
     if mem:
         lines += [
-            "| frames upscaled (1080p -> 2160p) | peak RSS MB | wall s | load before / after |",
-            "| --- | --- | --- | --- |",
+            "| frames upscaled (1080p -> 2160p) | peak RSS MB | RSS over the second half MB (min - max) | wall s | "
+            "load before / after |",
+            "| --- | --- | --- | --- | --- |",
         ]
         for name, r in mem:
+            half = second_half(rss_timeline(out, r))
             lines.append(
-                f"| {name.split('_')[1]} | {r['peak_rss_mb']} | {r['wall_seconds']} | "
-                f"{r['load_before'][0]} / {r['load_after'][0]} |"
+                f"| {name.split('_')[1]} | {r['peak_rss_mb']} | {'-' if half is None else f'{half[0]} - {half[1]}'} | "
+                f"{r['wall_seconds']} | {r['load_before'][0]} / {r['load_after'][0]} |"
             )
         lines.append("")
     return "\n".join(lines)
@@ -279,8 +318,7 @@ def main() -> int:
         counts = [int(c) for c in args.memory_frames.split(",") if c.strip()]
         if counts:
             memory(out, scratch, counts, args.memory_seconds, record)
-    write_json(out / "environment.json", record)
-    write_text(out / "summary.md", summary(out, record))
+    save(out, record)
     log(portable(summary(out, record)))
     return 0
 
