@@ -8,7 +8,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 TORCH  ?= torch==2.13.0
-EXTRAS ?= torch,cpu,dev,trt-rtx,kernels,triton-client
+EXTRAS ?= torch,cpu,dev,trt-rtx,kernels,triton-client,video
 BIN    := $(VENV)/bin
 SERVE_VENV ?= .venv-serve
 

@@ -315,6 +315,10 @@ def eval_(
     help="torch.compile mode of the torch-compile rows (default: reduce-overhead for FP16 on CUDA, else default).",
 )
 @quiet_option
+@click.option("--video", default=None, metavar="FILE", help="Time the whole video pipeline on FILE, per stage.")
+@click.option("--codec", default=None, help="With --video: the encoder, as srx upscale --codec.")
+@click.option("--crf", type=int, default=None, help="With --video: as srx upscale --crf.")
+@click.option("--preset", default=None, help="With --video: as srx upscale --preset.")
 @json_option
 def bench(
     input_size: str,
@@ -335,9 +339,28 @@ def bench(
     profile: bool,
     compile_mode: str | None,
     quiet: bool,
+    video: str | None,
+    codec: str | None,
+    crf: int | None,
+    preset: str | None,
     json_path: str | None,
 ) -> None:
     """Latency, peak memory and accuracy of every backend, against the FP32 PyTorch output."""
+    if video is not None:
+        image_only = {"--images": images, "--plot": plot_path, "--compare": compare_path, "--profile": profile or None}
+        given = [k for k, v in image_only.items() if v is not None]
+        if click.get_current_context().get_parameter_source("input_size") != click.core.ParameterSource.DEFAULT:
+            given.append("--input")
+        if given:
+            raise BadInput(
+                f"{', '.join(given)} cannot be combined with --video (the frames and their size are the video's)"
+            )
+        model = (weights, model_file, scale, param_key, backends, device, runs, warmup, threads, batch)
+        progress = Progress.for_terminal(quiet=quiet, json_path=json_path)
+        _bench_video(video, model, {"codec": codec, "crf": crf, "preset": preset}, progress, json_path)
+        return
+    if codec is not None or crf is not None or preset is not None:
+        raise BadInput("--codec, --crf and --preset apply to --video")
     from pathlib import Path
 
     from srx.bench.engine import BenchConfig, run_bench
@@ -404,6 +427,24 @@ def _report_bench(
         raise SrxError(f"backend(s) failed: {', '.join(failed)} (reasons in the table above)")
 
 
+def _bench_video(
+    video: str, model: tuple[Any, ...], encoder: dict[str, Any], progress: Progress, json_path: str | None
+) -> None:
+    """srx bench --video FILE (srx.video.bench, issue 15)."""
+    from srx.video.bench import format_video_bench
+    from srx.video.command import bench_command
+
+    _check_json_path(json_path)
+    result = bench_command(video, *model, encoder=encoder, progress=progress, command=["srx", *sys.argv[1:]])
+    human(format_video_bench(result), json_path)
+    emit_json(result, json_path)
+    if all(r["status"] == "skipped" for r in result["results"]):
+        raise BadInput("no backend can run here (reasons above): install what a row asks for, or choose --backends")
+    failed = [r["backend"] for r in result["results"] if r["status"] == "failed"]
+    if failed:
+        raise SrxError(f"backend(s) failed: {', '.join(failed)} (reasons above)")
+
+
 TILE_HELP = (
     "Tile side in input pixels: bounds memory, costs time (each tile also computes the model's reach, 136 pixels "
     "for the x4 paper SAFMN, on every inner side). Default (or 0): whole images up to 1 MP, 512 above; -1: never tile."
@@ -432,6 +473,14 @@ TILE_HELP = (
 @click.option("--quality", type=int, default=95, show_default=True, help="JPEG and WebP quality, 1-100.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (default: refuse them before any work).")
 @click.option("--skip-existing", is_flag=True, help="Leave existing outputs alone and skip their inputs.")
+@click.option(
+    "--codec", default=None, help="Videos: codec or encoder (default: the input's, else H.264; docs/video.md)."
+)
+@click.option("--crf", type=int, default=None, help="Videos: constant quality, lower is better (default: x264 18).")
+@click.option("--batch", type=int, default=1, show_default=True, help="Videos: frames per model call.")
+@click.option("--start", type=float, default=None, metavar="SECONDS", help="Videos: start of the clip to upscale.")
+@click.option("--duration", type=float, default=None, metavar="SECONDS", help="Videos: length of the clip.")
+@click.option("--preset", default=None, help="Videos: encoder speed preset (x264 / x265: ultrafast .. veryslow).")
 @quiet_option
 @json_option
 def upscale(
@@ -441,16 +490,22 @@ def upscale(
     tile_overlap: int | None,
     backend: str,
     device: str | None,
+    codec: str | None,
+    crf: int | None,
+    batch: int,
+    start: float | None,
+    duration: float | None,
+    preset: str | None,
     quiet: bool,
     json_path: str | None,
     **options: Any,
 ) -> None:
-    """Upscale PNG / JPEG / WebP files or folders (alpha, 16-bit and EXIF orientation kept)."""
+    """Upscale PNG / JPEG / WebP files or folders (alpha, 16-bit and EXIF orientation kept), or videos."""
     from srx.runtime.device import has_cuda
-    from srx.runtime.registry import auto_backend, get_backend, open_runner
-    from srx.runtime.source import ModelSource
+    from srx.runtime.registry import get_backend
     from srx.tiling import check_tile_options
-    from srx.upscale import OutputOptions, format_result, output_folder, plan_jobs, upscale_files
+    from srx.upscale import OutputOptions
+    from srx.video.command import VideoOptions, clip_options, is_video_run
 
     model = {k: options.pop(k) for k in ("weights", "model_file", "scale", "param_key")}
     if options["overwrite"] and options["skip_existing"]:
@@ -461,18 +516,42 @@ def upscale(
         get_backend(backend)
     _check_json_path(json_path)
     check_tile_options(None, tile, tile_overlap)
-    plan = plan_jobs(list(inputs), out, output)
+    video = VideoOptions(codec, crf, batch, clip_options(start, duration), tile, tile_overlap, preset)
+    progress = Progress.for_terminal(quiet=quiet, json_path=json_path)
+    run = (model, backend, device or ("cuda" if has_cuda() else "cpu"), progress, json_path)
+    if is_video_run(inputs):
+        _upscale_videos(list(inputs), out, video, output, *run)
+    elif video != VideoOptions(tile=tile, overlap=tile_overlap):
+        raise BadInput(
+            "--codec, --crf, --preset, --batch, --start and --duration apply to videos; these inputs are images"
+        )
+    else:
+        _upscale_images(list(inputs), out, tile, tile_overlap, output, *run)
+
+
+def _upscale_images(
+    inputs: list[str],
+    out: str,
+    tile: int | None,
+    tile_overlap: int | None,
+    output: Any,
+    model: dict[str, Any],
+    backend: str,
+    dev: str,
+    progress: Progress,
+    json_path: str | None,
+) -> None:
+    from srx.runtime.registry import auto_backend, open_runner
+    from srx.tiling import check_tile_options
+    from srx.upscale import format_result, output_folder, plan_jobs, upscale_files
+
+    plan = plan_jobs(inputs, out, output)
     skipped = [str(j.src) for j in plan.skipped]
     if not plan.jobs:
         human(f"nothing to do: every output exists already ({len(skipped)}; --skip-existing)", json_path)
         emit_json({"outputs": [], "failed": [], "skipped": skipped}, json_path)
         return
-    dev = device or ("cuda" if has_cuda() else "cpu")
-    # Without --weights: the shipped network with the best score, named in the output line.
-    progress = Progress.for_terminal(quiet=quiet, json_path=json_path)
-    with ModelSource.from_options(
-        model["weights"], model["model_file"], model["scale"], model["param_key"], default="best"
-    ) as source:
+    with _upscale_source(model) as source:
         check_tile_options(source.spec, tile, tile_overlap)
         _upscale_warnings(source, tile, tile_overlap, default=model["weights"] is None and model["model_file"] is None)
         name = auto_backend(source, dev) if backend == "auto" else backend
@@ -496,6 +575,15 @@ def upscale(
         raise BadInput(f"{n} of {total} input(s) could not be upscaled (listed above); the others were written")
 
 
+def _upscale_source(model: dict[str, Any]) -> Any:
+    """Without --weights or --model: the shipped network with the best score, named in the output."""
+    from srx.runtime.source import ModelSource
+
+    return ModelSource.from_options(
+        model["weights"], model["model_file"], model["scale"], model["param_key"], default="best"
+    )
+
+
 def _upscale_warnings(source: Any, tile: int | None, tile_overlap: int | None, *, default: bool) -> None:
     """What a user must know before the work starts: an untrained model, tiles that are mostly context."""
     from srx.tiling import context_warning
@@ -513,6 +601,41 @@ def _upscale_warnings(source: Any, tile: int | None, tile_overlap: int | None, *
         )
     if context_warning(spec, tile, tile_overlap):
         _warn(context_warning(spec, tile, tile_overlap))
+
+
+def _upscale_videos(
+    inputs: list[str],
+    out: str,
+    video: Any,
+    output: Any,
+    model: dict[str, Any],
+    backend: str,
+    dev: str,
+    progress: Progress,
+    json_path: str | None,
+) -> None:
+    """srx upscale on video files (srx.video.command, issue 15)."""
+    from srx.runtime.registry import auto_backend
+    from srx.video.avlib import require_av
+    from srx.video.command import upscale_command
+
+    require_av()  # before the model loads: a missing PyAV is the first thing to say
+    with _upscale_source(model) as source:
+        _upscale_warnings(
+            source, video.tile, video.overlap, default=model["weights"] is None and model["model_file"] is None
+        )
+        name = auto_backend(source, dev) if backend == "auto" else backend
+        text, result = upscale_command(
+            inputs, out, source, name, dev, video, output=output, progress=progress, echo=_warn_line
+        )
+    human(text, json_path)
+    emit_json(result, json_path)
+    if result.get("summary_error"):
+        raise BadInput(result["summary_error"])
+
+
+def _warn_line(message: str) -> None:
+    click.echo(message, err=True)
 
 
 @cli.command(short_help="Exact ONNX, verified against PyTorch.")

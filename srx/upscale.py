@@ -114,7 +114,7 @@ def plan_jobs(inputs: list[str], out: str, output: OutputOptions = OutputOptions
         from srx.fileio import check_writable
 
         check_writable(jobs[0].dst)
-    return _existing_outputs(jobs, output)
+    return existing_outputs(jobs, output)
 
 
 def _input_files(inputs: list[str]) -> list[Path]:
@@ -155,7 +155,7 @@ def _check_distinct(jobs: list[Job]) -> None:
         seen[key] = j.src
 
 
-def _existing_outputs(jobs: list[Job], output: OutputOptions) -> JobPlan:
+def existing_outputs(jobs: list[Job], output: OutputOptions) -> JobPlan:
     """Existing outputs are never replaced silently: refused, skipped or (--overwrite) replaced."""
     existing = [j for j in jobs if j.dst.exists()]
     if not existing or output.overwrite:

@@ -1,7 +1,7 @@
 """`import srx` and `srx --help` work with none of the optional packages (DESIGN.md).
 
 A subprocess installs an import hook that makes torch, onnx, onnxruntime, TensorRT,
-TensorRT-RTX, cuda-python and Triton look absent, as on a bare machine.
+TensorRT-RTX, cuda-python, Triton and PyAV look absent, as on a bare machine.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 import pytest
 from conftest import REPO
 
-BLOCKED = ["torch", "onnx", "onnxruntime", "onnxslim", "tensorrt", "tensorrt_rtx", "triton", "cuda", "matplotlib"]
+BLOCKED = ["torch", "onnx", "onnxruntime", "onnxslim", "tensorrt", "tensorrt_rtx", "triton", "cuda", "matplotlib", "av"]
 
 HIDE = f"""
 import sys, importlib.abc
@@ -38,7 +38,7 @@ def test_hook_really_hides_torch():
 
 
 def test_import_srx_without_optional_packages():
-    proc = _run("import srx, srx.spec, srx.errors, srx.sizes, srx.fileio; print(srx.__version__)")
+    proc = _run("import srx, srx.spec, srx.errors, srx.sizes, srx.fileio, srx.video; print(srx.__version__)")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == __import__("srx").__version__
 
@@ -119,6 +119,9 @@ def test_base_install_pulls_no_torch_and_no_cuda_package():
         (["info", "model.pth"], "torch", "download.pytorch.org/whl/cpu"),
         (["export", "--scale", "4", "-o", "x.onnx"], "torch", "download.pytorch.org/whl/cpu"),
         (["upscale", "in.png", "-o", "out.png"], "torch", "download.pytorch.org/whl/cpu"),
+        # PyAV is named before the model loads (torch is hidden too): the video extra is the fix.
+        (["upscale", "in.mp4", "-o", "out.mp4"], "av", "pip install 'srx[video]'"),
+        (["bench", "--video", "in.mp4"], "av", "pip install 'srx[video]'"),
     ],
 )
 def test_a_command_without_its_optional_package_says_how_to_install_it(tmp_path, argv, package, hint):
@@ -127,6 +130,7 @@ def test_a_command_without_its_optional_package_says_how_to_install_it(tmp_path,
 
     (tmp_path / "model.pth").write_bytes(b"\x80\x02}q\x00.")  # never read: torch is missing first
     Image.new("RGB", (32, 32)).save(tmp_path / "in.png")
+    (tmp_path / "in.mp4").write_bytes(b"\x00" * 64)  # never read: PyAV is missing first
     code = (
         f"import os, sys; os.chdir({str(tmp_path)!r}); sys.argv = ['srx', *{argv!r}]; from srx.cli import main; main()"
     )
@@ -134,5 +138,8 @@ def test_a_command_without_its_optional_package_says_how_to_install_it(tmp_path,
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert f"'srx {argv[0]}' needs the Python package '{package}'" in lines[0] and hint in lines[0]
-    assert sorted(os.listdir(tmp_path)) == ["in.png", "model.pth"]
+    purpose = f"'srx {argv[0]}'"
+    if package == "av":
+        purpose = "'srx upscale' of a video" if argv[0] == "upscale" else "'srx bench --video'"
+    assert f"{purpose} needs the Python package '{package}'" in lines[0] and hint in lines[0]
+    assert sorted(os.listdir(tmp_path)) == ["in.mp4", "in.png", "model.pth"]

@@ -25,11 +25,12 @@ ALLOWED = {
 }
 # Commands' libraries and the command line: nothing in the library imports them, except
 # another command line (`python -m srx.serve.loadtest` shares srx's one-line error handling).
-TOP = {"cli", "evaluate", "upscale", "inspect", "__main__", "train"}
+TOP = {"cli", "evaluate", "upscale", "inspect", "__main__", "train", "video"}
 ENTRY_POINTS = {"srx/serve/loadtest.py"}
-# A whole command in a package (its click command and its library), at the level of
-# srx/evaluate.py: `srx train --val` validates with srx eval's protocol.
-COMMAND_PACKAGES = {"train"}
+# Commands in a package (a click command or a command's work, and its library), at the
+# level of srx/evaluate.py: `srx train --val` validates with srx eval's protocol, video
+# upscaling shares srx upscale's output rules.
+COMMAND_PACKAGES = {"train", "video"}
 
 
 def _srx_imports(path: Path) -> list[tuple[str, int]]:

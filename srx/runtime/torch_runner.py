@@ -156,6 +156,12 @@ class TorchRunner(Runner):
         x = torch.from_numpy(lr).to(self._device, self.dtype)
         return x.contiguous(memory_format=torch.channels_last) if self._channels_last else x
 
+    def stage_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        """What `stage` makes of a host array, for a float32 NCHW tensor already on this
+        runner's device (srx.video.cuda converts frames on the GPU)."""
+        x = x.to(self._device, self.dtype)
+        return x.contiguous(memory_format=torch.channels_last) if self._channels_last else x
+
     def execute(self, staged: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode(), exact_fp32(bool(self.options.get("exact"))):
             if self._graphs is not None:

@@ -10,7 +10,9 @@ itself has no test hooks) that marks a moment and, for `rename`, holds there:
   and again until the test says it has sent the signal (at most 5 minutes) and returns its
   last result: the signal lands in the middle of PyTorch or onnxruntime compute (their C
   code and worker threads must not swallow it: srx must still stop promptly with its own
-  message), or of a TensorRT build that srx cancels on it.
+  message), or of a TensorRT build that srx cancels on it. With
+  `hold`, the call instead waits for the signal first (for moments that pass too quickly to
+  hit, or that are not a computation to repeat).
 
 The test sends the signal as soon as the marker file exists. Both holds make where it
 lands independent of timing: a run once let the marked call and the rest of the
@@ -61,8 +63,12 @@ else:
     for p in parents:
         owner = getattr(owner, p)
     real = getattr(owner, name)
+    hold = os.environ.get("SRX_TEST_HOLD") == "1"
     def hooked(*args, **kwargs):
         mark(target)
+        if hold:  # stay in the hooked call until the signal arrives (it runs in srx's calling thread)
+            time.sleep(300)
+            return real(*args, **kwargs)
         deadline = time.monotonic() + 300
         while True:
             result = real(*args, **kwargs)
@@ -77,7 +83,7 @@ main(sys.argv[1:])
 SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}
 
 
-def interrupt(args: list[str], at: str, sig: signal.Signals, tmp: Path, let_through: int = 0):
+def interrupt(args: list[str], at: str, sig: signal.Signals, tmp: Path, let_through: int = 0, hold: bool = False):
     """Run `srx ARGS` under the harness, send `sig` when `at` is reached, return the finished process."""
     marker = tmp / "marker"
     env = {
@@ -87,6 +93,7 @@ def interrupt(args: list[str], at: str, sig: signal.Signals, tmp: Path, let_thro
         "SRX_TEST_SENT": str(tmp / "sent"),
         "SRX_TEST_AT": at,
         "SRX_TEST_LET_THROUGH": str(let_through),
+        "SRX_TEST_HOLD": "1" if hold else "0",
     }
     env.pop("SRX_DEBUG", None)
     proc = subprocess.Popen(
@@ -291,3 +298,37 @@ def test_build_engine(tmp_path, tiny_onnx, at, let_through, sig):
 
         onnx.checker.check_model(onnx.load(str(out / "m.fp16.onnx")))
     assert left == ({"m.fp16.onnx"} if let_through else set())
+
+
+# -- srx upscale on videos (issue 15) ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("av", reason="PyAV is the 'video' extra: pip install 'srx[video]'")
+    from video_files import write_video
+
+    return write_video(tmp_path_factory.mktemp("video") / "in.mp4").path
+
+
+@pytest.mark.parametrize("sig", list(SIGNALS), ids=list(SIGNALS))
+def test_video_before_the_rename(tmp_path, tiny, clip, sig):
+    """The whole video is encoded into the temporary file; the signal comes before the rename.
+    The output folder srx created goes too."""
+    out = tmp_path / "out" / "new"
+    args = ["upscale", str(clip), "-o", str(out), "--weights", str(tiny), "--backend", "torch"]
+    proc = interrupt(args, "rename", SIGNALS[sig], tmp_path)
+    check_interrupted(proc, SIGNALS[sig])
+    assert not (tmp_path / "out").exists(), sorted(files_under(tmp_path / "out"))
+
+
+@pytest.mark.parametrize("sig", list(SIGNALS), ids=list(SIGNALS))
+def test_video_in_the_middle_of_the_pipeline(tmp_path, tiny, clip, sig):
+    """In the model's first call: the reader thread is decoding ahead, the writer thread waits
+    and the temporary file holds the header; all of it must stop and go."""
+    out = tmp_path / "out"
+    out.mkdir()
+    args = ["upscale", str(clip), "-o", str(out / "up.mkv"), "--weights", str(tiny), "--backend", "torch"]
+    proc = interrupt(args, "srx.video.frames:HostFrames.infer", SIGNALS[sig], tmp_path, let_through=0, hold=True)
+    check_interrupted(proc, SIGNALS[sig])
+    assert files_under(out) == set()
