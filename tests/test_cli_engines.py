@@ -149,3 +149,56 @@ def test_quantize_bad_calibration_folders(tmp_path, model):
     line = assert_one_line_error(run_srx("quantize", str(model), "--calib-dir", str(tmp_path / "nope")), 2)
     assert "does not exist" in line
     assert_one_line_error(run_srx("quantize", str(model)), 2)  # --calib-dir is required
+
+
+# -- issue 16 point 5: an `srx quantize` ONNX is built from (with its accuracy) or kept ---------
+
+# Small enough that quantize and the TensorRT-RTX builds take seconds on a 2-core CPU.
+QUICK_QUANTIZE = ("--calib-images", "2", "--held-out", "1", "--crop", "24", "--sensitivity-crops", "1")
+QUICK_PROFILE = ("--backend", "tensorrt-rtx", "--min", "64x64", "--opt", "64x64", "--max", "96x96")
+
+
+def _quantized(tmp_path, model):
+    calib = write_images(tmp_path / "calib", 4, (64, 64))
+    proc = run_srx("quantize", str(model), "--calib-dir", str(calib), *QUICK_QUANTIZE, "--json", "-")
+    assert proc.returncode == 0, proc.stderr
+    q = json.loads(proc.stdout)
+    assert q["onnx"] == str(tmp_path / "safmn-ntire23.int8.onnx")
+    return tmp_path / "safmn-ntire23.int8.onnx", q, calib
+
+
+@needs_rtx
+def test_build_engine_from_a_quantized_onnx_reports_quantizes_accuracy(tmp_path, model):
+    qdq, q, _ = _quantized(tmp_path, model)
+    made = qdq.read_bytes()
+    proc = run_srx("build-engine", str(qdq), *QUICK_PROFILE, "--json", "-")
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["precision"] == "int8" and r["engine"] == str(tmp_path / "safmn-ntire23.int8.engine")
+    assert r["precision_onnx"] is None, "built from the given Q/DQ ONNX: no new precision ONNX"
+    assert r["quantize"] == {k: q[k] for k in ("psnr_drop_db", "psnr_vs_fp32", "held_out_images")}
+    # The human report (on stderr with --json -) carries the drop quantize measured on its held-back image.
+    line = f"accuracy    INT8 Y-PSNR drop {q['psnr_drop_db']:.3f} dB on 1 held-back image (INT8 vs FP32"
+    assert line in proc.stderr, proc.stderr
+    assert qdq.read_bytes() == made, "the quantized ONNX is read, not rewritten"
+
+
+@needs_rtx
+def test_build_engine_int8_keeps_a_quantized_onnx_unless_overwrite(tmp_path, model):
+    qdq, _, calib = _quantized(tmp_path, model)
+    made = qdq.read_bytes()
+    args = ["build-engine", str(model), "--int8", "--calib-dir", str(calib), *QUICK_PROFILE]
+    before = listing(tmp_path)
+    line = assert_one_line_error(run_srx(*args), 2)
+    assert f"{qdq} already exists (from 'srx quantize' or an earlier build)" in line, line
+    assert f"'srx build-engine {qdq}'" in line and "--overwrite" in line
+    assert qdq.read_bytes() == made and listing(tmp_path) == before, "refused before any work or file"
+
+    proc = run_srx(*args, "--overwrite", "--json", "-")
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["precision_onnx"] == str(qdq) and qdq.read_bytes() != made, "recalibrated and replaced"
+    meta = {p.key: p.value for p in onnx.load(str(qdq)).metadata_props}
+    assert meta["srx.precision"] == "int8"
+    assert r["quantize"]["psnr_drop_db"] == json.loads(meta["srx.int8"])["psnr_drop_db"]
+    assert "accuracy    INT8 Y-PSNR drop" in proc.stderr, proc.stderr
