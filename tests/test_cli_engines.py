@@ -202,3 +202,43 @@ def test_build_engine_int8_keeps_a_quantized_onnx_unless_overwrite(tmp_path, mod
     assert meta["srx.precision"] == "int8"
     assert r["quantize"]["psnr_drop_db"] == json.loads(meta["srx.int8"])["psnr_drop_db"]
     assert "accuracy    INT8 Y-PSNR drop" in proc.stderr, proc.stderr
+
+
+@needs_rtx
+def test_a_second_fp16_build_keeps_the_fp16_onnx_unless_overwrite(tmp_path, model):
+    first = run_srx("build-engine", str(model), "--fp16", *QUICK_PROFILE, "--json", "-")
+    assert first.returncode == 0, first.stderr
+    half = tmp_path / "safmn-ntire23.fp16.onnx"
+    assert json.loads(first.stdout)["precision_onnx"] == str(half)
+    made, before = half.read_bytes(), listing(tmp_path)
+
+    line = assert_one_line_error(run_srx("build-engine", str(model), "--fp16", *QUICK_PROFILE), 2)
+    assert f"{half} already exists (from an earlier build)" in line and "quantize" not in line, line
+    assert f"'srx build-engine {half}'" in line and "--overwrite" in line
+    assert half.read_bytes() == made and listing(tmp_path) == before
+
+    reuse = run_srx("build-engine", str(half), *QUICK_PROFILE, "--json", "-")  # what the refusal suggests
+    assert reuse.returncode == 0, reuse.stderr
+    r = json.loads(reuse.stdout)
+    assert r["precision"] == "fp16" and r["precision_onnx"] is None and half.read_bytes() == made
+    assert r["engine"] == str(tmp_path / "safmn-ntire23.fp16.engine")
+
+    again = run_srx("build-engine", str(model), "--fp16", *QUICK_PROFILE, "--overwrite", "--json", "-")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["precision_onnx"] == str(half) and listing(tmp_path) == before
+
+
+@needs_rtx
+def test_build_engine_warns_when_calibrating_on_an_evaluation_set(tmp_path, model):
+    """`--calib-dir` on Set5 is accepted (the help says never Set5/Set14), with a warning first (issue 16 point 8)."""
+    for folder, warned in (("benchmarks/Set5", True), ("train", False)):
+        calib = write_images(tmp_path / folder, 3, (64, 64))
+        out = tmp_path / f"{calib.name}.engine"
+        proc = run_srx("build-engine", str(model), "--int8", "--calib-dir", str(calib), *QUICK_PROFILE, "-o", str(out))
+        assert proc.returncode == 0, proc.stderr
+        assert out.is_file() and "wrote" in proc.stdout
+        if warned:
+            assert proc.stderr.startswith(f"srx: warning: --calib-dir {calib} looks like the Set5 evaluation set")
+            assert "calibrate on training images" in proc.stderr
+        else:
+            assert proc.stderr == "", proc.stderr

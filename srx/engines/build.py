@@ -102,8 +102,9 @@ def precision_onnx_path(engine: Path, precision: str) -> Path:
 
 def check_outputs(src_path: Path, src: SrxOnnx, prec: str, output: str | Path | None, opts: BuildOptions) -> Outputs:
     """Where the build writes, checked before any work. An existing precision ONNX (the Q/DQ
-    ONNX of an earlier `srx quantize`, say) is not replaced without --overwrite: it may have
-    cost minutes of calibration, and the user may want to build from it instead."""
+    ONNX of an earlier `srx quantize` or --int8 build, the FP16 ONNX of an earlier --fp16
+    build) is not replaced without --overwrite: it may have cost minutes of calibration, and
+    the user may want to build from it instead."""
     out = Path(output) if output is not None else default_engine_path(src_path, prec)
     if out.suffix.lower() not in ENGINE_SUFFIXES:
         raise BadInput(
@@ -118,8 +119,9 @@ def check_outputs(src_path: Path, src: SrxOnnx, prec: str, output: str | Path | 
                 f"-o {out} would overwrite the source ONNX {src_path} with the {prec} ONNX: choose another -o"
             )
         if prec_onnx.exists() and not opts.overwrite:
+            made_by = "'srx quantize' or an earlier build" if prec == "int8" else "an earlier build"
             raise BadInput(
-                f"{prec_onnx} already exists (from 'srx quantize' or an earlier build): build from it with "
+                f"{prec_onnx} already exists (from {made_by}): build from it with "
                 f"'srx build-engine {prec_onnx}', or add --overwrite to make it again"
             )
         check_writable(prec_onnx)
