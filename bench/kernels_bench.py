@@ -408,7 +408,7 @@ def kernel_cases(block_model: torch.nn.Module, x: torch.Tensor, fp32_mode: str) 
         "safm_tail": (
             "4 dwconv3x3 + 3 nearest + cat + 1x1 + GELU + * u + x + LayerNorm2d",
             eager_tail,
-            safm_tail.CONFIGS[mode],
+            safm_tail.SAFM_CONFIGS[mode],
             lambda cfg: safm_tail.safm_tail(xs, us, low, safm_p, c, ln_out=ln2, fp32_precision=fp32_mode, config=cfg),
             "safm_tail",
         ),

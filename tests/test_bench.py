@@ -12,7 +12,7 @@ from conftest import assert_one_line_error, run_srx
 from srx.bench.complexity import count_complexity
 from srx.bench.engine import Accuracy, BenchConfig, latency_stats, run_bench
 from srx.bench.inputs import synthetic_image, synthetic_inputs
-from srx.bench.report import compare
+from srx.bench.report import caveats, compare, format_compare
 from srx.errors import BadInput
 from srx.models import build_model, default_model
 from srx.runtime import ModelSource
@@ -169,6 +169,62 @@ def test_compare_rows():
     c = compare(res(50.0, 10.0), res(100.0, 12.0))
     assert c["rows"][0]["speedup"] == 2.0 and c["rows"][0]["latency_change_pct"] == -50.0
     assert c["rows"][0]["memory_change_mb"] == -2.0 and not c["caveats"]
+
+
+def _run_record(**changes):
+    """A `srx bench --json` result with the fields `caveats` compares; `changes` replace some."""
+    rec = {
+        "input": "320x180",
+        "scale": 4,
+        "batch": 1,
+        "inputs": {"source": "synthetic (seed 0)"},
+        "device": {"kind": "cpu", "name": "AMD EPYC"},
+        "model": {"spec": {"arch": "safmn", "dim": 36}, "label": "safmn x4", "source": "m.onnx", "precision": "fp32"},
+        "versions": {"srx": "0.1.0", "torch": "2.9.1", "onnxruntime": "1.23.2", "numpy": "2.3.5"},
+        "results": [{"backend": "onnxruntime", "status": "ok", "precision": "fp32", "latency_ms": {"median": 10.0}}],
+    }
+    return {**rec, **changes}
+
+
+def test_compare_caveats_name_input_device_and_versions():
+    """`srx bench --compare`: each way the two runs differ is named, with both values (issue 16 point 4)."""
+    old = _run_record()
+    assert caveats(_run_record(), old) == []
+    new = _run_record(
+        input="1280x720",
+        device={"kind": "cuda", "name": "NVIDIA H200"},
+        versions={**old["versions"], "torch": "2.10.0", "onnxruntime": "1.24.1"},
+    )
+    assert caveats(new, old) == [
+        "input differs (320x180 before, 1280x720 now)",
+        "device differs (cpu AMD EPYC before, cuda NVIDIA H200 now)",
+        "versions differ: torch 2.9.1 -> 2.10.0, onnxruntime 1.23.2 -> 1.24.1",
+    ]
+    assert compare(new, old)["caveats"] == caveats(new, old)
+    text = format_compare(compare(new, old), "old.json")
+    for c in caveats(new, old):
+        assert f"WARNING: {c}" in text
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        (
+            {"model": {"spec": {"arch": "safmnpp"}, "label": "safmnpp x4", "source": "m.onnx", "precision": "fp32"}},
+            "model differs (safmn x4 before, safmnpp x4 now)",
+        ),
+        ({"scale": 2}, "scale differs (4 before, 2 now)"),
+        ({"batch": 4}, "batch differs (1 before, 4 now)"),
+        ({"inputs": {"source": "images in ./photos"}}, "inputs differ (synthetic (seed 0) before)"),
+        (
+            {"versions": {"srx": "0.1.0", "torch": "2.9.1", "onnxruntime": "1.23.2"}},
+            "versions differ: numpy 2.3.5 -> -",
+        ),
+        ({"device": {"kind": "cpu", "name": "Intel Xeon"}}, "device differs (cpu AMD EPYC before, cpu Intel Xeon now)"),
+    ],
+)
+def test_compare_caveats_one_difference_one_caveat(changes, named):
+    assert caveats(_run_record(**changes), _run_record()) == [named]
 
 
 @pytest.mark.parametrize(

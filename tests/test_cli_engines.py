@@ -149,3 +149,96 @@ def test_quantize_bad_calibration_folders(tmp_path, model):
     line = assert_one_line_error(run_srx("quantize", str(model), "--calib-dir", str(tmp_path / "nope")), 2)
     assert "does not exist" in line
     assert_one_line_error(run_srx("quantize", str(model)), 2)  # --calib-dir is required
+
+
+# -- issue 16 point 5: an `srx quantize` ONNX is built from (with its accuracy) or kept ---------
+
+# Small enough that quantize and the TensorRT-RTX builds take seconds on a 2-core CPU.
+QUICK_QUANTIZE = ("--calib-images", "2", "--held-out", "1", "--crop", "24", "--sensitivity-crops", "1")
+QUICK_PROFILE = ("--backend", "tensorrt-rtx", "--min", "64x64", "--opt", "64x64", "--max", "96x96")
+
+
+def _quantized(tmp_path, model):
+    calib = write_images(tmp_path / "calib", 4, (64, 64))
+    proc = run_srx("quantize", str(model), "--calib-dir", str(calib), *QUICK_QUANTIZE, "--json", "-")
+    assert proc.returncode == 0, proc.stderr
+    q = json.loads(proc.stdout)
+    assert q["onnx"] == str(tmp_path / "safmn-ntire23.int8.onnx")
+    return tmp_path / "safmn-ntire23.int8.onnx", q, calib
+
+
+@needs_rtx
+def test_build_engine_from_a_quantized_onnx_reports_quantizes_accuracy(tmp_path, model):
+    qdq, q, _ = _quantized(tmp_path, model)
+    made = qdq.read_bytes()
+    proc = run_srx("build-engine", str(qdq), *QUICK_PROFILE, "--json", "-")
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["precision"] == "int8" and r["engine"] == str(tmp_path / "safmn-ntire23.int8.engine")
+    assert r["precision_onnx"] is None, "built from the given Q/DQ ONNX: no new precision ONNX"
+    assert r["quantize"] == {k: q[k] for k in ("psnr_drop_db", "psnr_vs_fp32", "held_out_images")}
+    # The human report (on stderr with --json -) carries the drop quantize measured on its held-back image.
+    line = f"accuracy    INT8 Y-PSNR drop {q['psnr_drop_db']:.3f} dB on 1 held-back image (INT8 vs FP32"
+    assert line in proc.stderr, proc.stderr
+    assert qdq.read_bytes() == made, "the quantized ONNX is read, not rewritten"
+
+
+@needs_rtx
+def test_build_engine_int8_keeps_a_quantized_onnx_unless_overwrite(tmp_path, model):
+    qdq, _, calib = _quantized(tmp_path, model)
+    made = qdq.read_bytes()
+    args = ["build-engine", str(model), "--int8", "--calib-dir", str(calib), *QUICK_PROFILE]
+    before = listing(tmp_path)
+    line = assert_one_line_error(run_srx(*args), 2)
+    assert f"{qdq} already exists (from 'srx quantize' or an earlier build)" in line, line
+    assert f"'srx build-engine {qdq}'" in line and "--overwrite" in line
+    assert qdq.read_bytes() == made and listing(tmp_path) == before, "refused before any work or file"
+
+    proc = run_srx(*args, "--overwrite", "--json", "-")
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["precision_onnx"] == str(qdq) and qdq.read_bytes() != made, "recalibrated and replaced"
+    meta = {p.key: p.value for p in onnx.load(str(qdq)).metadata_props}
+    assert meta["srx.precision"] == "int8"
+    assert r["quantize"]["psnr_drop_db"] == json.loads(meta["srx.int8"])["psnr_drop_db"]
+    assert "accuracy    INT8 Y-PSNR drop" in proc.stderr, proc.stderr
+
+
+@needs_rtx
+def test_a_second_fp16_build_keeps_the_fp16_onnx_unless_overwrite(tmp_path, model):
+    first = run_srx("build-engine", str(model), "--fp16", *QUICK_PROFILE, "--json", "-")
+    assert first.returncode == 0, first.stderr
+    half = tmp_path / "safmn-ntire23.fp16.onnx"
+    assert json.loads(first.stdout)["precision_onnx"] == str(half)
+    made, before = half.read_bytes(), listing(tmp_path)
+
+    line = assert_one_line_error(run_srx("build-engine", str(model), "--fp16", *QUICK_PROFILE), 2)
+    assert f"{half} already exists (from an earlier build)" in line and "quantize" not in line, line
+    assert f"'srx build-engine {half}'" in line and "--overwrite" in line
+    assert half.read_bytes() == made and listing(tmp_path) == before
+
+    reuse = run_srx("build-engine", str(half), *QUICK_PROFILE, "--json", "-")  # what the refusal suggests
+    assert reuse.returncode == 0, reuse.stderr
+    r = json.loads(reuse.stdout)
+    assert r["precision"] == "fp16" and r["precision_onnx"] is None and half.read_bytes() == made
+    assert r["engine"] == str(tmp_path / "safmn-ntire23.fp16.engine")
+
+    again = run_srx("build-engine", str(model), "--fp16", *QUICK_PROFILE, "--overwrite", "--json", "-")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["precision_onnx"] == str(half) and listing(tmp_path) == before
+
+
+@needs_rtx
+def test_build_engine_warns_when_calibrating_on_an_evaluation_set(tmp_path, model):
+    """`--calib-dir` on Set5 is accepted (the help says never Set5/Set14), with a warning first (issue 16 point 8)."""
+    for folder, warned in (("benchmarks/Set5", True), ("train", False)):
+        calib = write_images(tmp_path / folder, 3, (64, 64))
+        out = tmp_path / f"{calib.name}.engine"
+        proc = run_srx("build-engine", str(model), "--int8", "--calib-dir", str(calib), *QUICK_PROFILE, "-o", str(out))
+        assert proc.returncode == 0, proc.stderr
+        assert out.is_file() and "wrote" in proc.stdout
+        if warned:
+            assert proc.stderr.startswith(f"srx: warning: --calib-dir {calib} looks like the Set5 evaluation set")
+            assert "calibrate on training images" in proc.stderr
+        else:
+            assert proc.stderr == "", proc.stderr

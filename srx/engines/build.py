@@ -22,7 +22,7 @@ from typing import Any
 from srx import __version__
 from srx.errors import BadInput
 from srx.export import INPUT_NAME, OUTPUT_NAME
-from srx.export.metadata import SrxOnnx, read_srx_onnx
+from srx.export.metadata import META_INT8, SrxOnnx, read_srx_onnx
 from srx.fileio import check_writable, sha256_file, write_bytes_atomic
 from srx.filekinds import ENGINE_SUFFIXES
 from srx.precision.graph import metadata_json
@@ -102,8 +102,9 @@ def precision_onnx_path(engine: Path, precision: str) -> Path:
 
 def check_outputs(src_path: Path, src: SrxOnnx, prec: str, output: str | Path | None, opts: BuildOptions) -> Outputs:
     """Where the build writes, checked before any work. An existing precision ONNX (the Q/DQ
-    ONNX of an earlier `srx quantize`, say) is not replaced without --overwrite: it may have
-    cost minutes of calibration, and the user may want to build from it instead."""
+    ONNX of an earlier `srx quantize` or --int8 build, the FP16 ONNX of an earlier --fp16
+    build) is not replaced without --overwrite: it may have cost minutes of calibration, and
+    the user may want to build from it instead."""
     out = Path(output) if output is not None else default_engine_path(src_path, prec)
     if out.suffix.lower() not in ENGINE_SUFFIXES:
         raise BadInput(
@@ -118,8 +119,9 @@ def check_outputs(src_path: Path, src: SrxOnnx, prec: str, output: str | Path | 
                 f"-o {out} would overwrite the source ONNX {src_path} with the {prec} ONNX: choose another -o"
             )
         if prec_onnx.exists() and not opts.overwrite:
+            made_by = "'srx quantize' or an earlier build" if prec == "int8" else "an earlier build"
             raise BadInput(
-                f"{prec_onnx} already exists (from 'srx quantize' or an earlier build): build from it with "
+                f"{prec_onnx} already exists (from {made_by}): build from it with "
                 f"'srx build-engine {prec_onnx}', or add --overwrite to make it again"
             )
         check_writable(prec_onnx)
@@ -160,7 +162,7 @@ def check_plan(plan: BuildPlan, src: SrxOnnx, prec: str, version: str, opts: Bui
             f"TensorRT {version} builds FP16 from the FP32 ONNX with the FP16 flag: give the FP32 ONNX with --fp16"
         )
     if prec == "int8" and src.precision == "int8":
-        hp = metadata_json(src.graph(), "srx.int8").get("high_precision", "fp16")
+        hp = metadata_json(src.graph(), META_INT8).get("high_precision", "fp16")
         if plan.onnx == "int8-fp32" and hp != "fp32":
             raise BadInput(
                 f"TensorRT {version} needs Q/DQ over the FP32 graph: quantize with 'srx quantize --high-precision fp32'"
@@ -364,7 +366,7 @@ def _recorded_quantization(src: SrxOnnx) -> dict[str, Any]:
     """For an engine built from an `srx quantize` ONNX: the held-out accuracy quantize measured."""
     if src.precision != "int8":
         return {}
-    q = metadata_json(src.graph(), "srx.int8")
+    q = metadata_json(src.graph(), META_INT8)
     return {"quantize": {k: q[k] for k in ("psnr_drop_db", "psnr_vs_fp32", "held_out_images") if k in q}} if q else {}
 
 

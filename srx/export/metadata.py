@@ -36,6 +36,9 @@ META_PRECISION = "srx.precision"
 META_DYNAMIC = "srx.dynamic"
 META_OPSET = "srx.opset"
 META_INPUT_SHAPE = "srx.input_shape"
+# The reports of the precision passes (srx.precision.fp16, srx.precision.int8), as JSON.
+META_FP16 = "srx.fp16"
+META_INT8 = "srx.int8"
 
 
 def set_metadata(proto: onnx.ModelProto, values: dict[str, str]) -> None:

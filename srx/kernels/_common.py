@@ -19,9 +19,13 @@ import triton.language as tl
 
 from srx.errors import BadInput
 from srx.kernels._layout import MIN_DOT, channel_stride, chunk_stride, pow2, round_up, split_width
-from srx.kernels.tuning import interpreted, recording
+from srx.kernels.tuning import Config, interpreted, recording
 
 __all__ = ["MIN_DOT", "channel_stride", "chunk_stride", "interpreted", "pow2", "round_up", "split_width"]
+
+# The launch of conv_head, conv_tail and ccm under TRITON_INTERPRET=1 (CPU correctness runs;
+# large tiles: the interpreter pays per op, not per element). safm_tail has its own, larger one.
+INTERPRETER = Config(512, 4, 1)
 
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 

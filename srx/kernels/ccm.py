@@ -23,6 +23,7 @@ import triton.language as tl
 from srx.errors import BadInput
 from srx.kernels import tuning
 from srx.kernels._common import (
+    INTERPRETER,
     channel_stride,
     check_nhwc,
     dot_dtype,
@@ -39,7 +40,7 @@ from srx.kernels.conv import conv3x3_acc, k_rows, k_step, pack_conv3x3
 # [128, 64] epilogue tiles; 3 stages keep two K steps of asynchronous copies in flight behind
 # the current tl.dot. Each candidate compiles for sm_90 without spills at 320x180 and
 # 1280x720 (bench/kernels_sm90.py, Triton 3.6 and 3.9); wider models take 64-pixel tiles.
-CONFIGS = {
+CCM_CONFIGS = {
     "16bit": (tuning.Config(128, 8, 3), tuning.Config(64, 4, 3), tuning.Config(128, 4, 3), tuning.Config(256, 8, 2)),
     "tf32x3": (tuning.Config(128, 8, 3), tuning.Config(64, 4, 3)),
     "tf32": (tuning.Config(128, 8, 3), tuning.Config(64, 4, 3), tuning.Config(128, 4, 3)),
@@ -48,7 +49,6 @@ CONFIGS = {
 }
 WIDE_CONFIGS = (tuning.Config(64, 8, 3), tuning.Config(64, 4, 2))
 IEEE_HID_SLICE = 16
-INTERPRETER = tuning.Config(512, 4, 1)
 
 
 def hidden_split(hidden: int) -> tuple[int, int]:
@@ -213,4 +213,4 @@ def ccm(
 def candidate_configs(dtype: torch.dtype, precision: str, hidden_width: int) -> tuple[tuning.Config, ...]:
     """The launch configurations `ccm` measures (default first) for this dtype, mode and width."""
     mode = tuning.compute_mode(dtype, precision)
-    return WIDE_CONFIGS if hidden_width >= 256 and mode != "ieee" else CONFIGS[mode]
+    return WIDE_CONFIGS if hidden_width >= 256 and mode != "ieee" else CCM_CONFIGS[mode]

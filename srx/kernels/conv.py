@@ -24,6 +24,7 @@ import triton.language as tl
 from srx.errors import BadInput
 from srx.kernels import tuning
 from srx.kernels._common import (
+    INTERPRETER,
     channel_stride,
     check_device,
     check_nhwc,
@@ -134,7 +135,6 @@ HEAD_CONFIGS = {
     "tf32": (tuning.Config(128, 4), tuning.Config(64, 4), tuning.Config(256, 8)),
     "ieee": (tuning.Config(64, 8), tuning.Config(128, 4), tuning.Config(32, 4)),
 }
-INTERPRETER = tuning.Config(512, 4)
 
 
 def pack_head(weight: torch.Tensor, bias: torch.Tensor, cp: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -249,7 +249,6 @@ TAIL_CONFIGS = {
     "tf32": (tuning.Config(128, 8, 3), tuning.Config(64, 4, 3), tuning.Config(128, 4, 2)),
     "ieee": (tuning.Config(128, 8, 3), tuning.Config(64, 8, 1)),
 }
-TAIL_INTERPRETER = tuning.Config(512, 4, 1)
 
 
 def tail_width(out_channels: int) -> tuple[int, int]:
@@ -372,7 +371,7 @@ def conv_tail(
         (x, weight, bias, add_t, out, h, w),
         consts,
         TAIL_CONFIGS[tuning.compute_mode(x.dtype, consts["PRECISION"])],
-        interpreter=TAIL_INTERPRETER,
+        interpreter=INTERPRETER,
         config=config,
     )
     return out

@@ -42,13 +42,13 @@ from srx.kernels.multiscale import LowRes, chunk_stride
 # without spills at 320x180 and 1280x720 (bench/kernels_sm90.py, Triton 3.6 and 3.9). The
 # FP32 modes hold wider operands (tf32x3 two per value; ieee both GEMM operands in
 # registers), so they take fewer pixels per warp.
-CONFIGS = {
+SAFM_CONFIGS = {
     "16bit": (tuning.Config(128, 8), tuning.Config(64, 4), tuning.Config(128, 4), tuning.Config(256, 8)),
     "tf32x3": (tuning.Config(128, 8), tuning.Config(64, 8)),
     "tf32": (tuning.Config(128, 8), tuning.Config(64, 8)),
     "ieee": (tuning.Config(64, 8), tuning.Config(32, 4)),
 }
-INTERPRETER = tuning.Config(1024, 4)
+SAFM_INTERPRETER = tuning.Config(1024, 4)
 
 
 def pack_safm(safm: torch.nn.Module, c: int) -> dict[str, torch.Tensor]:
@@ -245,8 +245,8 @@ def safm_tail(
         lambda cfg: (triton.cdiv(h * w, cfg.block_p), n),
         args,
         consts,
-        CONFIGS[tuning.compute_mode(x.dtype, consts["PRECISION"])],
-        interpreter=INTERPRETER,
+        SAFM_CONFIGS[tuning.compute_mode(x.dtype, consts["PRECISION"])],
+        interpreter=SAFM_INTERPRETER,
         config=config,
     )
     return y, u2

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from srx.errors import BadInput
 from srx.export import INPUT_NAME, OUTPUT_NAME
-from srx.export.metadata import META_PRECISION, SrxOnnx, opset_of, set_metadata, srx_onnx_from_model
+from srx.export.metadata import META_FP16, META_PRECISION, SrxOnnx, opset_of, set_metadata, srx_onnx_from_model
 from srx.precision.graph import (
     check_pass_output,
     fold_constants_to_initializers,
@@ -48,8 +48,6 @@ from srx.precision.graph import (
 
 if TYPE_CHECKING:
     import onnx
-
-META_FP16 = "srx.fp16"
 
 # Ops that sum many values, square or exponentiate: FP32 wherever they appear.
 FRAGILE_OPS = frozenset(

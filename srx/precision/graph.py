@@ -12,6 +12,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from srx.errors import MissingDependency
+from srx.export.metadata import META_FP16, META_INT8
 
 if TYPE_CHECKING:
     import onnx
@@ -123,7 +124,7 @@ def save_model_bytes(model: onnx.ModelProto) -> bytes:
 def precision_details(meta: dict[str, str]) -> dict[str, str]:
     """Lines for `srx info` on an FP16 / INT8 ONNX, from the passes' metadata."""
     out: dict[str, str] = {}
-    for key, label in (("srx.fp16", "fp16"), ("srx.int8", "int8")):
+    for key, label in ((META_FP16, "fp16"), (META_INT8, "int8")):
         try:
             d = json.loads(meta.get(key, "") or "{}")
         except json.JSONDecodeError:

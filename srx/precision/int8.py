@@ -44,7 +44,15 @@ import numpy as np
 
 from srx.errors import BadInput, CheckFailed, MissingDependency
 from srx.export import INPUT_NAME, OUTPUT_NAME
-from srx.export.metadata import META_PRECISION, SrxOnnx, opset_of, read_srx_onnx, set_metadata, srx_onnx_from_model
+from srx.export.metadata import (
+    META_INT8,
+    META_PRECISION,
+    SrxOnnx,
+    opset_of,
+    read_srx_onnx,
+    set_metadata,
+    srx_onnx_from_model,
+)
 from srx.precision.calib import (
     Pair,
     batches_by_size,
@@ -61,7 +69,6 @@ from srx.progress import Progress
 if TYPE_CHECKING:
     import onnx
 
-META_INT8 = "srx.int8"
 HIGH_PRECISIONS = ("fp16", "fp32")
 MIN_FP16_QDQ_OPSET = 19  # DequantizeLinear takes FP16 scales from opset 19 on
 

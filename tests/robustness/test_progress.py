@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO
+from conftest import REPO, run_srx
 from onnx_models import onnx_bytes, write_images
 from robust import save_checkpoint, save_image, tiny_model
 
@@ -87,3 +87,41 @@ def test_quantize_shows_its_stages_on_a_terminal(tmp_path):
         assert stage in shown, (stage, shown)
     assert "measuring the accuracy on 1 held-back image" in shown
     assert "wrote" in out
+
+
+def _eval_dataset(folder):
+    folder.mkdir()
+    for i, name in enumerate(("a.png", "b.png")):
+        save_image(folder / name, 48, 40, seed=i)
+    return folder
+
+
+BENCH = ("bench", "--backends", "torch", "--device", "cpu", "--input", "32x24", "--runs", "1", "--warmup", "0")
+
+
+def test_eval_shows_images_on_a_terminal(tmp_path, ckpt):
+    data = _eval_dataset(tmp_path / "data")
+    code, out, shown = run_on_terminal("eval", "--dataset", str(data), "--model", str(ckpt))
+    assert code == 0, shown
+    assert "eval x2:" in shown and "/2 [" in shown and "img/s]" in shown  # what, count of total, rate
+    assert "00:00<" in shown  # the ETA
+    assert "PSNR" in out
+
+
+def test_bench_shows_runs_on_a_terminal(tmp_path, ckpt):
+    code, out, shown = run_on_terminal(*BENCH, "--weights", str(ckpt))
+    assert code == 0, shown
+    # The backend's bar: no warm-up, one accuracy run and one timed run.
+    assert "torch            :" in shown and "/2 [" in shown and "run/s]" in shown, shown
+    assert "00:00<" in shown
+    assert "torch" in out
+
+
+def test_eval_and_bench_show_nothing_off_a_terminal(tmp_path, ckpt):
+    """stderr a pipe (a log, CI): no bar at all, and the results unchanged on stdout."""
+    data = _eval_dataset(tmp_path / "data")
+    for args in (["eval", "--dataset", str(data), "--model", str(ckpt)], [*BENCH, "--weights", str(ckpt)]):
+        proc = run_srx(*args)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stderr == "", proc.stderr
+        assert proc.stdout.strip(), args
