@@ -121,6 +121,14 @@ def test_resume_equals_an_uninterrupted_run(data, tmp_path):
     assert [(s["start_iteration"], s["end_iteration"]) for s in meta["sessions"]] == [(0, 3), (3, 8)]
 
 
+def test_threads_are_given_back(data, tmp_path):
+    """--threads is process-wide in PyTorch: an in-process run (a notebook, these tests) must
+    not leave it changed (a video test once got 1-level differences from a leaked 1 thread)."""
+    before = torch.get_num_threads()
+    train(config(data, tmp_path / "run", iters=1, threads=2 if before == 1 else 1))
+    assert torch.get_num_threads() == before
+
+
 def test_schedule_warmup_then_cosine():
     cfg = TrainConfig(data=".", out=".", iters=100, lr=1e-3, min_lr=1e-5, warmup=10)
     assert cfg.lr_at(0) == pytest.approx(1e-4) and cfg.lr_at(9) == pytest.approx(1e-3)

@@ -109,6 +109,7 @@ class TorchRunner(Runner):
     def _activate(self) -> None:
         self._device = torch.device(self.device)
         threads = self.options.get("threads")
+        self._saved_threads = torch.get_num_threads()  # process-wide: given back on close
         if threads:
             torch.set_num_threads(int(threads))
         self._saved_benchmark = torch.backends.cudnn.benchmark
@@ -148,6 +149,7 @@ class TorchRunner(Runner):
             self._graphs.clear()
         del self.model
         torch.backends.cudnn.benchmark = self._saved_benchmark
+        torch.set_num_threads(self._saved_threads)
         if self.device == "cuda":
             torch.cuda.synchronize()
             torch.cuda.empty_cache()

@@ -154,6 +154,21 @@ def train(
     warn: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train (or continue) a run; see the module docstring. Raises TrainingStopped on a signal."""
+    threads = torch.get_num_threads()  # --threads is process-wide: given back afterwards
+    try:
+        return _train(cfg, resume=resume, progress=progress, command=command, warn=warn)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(
+    cfg: TrainConfig,
+    *,
+    resume: str | Path | None,
+    progress: bool,
+    command: str,
+    warn: Callable[[str], None] | None,
+) -> TrainResult:
     from tqdm import tqdm
 
     cfg.check()
