@@ -46,8 +46,8 @@ SHIPPED: tuple[Shipped, ...] = (
         4,
         "safmn_x4.safetensors",
         TRAINED_DEFAULT,
-        31.0234,
-        "bench/results/2026-11-28-cpu-train/default-x4-stage1.best.Set5.json",
+        31.3389,
+        "bench/results/2026-11-28-cpu-train/default-x4-stage2.best.Set5.json",
     ),
     Shipped(
         "team15",
