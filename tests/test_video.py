@@ -265,6 +265,27 @@ def test_a_folder_of_videos_keeps_names_and_resizes_a_size_change(tmp_path, mode
     assert decoded_times(out / "a.mp4") == videos["cfr"].times
 
 
+def test_existing_outputs_are_refused_skipped_or_replaced_as_for_images(tmp_path, models, videos):
+    """A video output that exists is never replaced silently: one line and exit 2 before any
+    work, --skip-existing leaves it, --overwrite replaces it; image-only naming flags are refused."""
+    weights, _ = models[2]
+    out = tmp_path / "o.mp4"
+    out.write_bytes(b"earlier result")
+    base = ["upscale", str(videos["cfr"].path), "-o", str(out), "--weights", str(weights), "--backend", "torch"]
+    refused = run_srx(*base)
+    assert refused.returncode == 2 and "exists already" in refused.stderr and "--overwrite" in refused.stderr
+    assert out.read_bytes() == b"earlier result"
+    skipped = run_srx(*base, "--skip-existing", "--json", "-")
+    assert skipped.returncode == 0, skipped.stderr
+    assert json.loads(skipped.stdout)["skipped"] == [str(videos["cfr"].path)]
+    assert out.read_bytes() == b"earlier result"
+    replaced = run_srx(*base, "--overwrite")
+    assert replaced.returncode == 0, replaced.stderr
+    assert decoded_times(out) == videos["cfr"].times
+    suffix = run_srx(*base, "--overwrite", "--suffix", "_x2")
+    assert suffix.returncode == 2 and "apply to images" in suffix.stderr
+
+
 def test_odd_output_sides_are_cut_to_even_for_4_2_0(tmp_path, models):
     _, model = models[3]
     src = write_video(tmp_path / "odd.mkv", codec="ffv1", pix_fmt="yuv420p", size=(33, 21), audio=None, frames=3)

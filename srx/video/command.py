@@ -74,6 +74,9 @@ def upscale_command(
         raise BadInput("--suffix, --ext and --outscale apply to images; a video keeps its name (or -o FILE names it)")
     plan = existing_outputs(plan_video_jobs(inputs, out), output)
     jobs, skipped = plan.jobs, [str(j.src) for j in plan.skipped]
+    if not jobs:
+        text = f"nothing to do: every output exists already ({len(skipped)}; --skip-existing)"
+        return text, {"outputs": [], "failed": [], "skipped": skipped}
     check_tile_options(source.spec, opts.tile, opts.overlap)  # a bad --tile before any work
 
     def warn(message: str) -> None:
