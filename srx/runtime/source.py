@@ -91,10 +91,13 @@ class ModelSource:
         """`--weights` and/or `--model` of bench and upscale (the embedded default when neither;
         `default="best"`: see `from_weights`).
 
-        `--model` takes a checkpoint too (as `srx eval --model` does). Both an exported file
+        `--model` takes a checkpoint or a shipped network's name too (as `srx eval --model`
+        does). Both an exported file
         and weights: the file runs in onnxruntime / TensorRT, the weights give the FP32
         reference and the torch backends, so they must be the same network."""
-        if model is not None and file_kind(model) == "checkpoint":
+        from srx.models.defaults import is_name
+
+        if model is not None and (file_kind(model) == "checkpoint" or is_name(model)):
             if weights is not None:
                 raise BadInput(f"--model {model} is a checkpoint and so is --weights {weights}: give one of them")
             weights, model = model, None

@@ -149,6 +149,9 @@ def test_7_model_takes_a_checkpoint_in_upscale_and_bench_as_in_eval(tmp_path, ck
     b = _json(run_inprocess("bench", "--model", str(ckpt), "--backends", "torch", "--input", "16x16", "--runs", "1",
                             "--warmup", "0", "--json", "-"))  # fmt: skip
     assert b["model"]["source"] == str(ckpt)
+    named = _json(run_inprocess("bench", "--model", "seeded", "--backends", "torch", "--input", "16x16", "--runs", "1",
+                                "--warmup", "0", "--json", "-"))  # fmt: skip
+    assert named["untrained"] is True  # a shipped network's name, as `srx eval --model` takes it
 
 
 # -- 8. smaller ---------------------------------------------------------------------------------
