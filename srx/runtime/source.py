@@ -95,9 +95,7 @@ class ModelSource:
         does). Both an exported file
         and weights: the file runs in onnxruntime / TensorRT, the weights give the FP32
         reference and the torch backends, so they must be the same network."""
-        from srx.models.defaults import is_name
-
-        if model is not None and (file_kind(model) == "checkpoint" or is_name(model)):
+        if model is not None and (file_kind(model) == "checkpoint" or _is_shipped_name(model)):
             if weights is not None:
                 raise BadInput(f"--model {model} is a checkpoint and so is --weights {weights}: give one of them")
             weights, model = model, None
@@ -241,3 +239,13 @@ class ModelSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _is_shipped_name(model: str) -> bool:
+    """`--model default|seeded|team15`. Only a suffix-less name can be one: an ONNX or engine
+    never imports srx.models (and torch), which `srx serve`'s environment does not have."""
+    if file_kind(model) is not None:
+        return False
+    from srx.models.defaults import is_name
+
+    return is_name(model)
