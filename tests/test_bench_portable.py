@@ -30,7 +30,7 @@ def test_portable_rewrites_the_machine_paths(monkeypatch, tmp_path):
         "out": ["./bench/results/r.json", "$TMPDIR/srx-x/big.png"],
         "n": 3,
     }
-    assert MACHINE_PATH.search(record["command"].replace(str(shared), "/work/shared"))
+    assert str(shared) in record["command"] and str(shared) not in str(portable(record))
     assert not MACHINE_PATH.search(str(portable(record)))
 
 
