@@ -106,7 +106,7 @@ def plan_jobs(inputs: list[str], out: str, output: OutputOptions = OutputOptions
         if suffix in IMAGE_SUFFIXES and not o.exists():
             raise BadInput(f"-o {o} looks like a file name, but there are {len(files)} inputs: give a folder")
         jobs = [Job(f, o / _output_name(f, output)) for f in files]
-    _check_distinct(jobs)
+    check_distinct(jobs)
     folder = jobs[0].dst.parent
     if not folder.is_dir():
         _check_creatable(folder)  # -o names a folder (or the folder of a file) to create
@@ -142,7 +142,8 @@ def _output_name(src: Path, output: OutputOptions) -> str:
     return f"{src.stem}{output.suffix}{ext}"
 
 
-def _check_distinct(jobs: list[Job]) -> None:
+def check_distinct(jobs: list[Job], remedy: str = "choose another -o (or a --suffix)") -> None:
+    """No two inputs write one output, and no output replaces its own input."""
     seen: dict[Path, Path] = {}
     for j in jobs:
         key = j.dst.resolve()
@@ -151,7 +152,7 @@ def _check_distinct(jobs: list[Job]) -> None:
                 f"{seen[key]} and {j.src} would both be written to {j.dst}: run them with different -o folders"
             )
         if key == j.src.resolve():
-            raise BadInput(f"{j.src}: output would overwrite the input; choose another -o (or a --suffix)")
+            raise BadInput(f"{j.src}: output would overwrite the input; {remedy}")
         seen[key] = j.src
 
 

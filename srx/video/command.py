@@ -129,7 +129,13 @@ def bench_command(
     command: list[str],
 ) -> dict[str, Any]:
     """srx bench --video: the pipeline and the model alone, per backend (srx.video.bench)."""
-    from srx.bench.engine import CPU_DEFAULT_RUNS, CPU_DEFAULT_WARMUP, CUDA_DEFAULT_RUNS, CUDA_DEFAULT_WARMUP
+    from srx.bench.engine import (
+        CPU_DEFAULT_RUNS,
+        CPU_DEFAULT_WARMUP,
+        CUDA_DEFAULT_RUNS,
+        CUDA_DEFAULT_WARMUP,
+        BenchConfig,
+    )
     from srx.runtime.device import NO_GPU, has_cuda
     from srx.runtime.registry import auto_backend, parse_backends
     from srx.runtime.source import ModelSource
@@ -137,14 +143,7 @@ def bench_command(
     from srx.video.probe import probe
 
     require_av("'srx bench --video'")
-    for value, flag, least in (
-        (runs, "--runs", 1),
-        (warmup, "--warmup", 0),
-        (threads, "--threads", 1),
-        (batch, "--batch", 1),
-    ):
-        if value is not None and value < least:
-            raise BadInput(f"{flag} {value}: use {least} or more")
+    BenchConfig(runs=runs, warmup=warmup, threads=threads, batch=batch)  # refuses bad counts, as srx bench does
     names = parse_backends(backends) if backends is not None else None
     probe(video)  # a bad video is refused before the model loads
     dev = device or ("cuda" if has_cuda() else "cpu")

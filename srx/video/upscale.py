@@ -84,16 +84,9 @@ def plan_video_jobs(inputs: list[str], out: str) -> list[VideoJob]:
         if suffix in OUTPUT_FORMATS and not o.exists():
             raise BadInput(f"-o {o} looks like a file name, but there are {len(files)} inputs: give a folder")
         jobs = [VideoJob(f, o / (f.name if f.suffix.lower() in OUTPUT_FORMATS else f.stem + ".mkv")) for f in files]
-    seen: dict[Path, Path] = {}
-    for j in jobs:
-        key = j.dst.resolve()
-        if key in seen:
-            raise BadInput(
-                f"{seen[key]} and {j.src} would both be written to {j.dst}: run them with different -o folders"
-            )
-        if key == j.src.resolve():
-            raise BadInput(f"{j.src}: output would overwrite the input; choose another -o")
-        seen[key] = j.src
+    from srx.upscale import check_distinct
+
+    check_distinct(jobs, remedy="choose another -o")  # type: ignore[arg-type]
     _check_destination(jobs[0].dst.parent, o, jobs[0].dst)
     return jobs
 
