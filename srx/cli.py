@@ -261,6 +261,12 @@ def info(file: str, param_key: str | None, json_path: str | None) -> None:
 )
 @click.option("--weights", default=None, metavar="CKPT", help="A checkpoint to score (same as --model CKPT).")
 @click.option("--param-key", default=None, help="Checkpoint entry to read (default: params, as BasicSR).")
+@click.option(
+    "--backend",
+    default=None,
+    metavar="NAME",
+    help=f"Run the network with this backend (default: PyTorch for checkpoints, auto for files): {_backend_names()}.",
+)
 @quiet_option
 @json_option
 def eval_(
@@ -269,6 +275,7 @@ def eval_(
     model: str | None,
     weights: str | None,
     param_key: str | None,
+    backend: str | None,
     quiet: bool,
     json_path: str | None,
 ) -> None:
@@ -280,7 +287,12 @@ def eval_(
     _check_json_path(json_path)
     progress = Progress.for_terminal(quiet=quiet, json_path=json_path)
     result = evaluate(
-        dataset, weights or model or "bicubic", parse_scale(scale), param_key=param_key, progress=progress
+        dataset,
+        weights or model or "bicubic",
+        parse_scale(scale),
+        param_key=param_key,
+        backend=backend,
+        progress=progress,
     )
     human(format_result(result), json_path)
     emit_json(result.to_dict(), json_path)

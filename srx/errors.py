@@ -41,6 +41,7 @@ OPTIONAL_MODULES: dict[str, tuple[str, str]] = {
     # nvidia-pytriton requires numpy<2: an environment of its own (README: Serving).
     "pytriton": ("nvidia-pytriton", "pip install 'srx[serve]' in an environment of its own (it requires numpy<2)"),
     "tritonclient": ("tritonclient", "pip install 'srx[triton-client]'"),
+    "openvino": ("openvino", "pip install 'srx[openvino]' (or 'srx[cpu]', which includes it)"),
     "av": ("av", "pip install 'srx[video]' (PyAV: FFmpeg's libraries as wheels)"),
 }
 

@@ -184,14 +184,19 @@ class ResolvedModel:
         self.close()
 
 
-def resolve_model(model: str, scale: int | None, *, param_key: str | None = None) -> ResolvedModel:
+def resolve_model(
+    model: str, scale: int | None, *, param_key: str | None = None, backend: str | None = None
+) -> ResolvedModel:
     """`bicubic`, `bicubic-rgb`, a checkpoint, an srx ONNX file or an engine -> a runnable model
-    and its scale. ONNX files and engines run through srx/runtime runners (`runner_model`);
-    close the result (or use it in a `with` block) to free their sessions."""
+    and its scale. ONNX files and engines run through srx/runtime runners (`runner_model`), and
+    so do networks with a `backend` other than torch (exported by srx for the backend); close
+    the result (or use it in a `with` block) to free their sessions."""
     if scale is not None and scale not in (2, 3, 4):
         raise BadInput(f"--scale {scale} is not supported: use 2, 3 or 4")
     if model in ("bicubic", "bicubic-rgb") and param_key is not None:
         raise BadInput(f"--param-key applies to checkpoints, not to {model}: drop it")
+    if model in ("bicubic", "bicubic-rgb") and backend is not None:
+        raise BadInput(f"--backend applies to networks, not to {model}: drop it")
     if model == "bicubic":
         return ResolvedModel("bicubic", scale or 4, PublishedBicubic())
     if model == "bicubic-rgb":
@@ -204,6 +209,8 @@ def resolve_model(model: str, scale: int | None, *, param_key: str | None = None
 
         net = load_model(model, scale=scale, param_key=param_key)
         check_trained(net.spec, f"--model {model}")  # type: ignore[arg-type]
+        if backend not in (None, "torch"):
+            return _module_runner_model(model, net, backend)
         return ResolvedModel(model, net.spec.scale, torch_upscaler(net), net.spec)  # type: ignore[union-attr]
     path = Path(model)
     if not path.exists():
@@ -214,14 +221,23 @@ def resolve_model(model: str, scale: int | None, *, param_key: str | None = None
     if file_kind(path) in ("onnx", "engine"):
         if param_key is not None:
             raise BadInput(f"--param-key applies to checkpoints, not to {path.name}: drop it")
-        return runner_model(path, scale)
+        return runner_model(path, scale, backend)
     from srx.models import load_model
 
     net = load_model(path, scale=scale, param_key=param_key)
     spec: ModelSpec = net.spec  # type: ignore[assignment]
     check_trained(spec, path.name)
+    if backend not in (None, "torch"):
+        return _module_runner_model(str(path), net, backend, {"param_key": param_key} if param_key else {})
     extra = {"param_key": param_key} if param_key else {}
     return ResolvedModel(str(path), spec.scale, torch_upscaler(net), spec, extra)
+
+
+def _module_runner_model(name: str, net: Any, backend: str, extra: dict[str, Any] | None = None) -> ResolvedModel:
+    """A PyTorch network run by another backend (srx exports it for that backend)."""
+    from srx.runtime import ModelSource
+
+    return _runner_resolved(name, ModelSource.from_module(net, origin=name), backend, extra or {})
 
 
 def runner_model(path: str | Path, scale: int | None = None, backend: str | None = None) -> ResolvedModel:
@@ -232,14 +248,28 @@ def runner_model(path: str | Path, scale: int | None = None, backend: str | None
     Dataset images all differ in size, so the onnxruntime session keeps its dynamic
     shapes instead of building one per image.
     """
-    from srx.runtime import ModelSource, open_runner
+    from srx.runtime import ModelSource
     from srx.runtime.registry import auto_backend
 
     source = ModelSource.from_file(path, scale)
-    check_trained(source.spec, Path(path).name)
+    try:
+        check_trained(source.spec, Path(path).name)
+    except BadInput:
+        source.close()
+        raise
     if backend is None:
         backend = auto_backend(source, "cpu" if source.kind == "onnx" else "cuda")
-    device = "cpu" if backend == "onnxruntime" else "cuda"
+    return _runner_resolved(str(path), source, backend, {})
+
+
+def _runner_resolved(name: str, source: Any, backend: str, extra: dict[str, Any]) -> ResolvedModel:
+    """Open `backend`'s runner on `source` (closed with the result)."""
+    from srx.runtime import open_runner
+    from srx.runtime.device import has_cuda
+    from srx.runtime.registry import get_backend
+
+    where = get_backend(backend).device
+    device = where if where != "any" else ("cuda" if has_cuda() else "cpu")
     options: dict[str, Any] = {"specialize": False} if backend.startswith("onnxruntime") else {}
     try:
         runner = open_runner(backend, source, device, **options)
@@ -254,8 +284,8 @@ def runner_model(path: str | Path, scale: int | None = None, backend: str | None
         finally:
             source.close()
 
-    extra = {"backend": backend, "precision": source.precision, "runner": runner.describe()}
-    return ResolvedModel(str(path), source.spec.scale, upscaler_from_runner(runner.run), source.spec, extra, close)
+    extra = {**extra, "backend": backend, "precision": runner.precision, "runner": runner.describe()}
+    return ResolvedModel(name, source.spec.scale, upscaler_from_runner(runner.run), source.spec, extra, close)
 
 
 def check_trained(spec: ModelSpec, what: str) -> None:
@@ -428,11 +458,17 @@ def evaluate(
     scale: int | None = None,
     *,
     param_key: str | None = None,
+    backend: str | None = None,
     progress: Progress | None = None,
 ) -> EvalResult:
-    """`srx eval`: resolve `model` (bicubic, bicubic-rgb, checkpoint) and score it on `dataset`."""
+    """`srx eval`: resolve `model` (bicubic, bicubic-rgb, checkpoint) and score it on `dataset`
+    (with `backend`: run by that srx backend instead of its default)."""
     hr_images(dataset)  # the cheaper mistake first: before a model is loaded
-    with resolve_model(model, scale, param_key=param_key) as resolved:
+    if backend is not None:
+        from srx.runtime.registry import get_backend
+
+        get_backend(backend)  # an unknown name is refused before a model is loaded
+    with resolve_model(model, scale, param_key=param_key, backend=backend) as resolved:
         return evaluate_model(dataset, resolved, progress=progress)
 
 

@@ -163,7 +163,21 @@ def describe_onnx(p: Path) -> dict[str, Any]:
     from srx.precision.graph import precision_details
 
     out["details"].update(precision_details(meta))
+    out["backends"] = onnx_backends(info.spec, p, info.precision)
+    ready = [name for name, why in out["backends"].items() if not why]
+    out["details"]["backends"] = f"{', '.join(ready) or 'none'} can run it here (srx upscale / eval / bench --backend)"
     return out
+
+
+def onnx_backends(spec: Any, path: Path, precision: str) -> dict[str, str]:
+    """Each backend that runs ONNX files -> '' if it can run this one here, else why not."""
+    from srx.runtime import ModelSource, check_backend
+    from srx.runtime.registry import BACKENDS
+
+    source = ModelSource(spec, onnx_path=path, origin=str(path), precision=precision)
+    return {
+        b.name: check_backend(b.name, b.runs_on("cpu"), source).reason for b in BACKENDS.values() if b.needs == "onnx"
+    }
 
 
 def describe_foreign_onnx(p: Path, proto: Any) -> dict[str, Any]:

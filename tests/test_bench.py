@@ -15,7 +15,7 @@ from srx.bench.inputs import synthetic_image, synthetic_inputs
 from srx.bench.report import caveats, compare, format_compare
 from srx.errors import BadInput
 from srx.models import build_model, default_model
-from srx.runtime import ModelSource
+from srx.runtime import ModelSource, backend_names, check_backend
 
 # Reference values from fvcore 0.1.5 FlopCountAnalysis / ActivationCountAnalysis on the
 # official layer sequence at 320x180 (see srx/bench/complexity.py for the rules).
@@ -82,7 +82,7 @@ def test_run_bench_library_reuses_the_torch_output_as_reference():
     rows = {x["backend"]: x for x in r["results"]}
     assert rows["torch"]["identical_to_fp32"] and rows["torch"]["speedup_vs_torch"] == 1.0
     assert rows["torch-fp16"]["status"] == "ok" and 0 < rows["torch-fp16"]["max_abs_diff_vs_fp32"] < 0.05
-    assert {x["backend"] for x in r["results"]} == set(rows) and len(rows) == 10
+    assert {x["backend"] for x in r["results"]} == set(rows) and len(rows) == len(backend_names())
     assert rows["torch-compile"]["status"] == "skipped" and "not requested" in rows["torch-compile"]["reason"]
 
 
@@ -91,7 +91,7 @@ def test_bench_cli_json_fields(tmp_path):
     torch.save({"params": build_model("safmn", 4, dim=8, n_blocks=1).state_dict()}, weights)
     out, plot = tmp_path / "b.json", tmp_path / "b.png"
     args = ["bench", "--weights", str(weights), "--input", "40x24", "--runs", "2", "--warmup", "1"]
-    # --batch 2: every backend the CPU runs by default (torch, torch-compile, onnxruntime) takes a batch.
+    # --batch 2: every backend the CPU runs by default (torch, torch-compile, onnxruntime, openvino) takes a batch.
     proc = run_srx(*args, "--batch", "2", "--device", "cpu", "--json", str(out), "--plot", str(plot))
     assert proc.returncode == 0, proc.stderr
     d = json.loads(out.read_text())
@@ -108,6 +108,9 @@ def test_bench_cli_json_fields(tmp_path):
         "torch-compile-fp16",
         "torch-fused",
         "onnxruntime",
+        "openvino",
+        "openvino-bf16",
+        "openvino-int8",
         "onnxruntime-cuda",
         "tensorrt",
         "tensorrt-rtx",
@@ -121,7 +124,9 @@ def test_bench_cli_json_fields(tmp_path):
         if r["status"] == "ok":
             assert r["fps"] == pytest.approx(2000.0 / r["latency_ms"]["median"], rel=1e-3)
             assert r["mode"] and r["speedup_vs_best_peer"] > 0
-    assert {n for n, r in rows.items() if r["status"] == "ok"} == {"torch", "torch-compile", "onnxruntime"}
+    # OpenVINO where installed (BF16 where the CPU has it); openvino-int8 needs a Q/DQ file.
+    openvino = {n for n in ("openvino", "openvino-bf16") if check_backend(n, "cpu").ok}
+    assert {n for n, r in rows.items() if r["status"] == "ok"} == {"torch", "torch-compile", "onnxruntime", *openvino}
     assert d["best_peer"]["backend"] in ("torch", "torch-compile")
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "torch" in proc.stdout and "skipped" in proc.stdout

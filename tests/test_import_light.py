@@ -1,7 +1,7 @@
 """`import srx` and `srx --help` work with none of the optional packages (DESIGN.md).
 
 A subprocess installs an import hook that makes torch, onnx, onnxruntime, TensorRT,
-TensorRT-RTX, cuda-python, Triton and PyAV look absent, as on a bare machine.
+TensorRT-RTX, cuda-python, Triton, PyAV and OpenVINO look absent, as on a bare machine.
 """
 
 from __future__ import annotations
@@ -14,7 +14,19 @@ import sys
 import pytest
 from conftest import REPO
 
-BLOCKED = ["torch", "onnx", "onnxruntime", "onnxslim", "tensorrt", "tensorrt_rtx", "triton", "cuda", "matplotlib", "av"]
+BLOCKED = [
+    "torch",
+    "onnx",
+    "onnxruntime",
+    "onnxslim",
+    "tensorrt",
+    "tensorrt_rtx",
+    "triton",
+    "cuda",
+    "matplotlib",
+    "av",
+    "openvino",
+]
 
 HIDE = f"""
 import sys, importlib.abc
@@ -69,7 +81,9 @@ def test_runtime_registry_is_torch_free():
     assert proc.returncode == 0, proc.stderr
     lines = dict(line.split(" ", 1) for line in proc.stdout.strip().splitlines())
     assert lines["torch"].startswith("False Python package 'torch' is not installed")
-    assert len(lines) == 10
+    for name in ("openvino", "openvino-bf16", "openvino-int8"):
+        assert lines[name].startswith("False Python package 'openvino' is not installed (pip install 'srx[openvino]'")
+    assert len(lines) == 13
 
 
 def test_tensorrt_runtime_path_needs_no_torch(tmp_path):

@@ -27,6 +27,9 @@ CLI_BACKENDS = [
     "torch-compile-fp16",
     "torch-fused",
     "onnxruntime",
+    "openvino",
+    "openvino-bf16",
+    "openvino-int8",
     "onnxruntime-cuda",
     "tensorrt",
     "tensorrt-rtx",
@@ -55,7 +58,8 @@ def test_cpu_defaults_and_unknown_names():
     assert default_backends("cpu") == [n for n in CLI_BACKENDS if n not in fp16]
     # On a GPU: the peers a user would pick (eager FP32 and FP16, FP16 + CUDA graph, torch.compile
     # FP16 reduce-overhead), srx's fused kernels and every engine; FP32 torch.compile on request.
-    assert default_backends("cuda") == [n for n in CLI_BACKENDS if n not in ("torch-compile", "onnxruntime")]
+    cpu_runtimes = ("torch-compile", "onnxruntime", "openvino", "openvino-bf16", "openvino-int8")
+    assert default_backends("cuda") == [n for n in CLI_BACKENDS if n not in cpu_runtimes]
     assert parse_backends("torch, onnxruntime,torch") == ["torch", "onnxruntime"]
     assert parse_backends("all") == CLI_BACKENDS
     with pytest.raises(BadInput, match="unknown backend 'tensort'"):

@@ -99,7 +99,16 @@ class BenchConfig:
 def versions() -> dict[str, str]:
     """Installed versions of everything that can change a number (no imports: metadata only)."""
     out = {"srx": __version__, "python": platform.python_version()}
-    for dist in ("torch", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt", "tensorrt-rtx-cu13"):
+    for dist in (
+        "torch",
+        "numpy",
+        "onnx",
+        "onnxruntime",
+        "onnxruntime-gpu",
+        "openvino",
+        "tensorrt",
+        "tensorrt-rtx-cu13",
+    ):
         try:
             out[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:

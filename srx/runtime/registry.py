@@ -147,6 +147,39 @@ def _check_ort_cuda(device: str, source: ModelSource | None) -> Availability:
     return _check_onnx_source(source)
 
 
+def _check_openvino(device: str, source: ModelSource | None) -> Availability:
+    if not _installed("openvino"):
+        return _missing("openvino", "openvino")
+    return _check_onnx_source(source)
+
+
+def _cpu_lacks(capability: str) -> bool:
+    from srx.runtime.openvino_runner import cpu_capabilities
+
+    return capability not in cpu_capabilities()
+
+
+def _check_openvino_bf16(device: str, source: ModelSource | None) -> Availability:
+    base = _check_openvino(device, source)
+    if base.ok and _cpu_lacks("BF16"):
+        return Availability.no(
+            "this CPU has no native bfloat16 (AVX512_BF16 or AMX), where OpenVINO's BF16 would be emulated: use openvino"
+        )
+    return base
+
+
+def _check_openvino_int8(device: str, source: ModelSource | None) -> Availability:
+    base = _check_openvino(device, source)
+    if not base.ok:
+        return base
+    if source is not None and source.precision != "int8":
+        return Availability.no(
+            "runs an INT8 Q/DQ ONNX: make one with srx quantize MODEL.onnx --calib-dir TRAINING_IMAGES "
+            "and pass --model MODEL.int8.onnx (with --weights for the FP32 reference)"
+        )
+    return base
+
+
 def _check_tensorrt(module: str, package: str, extra: str | None, runner_module: str) -> Callable[..., Availability]:
     def check(device: str, source: ModelSource | None) -> Availability:
         if not has_cuda():
@@ -254,6 +287,39 @@ for _b in (
         "onnxruntime, CPU execution provider",
         default_on=_CPU_ONLY_DEFAULT,
         not_default_reason="the CPU execution provider is not compared on a GPU by default",
+    ),
+    Backend(
+        "openvino",
+        "fp32",
+        "cpu",
+        "onnx",
+        "srx.runtime.openvino_runner:OpenVINORunner",
+        _check_openvino,
+        "OpenVINO on the CPU, the ONNX's own precision (FP32; INT8 for a Q/DQ ONNX)",
+        default_on=_CPU_ONLY_DEFAULT,
+        not_default_reason="OpenVINO runs on the CPU; not compared on a GPU by default",
+    ),
+    Backend(
+        "openvino-bf16",
+        "bf16",
+        "cpu",
+        "onnx",
+        "srx.runtime.openvino_runner:OpenVINOBF16Runner",
+        _check_openvino_bf16,
+        "OpenVINO on the CPU in bfloat16 (AVX512_BF16 / AMX)",
+        default_on=_CPU_ONLY_DEFAULT,
+        not_default_reason="OpenVINO runs on the CPU; not compared on a GPU by default",
+    ),
+    Backend(
+        "openvino-int8",
+        "int8",
+        "cpu",
+        "onnx",
+        "srx.runtime.openvino_runner:OpenVINOINT8Runner",
+        _check_openvino_int8,
+        "OpenVINO on the CPU: an INT8 Q/DQ ONNX (srx quantize), the rest in bfloat16 where the CPU has it",
+        default_on=_CPU_ONLY_DEFAULT,
+        not_default_reason="OpenVINO runs on the CPU; not compared on a GPU by default",
     ),
     Backend(
         "onnxruntime-cuda",

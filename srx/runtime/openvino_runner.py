@@ -1,0 +1,224 @@
+"""OpenVINO runners on the CPU: FP32, BF16 and INT8 (srx's Q/DQ ONNX) for srx's ONNX I/O contract.
+
+OpenVINO reads srx's exact ONNX directly. The ONNX is read once per runner; each input
+shape gets its own compiled model (the dynamic height / width pinned with `reshape`, so
+OpenVINO folds the pooling windows' index arithmetic and picks blocked layouts for that
+size), kept in a small cache as onnxruntime's sessions are (srx.runtime.ort_runner).
+
+Precision is OpenVINO's `INFERENCE_PRECISION_HINT`: `f32` keeps the graph's own precision
+(an FP32 ONNX runs in FP32; a Q/DQ ONNX from `srx quantize` runs its quantized convolutions
+in INT8 and the rest in FP32), `bf16` runs the floating-point part in bfloat16 on CPUs with
+native BF16 (AVX512_BF16 or AMX). The INT8 runner runs a Q/DQ ONNX with the floating-point
+rest in BF16 where the CPU has it (measured faster at the same accuracy, docs/bench.md).
+
+Latency vs throughput: `hint="latency"` compiles for one request using every thread;
+`hint="throughput"` gives OpenVINO its streams and runs a batch of N images as N requests
+in flight. The default, `hint="auto"`, is latency for one image and throughput for a batch
+(`srx bench --batch N`, `srx upscale` on videos with `--batch N`); bench/openvino_cpu.py
+measures both.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from srx.errors import BadInput, first_line
+from srx.runtime.base import Runner
+from srx.runtime.device import cpu_count
+
+if TYPE_CHECKING:
+    from srx.runtime.source import ModelSource
+
+HINTS = ("auto", "latency", "throughput")
+
+
+def cpu_capabilities() -> tuple[str, ...]:
+    """OpenVINO's OPTIMIZATION_CAPABILITIES of the CPU ('FP32', 'BF16', 'INT8', ...)."""
+    import openvino as ov
+
+    return tuple(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+
+
+class OpenVINORunner(Runner):
+    """Options: threads (default: the CPUs this process may use), hint ('auto' default,
+    'latency', 'throughput'; see the module docstring), requests (requests in flight in
+    throughput mode; default: what OpenVINO chooses for the CPU)."""
+
+    name = "openvino"
+    inference_precision: ClassVar[str] = "f32"
+    max_models = 2
+    profile_unavailable = "srx reads OpenVINO's per-node counters only in bench/ scripts, not in srx bench --profile"
+
+    def __init__(self, source: ModelSource, device: str = "cpu", **options: Any) -> None:
+        super().__init__(source, device, **options)
+        # What the model computes in: an INT8 ONNX run with the f32 hint is an INT8 run.
+        self.precision = self._precision(source.precision)  # type: ignore[misc]
+
+    def _precision(self, model_precision: str) -> str:
+        return model_precision
+
+    def _activate(self) -> None:
+        import openvino as ov
+
+        hint = self.options.get("hint") or "auto"
+        if hint not in HINTS:
+            raise BadInput(f"unknown OpenVINO performance hint {hint!r}: choose from {', '.join(HINTS)}")
+        self._hint = hint
+        self._threads = int(self.options.get("threads") or cpu_count())
+        self._core = ov.Core()
+        self._rewrite: dict[str, Any] = {}
+        try:
+            self._model = self._core.read_model(self._onnx())
+        except BadInput:
+            raise
+        except Exception as e:  # OpenVINO raises RuntimeError with a multi-line report
+            raise BadInput(f"OpenVINO cannot read {self.source.origin}: {first_line(e, 200)}") from e
+        self._in = _port_name(self._model.inputs, "lr")
+        self._out = _port_name(self._model.outputs, "sr")
+        self._compiled: OrderedDict[tuple[int, ...], Any] = OrderedDict()
+
+    def _onnx(self) -> Any:
+        """The ONNX for OpenVINO: a path, or for a Q/DQ file its bytes after `for_openvino`."""
+        path = str(self.source.onnx_path())
+        if self.source.precision != "int8":
+            return path
+        import io
+
+        import onnx
+
+        from srx.runtime.openvino_graph import for_openvino
+
+        try:
+            model = onnx.load(path)
+        except Exception as e:  # DecodeError, OSError...
+            raise BadInput(f"OpenVINO cannot load {path}: not a readable ONNX file ({type(e).__name__})") from e
+        model, report = for_openvino(model)
+        self._rewrite = report.to_dict()
+        return io.BytesIO(model.SerializeToString())
+
+    def _hint_for(self, batch: int) -> str:
+        if self._hint == "auto":
+            return "latency" if batch == 1 else "throughput"
+        return self._hint
+
+    def _config(self, hint: str) -> dict[str, Any]:
+        return {
+            "PERFORMANCE_HINT": hint.upper(),
+            "INFERENCE_PRECISION_HINT": self.inference_precision,
+            "INFERENCE_NUM_THREADS": self._threads,
+        }
+
+    def _compiled_for(self, shape: tuple[int, ...]) -> Any:
+        """(compiled model, an infer request) for one input shape, compiled on first use;
+        in throughput mode the model is compiled for one image, run once per image."""
+        hint = self._hint_for(shape[0])
+        if hint == "throughput":
+            shape = (1, *shape[1:])
+        key = (hint, *shape)
+        if key in self._compiled:
+            self._compiled.move_to_end(key)
+            return self._compiled[key]
+        model = self._model.clone()
+        try:
+            model.reshape({self._in: list(shape)})
+            compiled = self._core.compile_model(model, "CPU", self._config(hint))
+        except Exception as e:
+            raise BadInput(
+                f"OpenVINO cannot compile {self.source.origin} for input {'x'.join(map(str, shape))}: {first_line(e, 200)}"
+            ) from e
+        entry = (compiled, compiled.create_infer_request())
+        self._compiled[key] = entry
+        while len(self._compiled) > self.max_models:
+            self._compiled.popitem(last=False)
+        return entry
+
+    def _deactivate(self) -> None:
+        self._compiled.clear()
+        self._model = None
+        self._core = None
+
+    def prepare(self, shape: tuple[int, ...]) -> None:
+        """Compile for an input shape now (so it is not counted in a timed run)."""
+        self._compiled_for(tuple(shape))
+
+    def execute(self, staged: np.ndarray) -> np.ndarray:
+        compiled, request = self._compiled_for(tuple(staged.shape))
+        if self._hint_for(staged.shape[0]) == "throughput":
+            return self._in_flight(compiled, staged)
+        # share_inputs: OpenVINO reads the caller's array instead of copying it; the output
+        # is copied out, since the request reuses its buffer on the next call.
+        result = request.infer({self._in: staged}, share_inputs=True)
+        return np.array(result[self._out], dtype=np.float32, copy=True)
+
+    def _in_flight(self, compiled: Any, batch: np.ndarray) -> np.ndarray:
+        """Each image of the batch as its own request, as many in flight as OpenVINO's streams."""
+        import openvino as ov
+
+        jobs = int(self.options.get("requests") or compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        queue = ov.AsyncInferQueue(compiled, max(1, jobs))
+        outputs: list[np.ndarray | None] = [None] * batch.shape[0]
+
+        def done(request: Any, index: int) -> None:
+            outputs[index] = np.array(request.get_output_tensor(0).data, dtype=np.float32, copy=True)
+
+        queue.set_callback(done)
+        for i in range(batch.shape[0]):
+            queue.start_async({self._in: batch[i : i + 1]}, userdata=i)
+        queue.wait_all()
+        return np.concatenate(outputs, axis=0)  # type: ignore[arg-type]
+
+    def mode(self) -> str:
+        hint = self.options.get("hint") or "auto"
+        hint = "latency / throughput (batch)" if hint == "auto" else hint
+        return f"OpenVINO CPU, {self.inference_precision}, {hint} hint"
+
+    def describe(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "threads": self._threads if self.active else self.options.get("threads"),
+            "performance_hint": self.options.get("hint") or "auto",
+            "inference_precision_hint": self.inference_precision,
+        }
+        if self.active:
+            import openvino as ov
+
+            d["openvino"] = ov.__version__
+            d["compiled"] = [f"{k[0]} {'x'.join(map(str, k[1:]))}" for k in self._compiled]
+            if self._rewrite:
+                d["graph_rewrite"] = self._rewrite
+        return d
+
+
+class OpenVINOBF16Runner(OpenVINORunner):
+    """Floating-point work in bfloat16 (CPUs with AVX512_BF16 or AMX); INT8 layers stay INT8."""
+
+    name = "openvino-bf16"
+    inference_precision = "bf16"
+
+    def _precision(self, model_precision: str) -> str:
+        return "int8" if model_precision == "int8" else "bf16"
+
+
+class OpenVINOINT8Runner(OpenVINORunner):
+    """An INT8 Q/DQ ONNX (`srx quantize`): quantized convolutions in INT8 (VNNI / AMX-INT8),
+    the rest in bfloat16 where the CPU has it, else FP32."""
+
+    name = "openvino-int8"
+
+    def _activate(self) -> None:
+        super()._activate()
+        self._rest = "bf16" if "BF16" in cpu_capabilities() else "f32"
+
+    @property
+    def inference_precision(self) -> str:  # type: ignore[override]
+        return getattr(self, "_rest", "bf16")
+
+    def _precision(self, model_precision: str) -> str:
+        return "int8"
+
+
+def _port_name(ports: Any, preferred: str) -> str:
+    names = [next(iter(p.get_names()), "") for p in ports]
+    return preferred if any(preferred in p.get_names() for p in ports) else names[0]
