@@ -213,3 +213,17 @@ def test_eval_backend_scores_a_shipped_network_as_pytorch_does(tmp_path):
     assert abs(got.psnr_y - ref.psnr_y) < 0.01
     with pytest.raises(BadInput, match="--backend applies to networks"):
         evaluate(data, "bicubic", 4, backend="openvino")
+
+
+def test_profile_reads_openvinos_node_counters(model):
+    source = ModelSource.from_module(model)
+    x = natural_batch(29, 37, seed=6)
+    with source, open_runner("openvino", source, "cpu") as r:
+        trace = r.profile([x], 2)
+        assert trace.runs == 2 and trace.measured_ms > 0 and trace.span_ms > 0
+        assert trace.span_ms == pytest.approx(sum(o.ms for o in trace.ops))
+        kinds = {o.name.split(" ")[0] for o in trace.ops}
+        assert {"Convolution", "GroupConvolution", "MaxPool"} <= kinds
+        assert any(o.scope.startswith("feats.0.safm") for o in trace.ops)  # ONNX node names kept as scopes
+    with source, open_runner("openvino", source, "cpu", hint="throughput") as r:
+        assert r.profile([x], 1) is None  # overlapping requests: no per-run node times

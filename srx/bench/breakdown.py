@@ -72,7 +72,8 @@ _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
             re.IGNORECASE,
         ),
     ),
-    ("fused", re.compile(r"triton|fused|compiled|cpp_|inductor", re.IGNORECASE)),
+    # OpenVINO's 'Subgraph': element-wise chains it compiled into one JIT kernel.
+    ("fused", re.compile(r"triton|fused|compiled|cpp_|inductor|subgraph", re.IGNORECASE)),
 )
 _MEAN = re.compile(r"mean|var", re.IGNORECASE)
 _SQRT = re.compile(r"sqrt", re.IGNORECASE)
