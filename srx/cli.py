@@ -314,7 +314,9 @@ def eval_(
 @click.option("--runs", type=int, default=None, help="Timed runs per backend (default 50 on CUDA, 10 on CPU).")
 @click.option("--warmup", type=int, default=None, help="Untimed runs first (default 10 on CUDA, 1 on CPU).")
 @click.option("--images", default=None, help="Folder of images to use as inputs (cropped to --input).")
-@click.option("--threads", type=int, default=None, help="CPU threads for torch and onnxruntime (default: all).")
+@click.option(
+    "--threads", type=int, default=None, help="CPU threads for torch, onnxruntime and OpenVINO (default: all)."
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthetic inputs.")
 @click.option("--plot", "plot_path", default=None, metavar="PNG", help="Write a latency / memory plot here.")
 @click.option("--compare", "compare_path", default=None, metavar="OLD.json", help="Show the change against a run.")

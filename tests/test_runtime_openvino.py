@@ -227,3 +227,11 @@ def test_profile_reads_openvinos_node_counters(model):
         assert any(o.scope.startswith("feats.0.safm") for o in trace.ops)  # ONNX node names kept as scopes
     with source, open_runner("openvino", source, "cpu", hint="throughput") as r:
         assert r.profile([x], 1) is None  # overlapping requests: no per-run node times
+
+
+def test_threads_are_handed_to_openvino(model):
+    source = ModelSource.from_module(model)
+    with source, open_runner("openvino", source, "cpu", threads=1) as r:
+        r.run(natural_batch(16, 16))
+        compiled, _ = next(iter(r._compiled.values()))
+        assert r.describe()["threads"] == 1 and compiled.get_property("INFERENCE_NUM_THREADS") == 1
