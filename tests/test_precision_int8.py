@@ -162,3 +162,26 @@ def test_switchable_model_equals_one_layer_qdq(arch):
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-6, err_msg=site.layer)
     off = switch.run(None, {"lr": x, Q.MASK_INPUT: np.zeros(len(sites), np.float32)})[0]
     np.testing.assert_array_equal(off, Q.session(base).run(None, {"lr": x})[0])
+
+
+@pytest.mark.parametrize(
+    "damage", ['{"int8_layers": 3, "high_precision": ', '["fp16"]', '{"high_precision": "int4"}'], ids=str
+)
+def test_a_damaged_int8_report_is_refused_never_read_as_another_precision(tmp_path, damage):
+    from conftest import run_srx
+
+    from srx.export.metadata import META_INT8, set_metadata
+
+    out, _ = Q.int8_from_onnx(_src("safmn"), write_images(tmp_path / "calib", 8, (120, 100)), SMALL)
+    model = out.model
+    set_metadata(model, {META_INT8: damage})
+    path = tmp_path / "m.int8.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(BadInput, match="srx.int8"):
+        srx_onnx_from_model(model, origin=str(path))
+    for args in (["build-engine", str(path)], ["info", str(path)]):
+        proc = run_srx(*args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and "srx.int8" in lines[0] and "srx quantize" in lines[0], (args, lines)
+    assert not list(tmp_path.glob("*.engine"))

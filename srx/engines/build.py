@@ -25,7 +25,6 @@ from srx.export import INPUT_NAME, OUTPUT_NAME
 from srx.export.metadata import META_INT8, SrxOnnx, read_srx_onnx
 from srx.fileio import check_writable, sha256_file, write_bytes_atomic
 from srx.filekinds import ENGINE_SUFFIXES
-from srx.precision.graph import metadata_json
 from srx.precision.int8 import QuantSettings
 from srx.progress import Progress
 from srx.runtime.profile import Profile, make_profile
@@ -162,7 +161,7 @@ def check_plan(plan: BuildPlan, src: SrxOnnx, prec: str, version: str, opts: Bui
             f"TensorRT {version} builds FP16 from the FP32 ONNX with the FP16 flag: give the FP32 ONNX with --fp16"
         )
     if prec == "int8" and src.precision == "int8":
-        hp = metadata_json(src.graph(), META_INT8).get("high_precision", "fp16")
+        hp = src.report(META_INT8).get("high_precision", "fp16")
         if plan.onnx == "int8-fp32" and hp != "fp32":
             raise BadInput(
                 f"TensorRT {version} needs Q/DQ over the FP32 graph: quantize with 'srx quantize --high-precision fp32'"
@@ -366,7 +365,7 @@ def _recorded_quantization(src: SrxOnnx) -> dict[str, Any]:
     """For an engine built from an `srx quantize` ONNX: the held-out accuracy quantize measured."""
     if src.precision != "int8":
         return {}
-    q = metadata_json(src.graph(), META_INT8)
+    q = src.report(META_INT8)
     return {"quantize": {k: q[k] for k in ("psnr_drop_db", "psnr_vs_fp32", "held_out_images") if k in q}} if q else {}
 
 

@@ -14,9 +14,11 @@ accepts a file another one refuses.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import onnx
 
@@ -39,6 +41,33 @@ META_INPUT_SHAPE = "srx.input_shape"
 # The reports of the precision passes (srx.precision.fp16, srx.precision.int8), as JSON.
 META_FP16 = "srx.fp16"
 META_INT8 = "srx.int8"
+
+
+HIGH_PRECISIONS = ("fp16", "fp32")  # what srx quantize keeps out of INT8 in (its report's high_precision)
+
+
+def precision_report(meta: dict[str, str], key: str, origin: str = "the model") -> dict[str, Any]:
+    """The JSON report a precision pass wrote under `key` (META_FP16 / META_INT8), {} when
+    absent. A damaged one is refused (one line) rather than read as empty: an INT8 file whose
+    report lost its `high_precision` would otherwise be built as the FP16 kind."""
+    if key not in meta:
+        return {}
+    try:
+        report = json.loads(meta[key])
+    except json.JSONDecodeError:
+        report = None
+    redo = "srx quantize" if key == META_INT8 else "srx build-engine --fp16"
+    if not isinstance(report, dict):
+        raise BadInput(
+            f"{origin}: its {key} metadata is damaged (not the JSON report srx writes): make it again with {redo}"
+        )
+    hp = report.get("high_precision")
+    if key == META_INT8 and hp is not None and hp not in HIGH_PRECISIONS:
+        raise BadInput(
+            f"{origin}: its {key} report names high_precision {hp!r} (srx writes {' or '.join(HIGH_PRECISIONS)}): "
+            f"make it again with {redo}"
+        )
+    return report
 
 
 def set_metadata(proto: onnx.ModelProto, values: dict[str, str]) -> None:
@@ -86,6 +115,10 @@ class SrxOnnx:
     path: Path | None = None
     file_bytes: int | None = None
     model: onnx.ModelProto | None = None
+
+    def report(self, key: str) -> dict[str, Any]:
+        """A precision pass's report (META_FP16 / META_INT8), checked when the file was read."""
+        return precision_report(self.metadata, key, str(self.path or "the model"))
 
     def graph(self) -> onnx.ModelProto:
         """The parsed model, for the passes and builders that need it."""
@@ -233,6 +266,8 @@ def srx_onnx_from_model(
             f"({'Q/DQ nodes' if precision == 'int8' else 'float16 tensors' if precision == 'fp16' else 'float32 only'}): "
             "it was changed after srx wrote it; export or convert it again with srx"
         )
+    for key in (META_FP16, META_INT8):
+        precision_report(meta, key, origin)
     sig = dict(io_signature(proto))
     return SrxOnnx(
         spec=spec,

@@ -7,7 +7,6 @@ Node names follow module paths (`feats.3.norm1/ReduceMean`); TorchScript-style n
 
 from __future__ import annotations
 
-import json
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -67,17 +66,6 @@ def in_norm_module(node_name: str) -> bool:
     return any(_NORM_MODULE.match(part) for part in path.split(".")) if path else False
 
 
-def metadata_json(model: onnx.ModelProto, key: str) -> dict[str, Any]:
-    for p in model.metadata_props:
-        if p.key == key:
-            try:
-                value = json.loads(p.value)
-            except json.JSONDecodeError:
-                return {}
-            return value if isinstance(value, dict) else {}
-    return {}
-
-
 def tensor_types(model: onnx.ModelProto) -> dict[str, int]:
     """Element type of every tensor name the graph knows (inputs, initializers, inferred values)."""
     onnx = import_onnx()
@@ -124,12 +112,11 @@ def save_model_bytes(model: onnx.ModelProto) -> bytes:
 def precision_details(meta: dict[str, str]) -> dict[str, str]:
     """Lines for `srx info` on an FP16 / INT8 ONNX, from the passes' metadata."""
     out: dict[str, str] = {}
+    from srx.export.metadata import precision_report
+
     for key, label in ((META_FP16, "fp16"), (META_INT8, "int8")):
-        try:
-            d = json.loads(meta.get(key, "") or "{}")
-        except json.JSONDecodeError:
-            continue
-        if not isinstance(d, dict) or not d:
+        d = precision_report(meta, key)
+        if not d:
             continue
         if label == "fp16":
             islands = ", ".join(d.get("fp32_modules", [])) or "none"
