@@ -177,7 +177,7 @@ def test_a_damaged_int8_report_is_refused_never_read_as_another_precision(tmp_pa
     set_metadata(model, {META_INT8: damage})
     path = tmp_path / "m.int8.onnx"
     onnx.save(model, str(path))
-    with pytest.raises(BadInput, match="srx.int8"):
+    with pytest.raises(BadInput, match=r"srx\.int8"):
         srx_onnx_from_model(model, origin=str(path))
     for args in (["build-engine", str(path)], ["info", str(path)]):
         proc = run_srx(*args)
