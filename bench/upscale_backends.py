@@ -3,7 +3,7 @@
 Usage: python bench/upscale_backends.py OUTDIR [--repeats N] [--backends torch,onnxruntime]
 
 Three jobs, each a fresh `srx upscale` process as a user runs it (start-up, model load,
-ONNX export and sessions included), embedded paper SAFMN x4:
+ONNX export and sessions included), srx upscale's default network (no --weights):
 * one 640x360 image, whole;
 * a folder of four images of different sizes (256x256, 320x240, 500x375, 640x480), whole:
   a new input shape per image (a new onnxruntime session, a new fixed-size export);
@@ -69,7 +69,7 @@ def main() -> None:
         for rep in range(args.repeats):
             for b in backends:
                 out = WORK / f"out_{b}"
-                cmd = ["upscale", *job_args, "-o", str(out), "--backend", b, "--device", "cpu"]
+                cmd = ["upscale", *job_args, "-o", str(out), "--backend", b, "--device", "cpu", "--overwrite"]
                 loads.append([round(x, 2) for x in os.getloadavg()])
                 t0 = time.perf_counter()
                 proc = subprocess.run([sys.executable, "-m", "srx", *cmd], capture_output=True, text=True, env=env)
@@ -92,7 +92,12 @@ def main() -> None:
     from srx.bench.engine import versions
 
     args.out.mkdir(parents=True, exist_ok=True)
-    record = {"repeats": args.repeats, "model": "embedded paper SAFMN x4", "versions": versions(), "rows": rows}
+    record = {
+        "repeats": args.repeats,
+        "model": "srx upscale's default network (no --weights: the best shipped, team15 since 2026-11-28)",
+        "versions": versions(),
+        "rows": rows,
+    }
     write_json(args.out / "upscale_backends.json", record)
     for r in rows:
         log(r["job"], r["median_seconds"], "max level diff", r["max_level_difference_between_backends"])

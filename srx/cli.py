@@ -1035,7 +1035,7 @@ def serve(
         sys.stdout.flush()
 
     with ModelSource.from_options(weights, model_file, scale, param_key) as source:
-        chosen = auto_backend(source, dev) if backend == "auto" else backend
+        chosen = auto_backend(source, dev, varied_shapes=True) if backend == "auto" else backend
         try:
             run_server(source, chosen, dev, options, ready, warn=lambda m: click.echo(f"srx: warning: {m}", err=True))
         except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: how a server is meant to stop

@@ -243,8 +243,9 @@ def _module_runner_model(name: str, net: Any, backend: str, extra: dict[str, Any
 def runner_model(path: str | Path, scale: int | None = None, backend: str | None = None) -> ResolvedModel:
     """An exported model (srx ONNX, or an engine with its sidecar) run by an srx/runtime runner.
 
-    backend=None: what `--backend auto` picks everywhere (srx.runtime.registry.auto_backend):
-    onnxruntime on the CPU for ONNX, the backend that built it (its sidecar) for an engine.
+    backend=None: what `--backend auto` picks for inputs of many sizes
+    (srx.runtime.registry.auto_backend): onnxruntime on the CPU for ONNX, the backend that
+    built it (its sidecar) for an engine.
     Dataset images all differ in size, so the onnxruntime session keeps its dynamic
     shapes instead of building one per image.
     """
@@ -258,7 +259,7 @@ def runner_model(path: str | Path, scale: int | None = None, backend: str | None
         source.close()
         raise
     if backend is None:
-        backend = auto_backend(source, "cpu" if source.kind == "onnx" else "cuda")
+        backend = auto_backend(source, "cpu" if source.kind == "onnx" else "cuda", varied_shapes=True)
     return _runner_resolved(str(path), source, backend, {})
 
 

@@ -235,3 +235,16 @@ def test_threads_are_handed_to_openvino(model):
         r.run(natural_batch(16, 16))
         compiled, _ = next(iter(r._compiled.values()))
         assert r.describe()["threads"] == 1 and compiled.get_property("INFERENCE_NUM_THREADS") == 1
+
+
+def test_auto_picks_openvino_for_few_shapes_and_onnxruntime_for_many(model, tmp_path):
+    from srx.runtime.registry import auto_backend
+
+    source = ModelSource.from_module(model)
+    assert auto_backend(source, "cpu") == "openvino"  # upscale: images, tiles, video frames
+    assert auto_backend(source, "cpu", varied_shapes=True) == "onnxruntime"  # serve, eval: one dynamic session
+    path = tmp_path / "m.onnx"
+    path.write_bytes(onnx_bytes("safmn"))
+    with ModelSource.from_file(path) as f:
+        assert auto_backend(f, "cpu") == "openvino"
+        assert auto_backend(f, "cpu", varied_shapes=True) == "onnxruntime"

@@ -159,8 +159,11 @@ def test_upscale_equals_the_model(tmp_path, tiny_weights, size, tile, backend):
         *args, "--backend", backend, "--device", "cpu", "--json", "-", *(["--tile", str(tile)] if tile else [])
     )
     assert proc.returncode == 0, proc.stderr
-    # auto: onnxruntime on the CPU (the faster exact path, docs/upscale.md).
-    assert json.loads(proc.stdout)["backend"] == ("onnxruntime" if backend == "auto" else backend)
+    # auto: OpenVINO FP32 on the CPU where installed, else onnxruntime (the faster exact paths, docs/upscale.md).
+    from srx.runtime import check_backend
+
+    auto = "openvino" if check_backend("openvino", "cpu").ok else "onnxruntime"
+    assert json.loads(proc.stdout)["backend"] == (auto if backend == "auto" else backend)
     out = np.asarray(Image.open(tmp_path / "out.png"), dtype=np.float32)
     assert out.shape == (size[0] * 2, size[1] * 2, 3)
     assert np.abs(out - _expected(model, rgb)).max() <= 1.0

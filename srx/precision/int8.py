@@ -45,6 +45,7 @@ import numpy as np
 from srx.errors import BadInput, CheckFailed, MissingDependency
 from srx.export import INPUT_NAME, OUTPUT_NAME
 from srx.export.metadata import (
+    HIGH_PRECISIONS,
     META_INT8,
     META_PRECISION,
     SrxOnnx,
@@ -69,7 +70,6 @@ from srx.progress import Progress
 if TYPE_CHECKING:
     import onnx
 
-HIGH_PRECISIONS = ("fp16", "fp32")
 MIN_FP16_QDQ_OPSET = 19  # DequantizeLinear takes FP16 scales from opset 19 on
 
 # Samples kept per calibration image and tensor for the MSE range search.

@@ -428,19 +428,25 @@ def open_runner(name: str, source: ModelSource, device: str = "cpu", **options: 
     return runner_class(name)(source, get_backend(name).runs_on(device), **options)
 
 
-def auto_backend(source: ModelSource, device: str) -> str:
+def auto_backend(source: ModelSource, device: str, *, varied_shapes: bool = False) -> str:
     """The backend `--backend auto` picks: the fastest exact one that can run.
 
-    On the CPU onnxruntime, not torch-compile, although torch-compile is faster per frame
+    On the CPU OpenVINO FP32 (outputs within 1 gray level of onnxruntime's), then
+    onnxruntime: in `srx upscale` as a user runs it OpenVINO took 4.7 s against 5.4 s for one
+    640x360 image, 9.9 s against 10.1 s for four images of four sizes and 49.6 s against
+    56.7 s for a 1280x720 image in 256-pixel tiles (bench/upscale_backends.py,
+    bench/results/2026-12-06-cpu-openvino). Not torch-compile, although faster per frame
     (docs/bench.md): it compiles again for every new image size, which costs more than it
-    saves on a folder of photos (bench/upscale_backends.py). PyTorch on a GPU; for an engine,
-    the backend its sidecar says built it. When none can run, the last candidate, so that
-    open_runner says why."""
-    candidates = ["torch"] if device == "cuda" else ["onnxruntime", "torch"]
+    saves on a folder of photos. `varied_shapes`: inputs of many sizes in one process
+    (a server, a dataset): onnxruntime first, whose one dynamic session takes any size,
+    where OpenVINO compiles per size. PyTorch on a GPU; for an engine, the backend its
+    sidecar says built it. When none can run, the last candidate, so that open_runner says why."""
+    cpu = ["onnxruntime", "openvino"] if varied_shapes else ["openvino", "onnxruntime"]
+    candidates = ["torch"] if device == "cuda" else [*cpu, "torch"]
     if source.kind == "engine":
         candidates = [source.engine_backend or "tensorrt"]
     elif source.kind == "onnx" and not source.has_module:
-        candidates = ["onnxruntime-cuda", "onnxruntime"] if device == "cuda" else ["onnxruntime"]
+        candidates = ["onnxruntime-cuda", *cpu] if device == "cuda" else cpu
     for name in candidates:
         if check_backend(name, device, source).ok:
             return name

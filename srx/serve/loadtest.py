@@ -476,7 +476,7 @@ def command(
         source.spec.check_input_size(size.height, size.width)
         name = model_name or default_name(source) + ("_uint8" if dtype == "uint8" else "")
         check_server(url, protocol, name)  # before minutes of work in-process
-        chosen = auto_backend(source, dev) if backend == "auto" else backend
+        chosen = auto_backend(source, dev, varied_shapes=True) if backend == "auto" else backend
         inputs = make_inputs(size.height, size.width, distinct, dtype)
         # uint8: the same float output on both sides can still round to neighbouring levels where
         # it lies on a .5 boundary and the two runs differ in the last bit.
