@@ -76,14 +76,12 @@ def pack_safm(safm: torch.nn.Module, c: int) -> dict[str, torch.Tensor]:
 
 @triton.jit
 def _lowres_branch(
-    acc,
     LOW,
     off,
     oh,
     ow,
     DW_W,
     DW_B,
-    AGGR_W,
     n,
     hh,
     ww,
@@ -92,12 +90,10 @@ def _lowres_branch(
     pm,
     BLOCK_P: tl.constexpr,
     LEVEL: tl.constexpr,  # branch 1..3
+    CQ: tl.constexpr,
     CQP: tl.constexpr,
-    CP: tl.constexpr,
-    DOT_DTYPE: tl.constexpr,
-    PRECISION: tl.constexpr,
 ):
-    """acc += D_level at each pixel's nearest low-resolution position @ W_aggr's slice of it."""
+    """D_level at each pixel's nearest low-resolution position (FP32, lanes >= Cq zero)."""
     # tl.cast, not .to(): Triton passes an int argument equal to 1 (a 1-pixel level) as a constexpr.
     sh = tl.math.div_rn(tl.cast(oh, tl.float32), tl.cast(H, tl.float32))
     sw = tl.math.div_rn(tl.cast(ow, tl.float32), tl.cast(W, tl.float32))
@@ -113,8 +109,12 @@ def _lowres_branch(
         ok = pm & (i >= 0) & (i < oh) & (j >= 0) & (j < ow)
         v = tl.load(low_n + (i * ow + j)[:, None] * CQP + c[None, :], mask=ok[:, None], other=0.0)
         d += v.to(tl.float32) * tl.load(DW_W + (LEVEL * 9 + tap) * CQP + c).to(tl.float32)[None, :]
-    wt = tl.load(AGGR_W + (LEVEL * CQP + c)[:, None] * CP + tl.arange(0, CP)[None, :]).to(DOT_DTYPE)
-    return tl.dot(d.to(DOT_DTYPE), wt, acc, input_precision=PRECISION)
+    # The lanes >= Cq are zero already (zero weights and bias, zero map lanes); the select is
+    # there for the compiler. Without it Triton moves the conversion of d to the MMA operand
+    # layout up through the sum to each tap's load and weight row: a shared-memory round trip
+    # behind two block-wide barriers per tap, 27 taps one after another (129 BAR.SYNC a tile,
+    # bench/results/2026-12-06-sm90). With it, d is converted once.
+    return tl.where((c < CQ)[None, :], d, 0.0)
 
 
 @triton.jit
@@ -151,6 +151,7 @@ def _safm_tail_kernel(
     BLOCK_P: tl.constexpr,  # pixels per program
     DOT_DTYPE: tl.constexpr,
     PRECISION: tl.constexpr,
+    BRANCH_DOTS: tl.constexpr,  # FP32 operands: each branch's GEMM slice right after the branch
 ):
     n = tl.program_id(1)
     HW = H * W
@@ -173,19 +174,40 @@ def _safm_tail_kernel(
         ok = pm & (r >= 0) & (r < H) & (s >= 0) & (s < W)
         v = tl.load(u_n + (r * W + s)[:, None] * CS + cq[None, :], mask=ok[:, None] & lane_ok, other=0.0)
         s0 += v.to(tl.float32) * tl.load(DW_W + tap * CQP + cq).to(tl.float32)[None, :]
-    s0 = tl.where((cq < CQ)[None, :], s0, 0.0)
+    s0 = tl.where((cq < CQ)[None, :], s0, 0.0).to(DOT_DTYPE)
+    # 16-bit operands: the four branches first, the four K slices of the aggregation GEMM
+    # after them, so the accumulator (32 registers a thread) is not live while the taps are
+    # in flight; the slices' weights are loaded up front, their latency hidden behind the
+    # gathers. Each barrier fences one branch's 9 gathers + 9 weight rows from the next:
+    # without them ptxas issues all 36 at once and spills (255 registers). FP32 operands
+    # (BRANCH_DOTS) hold twice the registers per branch sum, more than the accumulator, so
+    # there each branch's slice is multiplied as soon as it is done.
     k = tl.arange(0, CP)
-    wt0 = tl.load(AGGR_W + cq[:, None] * CP + k[None, :]).to(DOT_DTYPE)
-    acc = tl.dot(s0.to(DOT_DTYPE), wt0, input_precision=PRECISION)
-    acc = _lowres_branch(
-        acc, LOW, off1, oh1, ow1, DW_W, DW_B, AGGR_W, n, hh, ww, H, W, pm, BLOCK_P, 1, CQP, CP, DOT_DTYPE, PRECISION
-    )
-    acc = _lowres_branch(
-        acc, LOW, off2, oh2, ow2, DW_W, DW_B, AGGR_W, n, hh, ww, H, W, pm, BLOCK_P, 2, CQP, CP, DOT_DTYPE, PRECISION
-    )
-    acc = _lowres_branch(
-        acc, LOW, off3, oh3, ow3, DW_W, DW_B, AGGR_W, n, hh, ww, H, W, pm, BLOCK_P, 3, CQP, CP, DOT_DTYPE, PRECISION
-    )
+    wt = AGGR_W + cq[:, None] * CP + k[None, :]
+    if BRANCH_DOTS:
+        acc = tl.dot(s0, tl.load(wt).to(DOT_DTYPE), input_precision=PRECISION)
+    else:
+        w0 = tl.load(wt).to(DOT_DTYPE)
+        w1 = tl.load(wt + CQP * CP).to(DOT_DTYPE)
+        w2 = tl.load(wt + 2 * CQP * CP).to(DOT_DTYPE)
+        w3 = tl.load(wt + 3 * CQP * CP).to(DOT_DTYPE)
+    tl.debug_barrier()
+    s1 = _lowres_branch(LOW, off1, oh1, ow1, DW_W, DW_B, n, hh, ww, H, W, pm, BLOCK_P, 1, CQ, CQP).to(DOT_DTYPE)
+    if BRANCH_DOTS:
+        acc = tl.dot(s1, tl.load(wt + CQP * CP).to(DOT_DTYPE), acc, input_precision=PRECISION)
+    tl.debug_barrier()
+    s2 = _lowres_branch(LOW, off2, oh2, ow2, DW_W, DW_B, n, hh, ww, H, W, pm, BLOCK_P, 2, CQ, CQP).to(DOT_DTYPE)
+    if BRANCH_DOTS:
+        acc = tl.dot(s2, tl.load(wt + 2 * CQP * CP).to(DOT_DTYPE), acc, input_precision=PRECISION)
+    tl.debug_barrier()
+    s3 = _lowres_branch(LOW, off3, oh3, ow3, DW_W, DW_B, n, hh, ww, H, W, pm, BLOCK_P, 3, CQ, CQP).to(DOT_DTYPE)
+    if BRANCH_DOTS:
+        acc = tl.dot(s3, tl.load(wt + 3 * CQP * CP).to(DOT_DTYPE), acc, input_precision=PRECISION)
+    else:
+        acc = tl.dot(s0, w0, input_precision=PRECISION)
+        acc = tl.dot(s1, w1, acc, input_precision=PRECISION)
+        acc = tl.dot(s2, w2, acc, input_precision=PRECISION)
+        acc = tl.dot(s3, w3, acc, input_precision=PRECISION)
     acc += tl.load(AGGR_B + k).to(tl.float32)[None, :]
 
     offs = p[:, None] * CS + k[None, :]
@@ -232,6 +254,7 @@ def safm_tail(
         "LN_OUT": ln_out is not None,
         "DOT_DTYPE": dot_dtype(x, _safm_tail_kernel),
         "PRECISION": dot_precision(x, fp32_precision),
+        "BRANCH_DOTS": x.dtype == torch.float32,
     }
     (oh1, ow1), (oh2, ow2), (oh3, ow3) = low.sizes
     o1, o2, o3 = low.offsets
