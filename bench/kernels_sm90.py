@@ -343,18 +343,24 @@ DIFF_COLUMNS = (
 def diff_table(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> str:
     """Default configurations side by side, `before -> after` where a column changed."""
 
-    def key(r: dict[str, Any]) -> tuple:
-        return (r["kernel"], r["variant"], r["mode"], r["input"])
+    def flags(r: dict[str, Any]) -> set[str]:
+        return set(r["variant"].split("+")) - {"-"}
 
-    old = {key(r): r for r in before if r["default"]}
+    old: dict[tuple, list[dict[str, Any]]] = {}
+    for r in before:
+        if r["default"]:
+            old.setdefault((r["kernel"], r["mode"], r["input"]), []).append(r)
     lines = [
         "| kernel | mode | input | config | " + " | ".join(DIFF_COLUMNS) + " |",
         "|" + " --- |" * (4 + len(DIFF_COLUMNS)),
     ]
     for r in after:
-        if not r["default"] or key(r) not in old:
+        # The same launch before: its variant, or one whose flags the new variant only adds to
+        # (a constexpr flag a change introduced).
+        same = [o for o in old.get((r["kernel"], r["mode"], r["input"]), []) if flags(o) <= flags(r)]
+        if not r["default"] or not same:
             continue
-        o = old[key(r)]
+        o = max(same, key=lambda o: len(flags(o)))
         cells = []
         for c in DIFF_COLUMNS:
             a, b = o.get(c, ""), r.get(c, "")
