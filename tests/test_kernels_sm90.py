@@ -93,3 +93,9 @@ def test_every_launched_kernel_compiles_for_sm90_without_spills_and_on_tensor_co
     launches = sum(r["launches"] for r in rows if r["mode"] == "fp16" and r["input"] == "320x180")
     assert launches == 26  # 2 + 3 per block: the whole default model
     assert all(r["CTAS"] >= 1 and r["BAR_SYNC"] >= 0 for r in rows)  # every kernel fits an SM
+    # What issue 22 removed and must not come back: safm_tail's 27 taps serialised through shared
+    # memory (129 BAR.SYNC a tile, 1 CTA per SM with Triton 3.9) and the pooling's 2-byte loads.
+    safm16 = [r for r in rows if r["kernel"] == "safm_tail" and r["mode"] in ("fp16", "bf16")]
+    assert safm16 and all(r["BAR_SYNC"] <= 16 and r["CTAS"] >= 2 for r in safm16)
+    pool = [r for r in rows if r["kernel"] == "multiscale_pool"]
+    assert pool and all(r["LDG16"] == 0 and r["LDG128"] > 0 and r["BAR_SYNC"] == 0 for r in pool)

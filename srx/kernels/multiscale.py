@@ -10,9 +10,9 @@ itself without LayerNorm), pool factor f_l, o_h = H // f_l, o_w = W // f_l and C
 All three levels go through one launch (the program id picks the level). Each program
 reduces whole windows: lanes are [outputs, channels]; a loop over the window rows with the
 window columns unrolled inside it issues a row's loads together (independent, 16-byte
-vectors where the chunk's alignment allows: pool_shifts) and takes elementwise maxima. The depthwise 3x3 that follows at low
-resolution happens inside srx.kernels.safm_tail, which gathers P_l around each pixel's
-nearest low-resolution position.
+vectors where the chunk's alignment allows: pool_shifts) and takes elementwise maxima.
+The depthwise 3x3 that follows at low resolution happens inside srx.kernels.safm_tail,
+which gathers P_l around each pixel's nearest low-resolution position.
 """
 
 from __future__ import annotations
