@@ -18,7 +18,13 @@ Triton's backends/nvidia/bin. Columns (per kernel, per configuration):
   FFMA                   FP32 fused multiply-adds on the CUDA cores
   LDGSTS                 asynchronous global->shared copies (software-pipelined operand loads)
   LDG / LDG128           global loads / of them 16-byte vector loads;  STG: global stores
+  LDG16 / LDG32 / LDG64  the other global loads by width (2, 4, 8 bytes): a wide load moves more per instruction
+  BAR_SYNC               block-wide barriers (BAR.SYNC) in the SASS; with LOOPS = 0 each runs once per tile
+  LOOPS                  backward branches (loops that survived unrolling; then BAR_SYNC counts a loop body once, not per tile)
   LDL / STL              local-memory loads / stores (spills)
+  CTAS                   CTAs per SM on an H100/H200 (the lowest of the three limits below, at most 32)
+  CTAS_REG / _WARP / _SMEM  the limits: 64K registers (allocated per warp in units of 256), 64 warps,
+                         228 KiB shared memory (each CTA: its reservation in units of 128 B + 1 KiB the system keeps)
   gemm                   the kernel does GEMM-shaped work (a tl.dot) and so should use tensor cores
 
 Modes: fp16, bf16, and FP32 activations in each srx FP32 precision (ieee: exact, CUDA
@@ -52,6 +58,11 @@ MODES = {
     "fp32-tf32": ("float32", "tf32"),
 }
 COLUMNS = ("REG", "STACK", "SHARED", "HGMMA", "HMMA", "FFMA", "LDGSTS", "LDG", "LDG128", "STG", "LDL", "STL")
+# Added 2026-12-06 (issue 22): what serialises a tile and how many tiles an SM holds.
+SCHEDULE = ("BAR_SYNC", "LOOPS", "LDG16", "LDG32", "LDG64", "CTAS", "CTAS_REG", "CTAS_WARP", "CTAS_SMEM")
+# H100 / H200 (sm_90) per-SM resources, from NVIDIA's occupancy tables for compute capability 9.0.
+SM90_REGS, SM90_WARPS, SM90_SMEM, SM90_CTAS = 65536, 64, 228 * 1024, 32
+SM90_REG_UNIT, SM90_SMEM_UNIT, SM90_SMEM_RESERVED = 256, 128, 1024
 TENSOR_CORE_MODES = ("fp16", "bf16", "fp32-tf32x3", "fp32-tf32")
 
 
@@ -78,17 +89,55 @@ def read_cubin(cubin: bytes, workdir: Path, gemm: bool) -> Report:
     ).stdout
     res = {k: int(v) for k, v in re.findall(r"\b(REG|STACK|SHARED|LOCAL):(\d+)", usage)}
     sass = subprocess.run([str(tools / "nvdisasm"), str(path)], capture_output=True, text=True, check=True).stdout
+    return Report(res, sass_counts(sass), gemm)
+
+
+def sass_counts(sass: str) -> Counter:
+    """Opcode counts, global loads by width, block-wide barriers and loops of one kernel's SASS."""
     ops: Counter = Counter()
+    labels: set[str] = set()
+    previous = ""
     for line in sass.splitlines():
-        m = re.match(r"\s*/\*[0-9a-f]+\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)", line)
+        label = re.match(r"(\.L_x_\d+):", line)
+        if label:
+            labels.add(label.group(1))
+            previous = label.group(1)
+            continue
+        m = re.match(r"\s*/\*[0-9a-f]+\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)(.*)", line)
         if not m:
             continue
         full = m.group(1)
         op = full.split(".")[0]
         ops[op] += 1
-        if op == "LDG" and ".128" in full:
-            ops["LDG128"] += 1
-    return Report(res, ops, gemm)
+        if op == "LDG":
+            mods = set(full.split(".")[1:])
+            width = (
+                "LDG128" if "128" in mods else "LDG64" if "64" in mods else "LDG16" if mods & {"U16", "S16"} else None
+            )
+            width = width or ("LDG8" if mods & {"U8", "S8"} else "LDG32")
+            ops[width] += 1
+        if full.startswith("BAR.SYNC"):
+            ops["BAR_SYNC"] += 1
+        target = re.search(r"`\((\.L_x_\d+)\)", m.group(2))
+        # A branch back to a label already seen closes a loop; the trailing `L: BRA L` after
+        # EXIT (a label right before its own branch) is the idle loop ptxas appends, not one.
+        if op == "BRA" and target and target.group(1) in labels and target.group(1) != previous:
+            ops["LOOPS"] += 1
+        previous = ""
+    return ops
+
+
+def ctas_per_sm(regs: int, warps: int, shared: int) -> dict[str, int]:
+    """CTAs of one launch an H100/H200 SM holds at once, and the limit each resource sets."""
+    reg_unit = SM90_REG_UNIT
+    regs_per_warp = -(-max(regs, 1) * 32 // reg_unit) * reg_unit
+    smem = -(-shared // SM90_SMEM_UNIT) * SM90_SMEM_UNIT + SM90_SMEM_RESERVED
+    limits = {
+        "CTAS_REG": SM90_REGS // (regs_per_warp * warps),
+        "CTAS_WARP": SM90_WARPS // warps,
+        "CTAS_SMEM": SM90_SMEM // smem,
+    }
+    return {"CTAS": min(SM90_CTAS, *limits.values()), **limits}
 
 
 def specialised(kernel: Any, args: tuple, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
@@ -180,7 +229,9 @@ def _compile_job(job: tuple[str, str, tuple, dict[str, Any]], read: bool = True)
         return {}
     with tempfile.TemporaryDirectory(prefix="srx-sm90-") as tmp:
         rep = compile_sm90(kernel, args, kwargs, Path(tmp))
-    return {**{c: rep.resources.get(c, rep.opcodes.get(c, 0)) for c in COLUMNS}, "gemm": rep.gemm}
+    row = {c: rep.resources.get(c, rep.opcodes.get(c, 0)) for c in COLUMNS + SCHEDULE}
+    row.update(ctas_per_sm(row["REG"], kwargs["num_warps"], row["SHARED"]))
+    return {**row, "gemm": rep.gemm}
 
 
 def _warm_job(job: tuple[str, str, tuple, dict[str, Any]]) -> dict[str, Any]:
@@ -252,24 +303,71 @@ def run(
 def doc_table(rows: list[dict[str, Any]]) -> str:
     """docs/kernels.md's table: each launcher's default configuration at the first input size."""
     first = rows[0]["input"]
-    cols = ("REG", "STACK", "SHARED", "HGMMA", "FFMA", "LDGSTS", "LDG", "LDG128", "STG")
+    cols = ("REG", "STACK", "SHARED", "CTAS", "BAR_SYNC", "HGMMA", "FFMA", "LDGSTS", "LDG", "LDG128", "LDG16", "STG")
     lines = ["| kernel | launches | mode | config | " + " | ".join(cols) + " |", "|" + " --- |" * (4 + len(cols))]
     for r in rows:
         if r["default"] and r["input"] == first:
             kernel = r["kernel"] + (f" ({r['variant']})" if r["variant"] != "-" else "")
-            vals = (kernel, str(r["launches"]), r["mode"], r["config"], *(str(r[c]) for c in cols))
+            vals = (kernel, str(r["launches"]), r["mode"], r["config"], *(str(r.get(c, "")) for c in cols))
             lines.append("| " + " | ".join(vals) + " |")
     return "\n".join(lines)
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = ("kernel", "variant", "launches", "mode", "input", "config", *COLUMNS, "gemm")
+    head = ("kernel", "variant", "launches", "mode", "input", "config", *COLUMNS, *SCHEDULE, "gemm")
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for r in rows:
         cfg = r["config"] + (" (default)" if r["default"] else "")
         vals = (r["kernel"], r["variant"], str(r["launches"]), r["mode"], r["input"], cfg)
-        vals += (*(str(r[c]) for c in COLUMNS), "yes" if r["gemm"] else "no")
+        vals += (*(str(r.get(c, "")) for c in COLUMNS + SCHEDULE), "yes" if r["gemm"] else "no")
         lines.append("| " + " | ".join(vals) + " |")
+    return "\n".join(lines)
+
+
+DIFF_COLUMNS = (
+    "REG",
+    "STACK",
+    "SHARED",
+    "CTAS",
+    "BAR_SYNC",
+    "LOOPS",
+    "HGMMA",
+    "LDGSTS",
+    "LDG128",
+    "LDG64",
+    "LDG32",
+    "LDG16",
+)
+
+
+def diff_table(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> str:
+    """Default configurations side by side, `before -> after` where a column changed."""
+
+    def flags(r: dict[str, Any]) -> set[str]:
+        return set(r["variant"].split("+")) - {"-"}
+
+    old: dict[tuple, list[dict[str, Any]]] = {}
+    for r in before:
+        if r["default"]:
+            old.setdefault((r["kernel"], r["mode"], r["input"]), []).append(r)
+    lines = [
+        "| kernel | mode | input | config | " + " | ".join(DIFF_COLUMNS) + " |",
+        "|" + " --- |" * (4 + len(DIFF_COLUMNS)),
+    ]
+    for r in after:
+        # The same launch before: its variant, or one whose flags the new variant only adds to
+        # (a constexpr flag a change introduced).
+        same = [o for o in old.get((r["kernel"], r["mode"], r["input"]), []) if flags(o) <= flags(r)]
+        if not r["default"] or not same:
+            continue
+        o = max(same, key=lambda o: len(flags(o)))
+        cells = []
+        for c in DIFF_COLUMNS:
+            a, b = o.get(c, ""), r.get(c, "")
+            cells.append(f"{a}" if a == b else f"**{a} -> {b}**")
+        config = r["config"] if r["config"] == o["config"] else f"{o['config']} -> {r['config']}"
+        kernel = r["kernel"] + (f" ({r['variant']})" if r["variant"] != "-" else "")
+        lines.append(f"| {kernel} | {r['mode']} | {r['input']} | {config} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -293,6 +391,9 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help="write the rows as JSON")
     ap.add_argument("--doc-table", action="store_true", help="print docs/kernels.md's table (defaults, first size)")
     ap.add_argument("--from-json", type=Path, help="print the tables of an earlier --json run instead of compiling")
+    ap.add_argument(
+        "--diff", type=Path, help="with --from-json: compare an earlier --json run (before) with it (after)"
+    )
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="compile in parallel processes")
     ap.add_argument(
         "--warm-cache",
@@ -314,6 +415,9 @@ def main() -> int:
 
     if args.from_json:
         rows = json.loads(args.from_json.read_text())["rows"]
+        if args.diff:
+            print(diff_table(json.loads(args.diff.read_text())["rows"], rows))
+            return 0
         print(doc_table(rows) if args.doc_table else table(rows))
         return 0
     t0 = time.time()

@@ -212,18 +212,29 @@ def test_conv_tail_equals_to_img_with_pixel_shuffle(scale, dim, dtype, precision
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
 @pytest.mark.parametrize(
-    ("factors", "shape"),
-    [((2, 4, 8), (2, 17, 23)), ((2, 4, 8), (1, 33, 9)), ((4, 8, 16), (1, 17, 23)), ((4, 8, 16), (1, 35, 16))],
+    ("factors", "shape", "dim"),
+    [
+        ((2, 4, 8), (2, 17, 23), 36),
+        ((2, 4, 8), (1, 33, 9), 36),
+        ((4, 8, 16), (1, 17, 23), 36),
+        ((4, 8, 16), (1, 35, 16), 36),
+        ((2, 4, 8), (1, 17, 23), 48),  # aligned loads too, other lane shifts (4, 0, 4)
+        ((2, 4, 8), (1, 17, 23), 16),  # chunk-by-chunk loads (the aligned lanes would pass the pixel)
+    ],
     ids=str,
 )
-def test_multiscale_pool_equals_adaptive_max_pool(factors, shape, dtype):
+def test_multiscale_pool_equals_adaptive_max_pool(factors, shape, dim, dtype):
     n, h, w = shape
-    u = _rand((n, 36, h, w), 5, dtype)
-    low = multiscale_pool(to_nhwc(u), 36, factors)
+    cq = dim // 4
+    u = _rand((n, dim, h, w), 5, dtype)
+    low = multiscale_pool(to_nhwc(u), dim, factors)
+    assert low.shifts == ((4, 0, 4) if dim == 48 else (1, 2, 3) if dim == 36 else (0, 0, 0))
     for i, f in enumerate(factors):
-        ref = F.adaptive_max_pool2d(u[:, 9 * (i + 1) : 9 * (i + 2)].float(), (h // f, w // f)).to(dtype)
+        ref = F.adaptive_max_pool2d(u[:, cq * (i + 1) : cq * (i + 2)].float(), (h // f, w // f)).to(dtype)
         assert torch.equal(low.level_nchw(i).cpu(), ref.cpu()), f"pool level {i + 1} (f={f}) differs"
-        assert bool((low.level(i)[..., 9:] == 0).all()), f"pool level {i + 1}: padding lanes are not zero"
+        lanes = torch.ones(low.cqp, dtype=torch.bool)
+        lanes[low.shifts[i] : low.shifts[i] + cq] = False
+        assert bool((low.level(i)[..., lanes] == 0).all()), f"pool level {i + 1}: lanes outside the chunk are not zero"
 
 
 def test_multiscale_pool_propagates_nan_like_pytorch():
@@ -256,7 +267,8 @@ def _reference_pooled(block, u: torch.Tensor, dtype: torch.dtype):
     chunks = u.chunk(4, dim=1)
     for i, f in enumerate(block.safm.pool_factors, start=1):
         pooled = F.adaptive_max_pool2d(chunks[i], (h // f, w // f))
-        low.level(i - 1)[..., : c // 4].copy_(pooled.permute(0, 2, 3, 1).to(dtype))
+        lane = low.shifts[i - 1]  # where multiscale_pool puts channel 0 of the chunk
+        low.level(i - 1)[..., lane : lane + c // 4].copy_(pooled.permute(0, 2, 3, 1).to(dtype))
     return low
 
 

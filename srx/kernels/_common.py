@@ -111,10 +111,24 @@ def layer_norm_rows(y, cmask, C, eps, LN_W, LN_B, c):
     normal. Channels outside `cmask` count as absent and come out zero (LN_W, LN_B are
     zero-padded), so the padded layout stays zero-padded.
     """
-    mean = tl.sum(tl.where(cmask, y, 0.0), axis=1) / C
-    d = tl.where(cmask, y - mean[:, None], 0.0)
-    var = tl.sum(d * d, axis=1) / C
-    rstd = tl.math.div_rn(1.0, tl.sqrt_rn(var + eps))
+    d, rstd = _layer_norm_stats(y, cmask, C, eps)
     w = tl.load(LN_W + c).to(tl.float32)
     b = tl.load(LN_B + c).to(tl.float32)
     return d * rstd[:, None] * w[None, :] + b[None, :]
+
+
+@triton.jit
+def layer_norm_rows_affine(y, cmask, C, eps, w, b):
+    """layer_norm_rows with its weight and bias already loaded (ccm issues them early, so its
+    epilogue does not wait on them after the statistics)."""
+    d, rstd = _layer_norm_stats(y, cmask, C, eps)
+    return d * rstd[:, None] * w.to(tl.float32)[None, :] + b.to(tl.float32)[None, :]
+
+
+@triton.jit
+def _layer_norm_stats(y, cmask, C, eps):
+    """Deviations from the row mean (zero outside cmask) and 1 / sqrt(variance + eps)."""
+    mean = tl.sum(tl.where(cmask, y, 0.0), axis=1) / C
+    d = tl.where(cmask, y - mean[:, None], 0.0)
+    var = tl.sum(d * d, axis=1) / C
+    return d, tl.math.div_rn(1.0, tl.sqrt_rn(var + eps))

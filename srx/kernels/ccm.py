@@ -29,7 +29,7 @@ from srx.kernels._common import (
     dot_dtype,
     dot_precision,
     gelu,
-    layer_norm_rows,
+    layer_norm_rows_affine,
     pow2,
     split_width,
 )
@@ -70,6 +70,30 @@ def pack_ccm(conv1: torch.nn.Conv2d, conv2: torch.nn.Conv2d) -> dict[str, torch.
 
 
 @triton.jit
+def _w2(W2, ja, jb, c, HID, CP: tl.constexpr, DOT_DTYPE: tl.constexpr):
+    """The 1x1 conv's weight rows for the two hidden pieces (the second is unused when HB = 0)."""
+    w2a = tl.load(W2 + ja[:, None] * CP + c[None, :]).to(DOT_DTYPE)
+    w2b = tl.load(W2 + jb[:, None] * CP + c[None, :], mask=(jb < HID)[:, None], other=0.0).to(DOT_DTYPE)
+    return w2a, w2b
+
+
+@triton.jit
+def _epilogue_operands(X, SKIP, B2, LN_W, LN_B, offs, smask, c, HAS_SKIP: tl.constexpr, LN_OUT: tl.constexpr):
+    """The residual, the skip, b2 and the next LayerNorm's weights (stand-ins where unused)."""
+    res = tl.load(X + offs, mask=smask, other=0.0)
+    skip = res
+    if HAS_SKIP:
+        skip = tl.load(SKIP + offs, mask=smask, other=0.0)
+    b2 = tl.load(B2 + c)
+    ln_w = b2
+    ln_b = b2
+    if LN_OUT:
+        ln_w = tl.load(LN_W + c)
+        ln_b = tl.load(LN_B + c)
+    return res, skip, b2, ln_w, ln_b
+
+
+@triton.jit
 def _ccm_kernel(
     X,
     U,
@@ -99,6 +123,7 @@ def _ccm_kernel(
     DOT_DTYPE: tl.constexpr,  # GEMM operand type
     PRECISION: tl.constexpr,  # tl.dot input_precision for FP32 (ieee, tf32x3, tf32)
     NUM_STAGES: tl.constexpr,  # software pipelining depth of the 3x3 conv's K loop
+    EARLY: tl.constexpr,  # issue the 1x1 conv's and the epilogue's operands early (16-bit; see ccm)
 ):
     n = tl.program_id(1)
     HW = H * W
@@ -107,24 +132,39 @@ def _ccm_kernel(
     ww = p % W
     base = n.to(tl.int64) * HW * CS
     c = tl.arange(0, CP)
+    offs = p[:, None] * CS + c[None, :]
+    smask = pm[:, None] & (c < CS)[None, :]
     if HID_SLICE == 0:
         # Tensor cores: the whole hidden width in one pass, then the 1x1 conv as a second GEMM.
-        acc_a = tl.zeros([BLOCK_P, HA], tl.float32)
-        acc_b = tl.zeros([BLOCK_P, HB + 16 * (HB == 0)], tl.float32)
+        # b1 starts the 3x3 conv's accumulators (b1 + sum instead of sum + b1: FP32 rounding
+        # order only), so no bias load waits after the K loop.
+        ja = tl.arange(0, HA)
+        jb = HA + tl.arange(0, HB + 16 * (HB == 0))
+        acc_a = tl.zeros([BLOCK_P, HA], tl.float32) + tl.load(B1 + ja).to(tl.float32)[None, :]
+        if HB > 0:
+            acc_b = tl.zeros([BLOCK_P, HB], tl.float32) + tl.load(B1 + jb).to(tl.float32)[None, :]
+        else:
+            acc_b = tl.zeros([BLOCK_P, 16], tl.float32)
+        if EARLY:
+            w2a, w2b = _w2(W2, ja, jb, c, HA + HB, CP, DOT_DTYPE)
         acc_a, acc_b = conv3x3_acc(
             U + base, p, pm, ww, H, W, W1, 0, acc_a, acc_b, HA + HB, CS, KROWS, KB, HA, HB, DOT_DTYPE, PRECISION,
             NUM_STAGES,
         )  # fmt: skip
-        ja = tl.arange(0, HA)
+        if EARLY:
+            res, skip, b2, ln_w, ln_b = _epilogue_operands(
+                X, SKIP, B2, LN_W, LN_B, base + offs, smask, c, HAS_SKIP, LN_OUT
+            )
+        else:
+            w2a, w2b = _w2(W2, ja, jb, c, HA + HB, CP, DOT_DTYPE)
         # Padded hidden columns have zero bias and zero W2 rows, so they add nothing.
-        h_a = gelu(acc_a + tl.load(B1 + ja).to(tl.float32)[None, :])
-        w2a = tl.load(W2 + ja[:, None] * CP + c[None, :]).to(DOT_DTYPE)
-        out = tl.dot(h_a.to(DOT_DTYPE), w2a, input_precision=PRECISION)
+        out = tl.dot(gelu(acc_a).to(DOT_DTYPE), w2a, input_precision=PRECISION)
         if HB > 0:
-            jb = HA + tl.arange(0, HB)
-            h_b = gelu(acc_b + tl.load(B1 + jb).to(tl.float32)[None, :])
-            w2b = tl.load(W2 + jb[:, None] * CP + c[None, :]).to(DOT_DTYPE)
-            out = tl.dot(h_b.to(DOT_DTYPE), w2b, out, input_precision=PRECISION)
+            out = tl.dot(gelu(acc_b).to(DOT_DTYPE), w2b, out, input_precision=PRECISION)
+        if not EARLY:
+            res, skip, b2, ln_w, ln_b = _epilogue_operands(
+                X, SKIP, B2, LN_W, LN_B, base + offs, smask, c, HAS_SKIP, LN_OUT
+            )
     else:
         # CUDA cores (exact FP32): a multiply-add GEMM holds both operands in registers, so the
         # hidden width goes in slices; each slice's products are computed once, only u is re-read.
@@ -139,16 +179,15 @@ def _ccm_kernel(
             hid = gelu(acc + tl.load(B1 + j0 + js).to(tl.float32)[None, :])
             w2 = tl.load(W2 + (j0 + js)[:, None] * CP + c[None, :]).to(DOT_DTYPE)
             out = tl.dot(hid.to(DOT_DTYPE), w2, out, input_precision=PRECISION)
+        res, skip, b2, ln_w, ln_b = _epilogue_operands(X, SKIP, B2, LN_W, LN_B, base + offs, smask, c, HAS_SKIP, LN_OUT)
 
-    offs = p[:, None] * CS + c[None, :]
-    smask = pm[:, None] & (c < CS)[None, :]
-    y = out + tl.load(B2 + c).to(tl.float32)[None, :]
-    y += tl.load(X + base + offs, mask=smask, other=0.0).to(tl.float32)
+    y = out + b2.to(tl.float32)[None, :]
+    y += res.to(tl.float32)
     if HAS_SKIP:
-        y += tl.load(SKIP + base + offs, mask=smask, other=0.0).to(tl.float32)
+        y += skip.to(tl.float32)
     tl.store(Y + base + offs, y.to(Y.dtype.element_ty), mask=smask)
     if LN_OUT:
-        u = layer_norm_rows(y, (c < C)[None, :], C, eps, LN_W, LN_B, c)
+        u = layer_norm_rows_affine(y, (c < C)[None, :], C, eps, ln_w, ln_b)
         tl.store(U_OUT + base + offs, u.to(U_OUT.dtype.element_ty), mask=smask)
 
 
@@ -193,6 +232,12 @@ def ccm(
         "DOT_DTYPE": dot_dtype(x, _ccm_kernel),
         "PRECISION": dot_precision(x, fp32_precision),
     }
+    # 16-bit: W2 is loaded before the K loop (it waits in shared memory) and the residual, skip,
+    # b2 and the LayerNorm weights as the loop ends, their latency overlapping GELU and the 1x1
+    # GEMM instead of following them (two L2 round trips a tile). FP32 operands are twice as
+    # wide and the TF32 products split them: there the same order costs 70-110 registers a
+    # thread (tf32: 128 -> 200, one CTA per SM instead of two), so they keep the late loads.
+    consts["EARLY"] = x.dtype != torch.float32
     consts["HID_SLICE"] = IEEE_HID_SLICE if tuning.compute_mode(x.dtype, consts["PRECISION"]) == "ieee" else 0
     ln_w, ln_b, eps = ln_out if ln_out is not None else (packed["b2"], packed["b2"], 1e-6)
     args = (x, u, packed["w1"], packed["b1"], packed["w2"], packed["b2"], skip if skip is not None else x, ln_w, ln_b)

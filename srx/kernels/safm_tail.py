@@ -36,7 +36,7 @@ from srx.kernels._common import (
     layer_norm_rows,
     pow2,
 )
-from srx.kernels.multiscale import LowRes, chunk_stride
+from srx.kernels.multiscale import LowRes, chunk_stride, pool_shifts
 
 # Candidates per compute mode (tuning.compute_mode), default first; each compiles for sm_90
 # without spills at 320x180 and 1280x720 (bench/kernels_sm90.py, Triton 3.6 and 3.9). The
@@ -56,18 +56,20 @@ def pack_safm(safm: torch.nn.Module, c: int) -> dict[str, torch.Tensor]:
     cq = c // 4
     cqp = chunk_stride(cq)
     cp = pow2(channel_stride(c), 16)
+    # Branch 0 reads u's chunk 0 from lane 0; the pooled maps hold chunk l from lane shift[l].
+    shift = (0, *pool_shifts(c))
     ref = safm.aggr.weight
     dw_w = ref.new_zeros((4, 9, cqp))
     dw_b = ref.new_zeros((4, cqp))
     for lv in range(4):
         conv = safm.mfr[lv]
-        dw_w[lv, :, :cq] = conv.weight.detach().reshape(cq, 9).t()
+        dw_w[lv, :, shift[lv] : shift[lv] + cq] = conv.weight.detach().reshape(cq, 9).t()
         if conv.bias is not None:
-            dw_b[lv, :cq] = conv.bias.detach()
+            dw_b[lv, shift[lv] : shift[lv] + cq] = conv.bias.detach()
     aggr = ref.new_zeros((4 * cqp, cp))
     w = ref.detach().reshape(c, c)  # (out, in)
     for lv in range(4):
-        aggr[lv * cqp : lv * cqp + cq, :c] = w[:, lv * cq : (lv + 1) * cq].t()
+        aggr[lv * cqp + shift[lv] : lv * cqp + shift[lv] + cq, :c] = w[:, lv * cq : (lv + 1) * cq].t()
     aggr_b = ref.new_zeros(cp)
     if safm.aggr.bias is not None:
         aggr_b[:c] = safm.aggr.bias.detach()
@@ -76,14 +78,12 @@ def pack_safm(safm: torch.nn.Module, c: int) -> dict[str, torch.Tensor]:
 
 @triton.jit
 def _lowres_branch(
-    acc,
     LOW,
     off,
     oh,
     ow,
     DW_W,
     DW_B,
-    AGGR_W,
     n,
     hh,
     ww,
@@ -92,12 +92,12 @@ def _lowres_branch(
     pm,
     BLOCK_P: tl.constexpr,
     LEVEL: tl.constexpr,  # branch 1..3
+    CQ: tl.constexpr,
     CQP: tl.constexpr,
-    CP: tl.constexpr,
-    DOT_DTYPE: tl.constexpr,
-    PRECISION: tl.constexpr,
+    SHIFT: tl.constexpr,  # the map's lane of channel 0 (LowRes.shifts)
 ):
-    """acc += D_level at each pixel's nearest low-resolution position @ W_aggr's slice of it."""
+    """D_level at each pixel's nearest low-resolution position (FP32, in the map's lanes
+    [SHIFT, SHIFT + Cq), other lanes zero)."""
     # tl.cast, not .to(): Triton passes an int argument equal to 1 (a 1-pixel level) as a constexpr.
     sh = tl.math.div_rn(tl.cast(oh, tl.float32), tl.cast(H, tl.float32))
     sw = tl.math.div_rn(tl.cast(ow, tl.float32), tl.cast(W, tl.float32))
@@ -113,8 +113,12 @@ def _lowres_branch(
         ok = pm & (i >= 0) & (i < oh) & (j >= 0) & (j < ow)
         v = tl.load(low_n + (i * ow + j)[:, None] * CQP + c[None, :], mask=ok[:, None], other=0.0)
         d += v.to(tl.float32) * tl.load(DW_W + (LEVEL * 9 + tap) * CQP + c).to(tl.float32)[None, :]
-    wt = tl.load(AGGR_W + (LEVEL * CQP + c)[:, None] * CP + tl.arange(0, CP)[None, :]).to(DOT_DTYPE)
-    return tl.dot(d.to(DOT_DTYPE), wt, acc, input_precision=PRECISION)
+    # The other lanes are zero already (zero weights and bias, zero map lanes); the select is
+    # there for the compiler. Without it Triton moves the conversion of d to the MMA operand
+    # layout up through the sum to each tap's load and weight row: a shared-memory round trip
+    # behind two block-wide barriers per tap, 27 taps one after another (129 BAR.SYNC a tile,
+    # bench/results/2026-12-06-sm90). With it, d is converted once.
+    return tl.where(((c >= SHIFT) & (c < SHIFT + CQ))[None, :], d, 0.0)
 
 
 @triton.jit
@@ -151,6 +155,10 @@ def _safm_tail_kernel(
     BLOCK_P: tl.constexpr,  # pixels per program
     DOT_DTYPE: tl.constexpr,
     PRECISION: tl.constexpr,
+    BRANCH_DOTS: tl.constexpr,  # FP32 operands: each branch's GEMM slice right after the branch
+    SHIFT1: tl.constexpr,  # lane of channel 0 in each pooled map (LowRes.shifts)
+    SHIFT2: tl.constexpr,
+    SHIFT3: tl.constexpr,
 ):
     n = tl.program_id(1)
     HW = H * W
@@ -173,19 +181,40 @@ def _safm_tail_kernel(
         ok = pm & (r >= 0) & (r < H) & (s >= 0) & (s < W)
         v = tl.load(u_n + (r * W + s)[:, None] * CS + cq[None, :], mask=ok[:, None] & lane_ok, other=0.0)
         s0 += v.to(tl.float32) * tl.load(DW_W + tap * CQP + cq).to(tl.float32)[None, :]
-    s0 = tl.where((cq < CQ)[None, :], s0, 0.0)
+    s0 = tl.where((cq < CQ)[None, :], s0, 0.0).to(DOT_DTYPE)
+    # 16-bit operands: the four branches first, the four K slices of the aggregation GEMM
+    # after them, so the accumulator (32 registers a thread) is not live while the taps are
+    # in flight; the slices' weights are loaded up front, their latency hidden behind the
+    # gathers. Each barrier fences one branch's 9 gathers + 9 weight rows from the next:
+    # without them ptxas issues all 36 at once and spills (255 registers). FP32 operands
+    # (BRANCH_DOTS) hold twice the registers per branch sum, more than the accumulator, so
+    # there each branch's slice is multiplied as soon as it is done.
     k = tl.arange(0, CP)
-    wt0 = tl.load(AGGR_W + cq[:, None] * CP + k[None, :]).to(DOT_DTYPE)
-    acc = tl.dot(s0.to(DOT_DTYPE), wt0, input_precision=PRECISION)
-    acc = _lowres_branch(
-        acc, LOW, off1, oh1, ow1, DW_W, DW_B, AGGR_W, n, hh, ww, H, W, pm, BLOCK_P, 1, CQP, CP, DOT_DTYPE, PRECISION
-    )
-    acc = _lowres_branch(
-        acc, LOW, off2, oh2, ow2, DW_W, DW_B, AGGR_W, n, hh, ww, H, W, pm, BLOCK_P, 2, CQP, CP, DOT_DTYPE, PRECISION
-    )
-    acc = _lowres_branch(
-        acc, LOW, off3, oh3, ow3, DW_W, DW_B, AGGR_W, n, hh, ww, H, W, pm, BLOCK_P, 3, CQP, CP, DOT_DTYPE, PRECISION
-    )
+    wt = AGGR_W + cq[:, None] * CP + k[None, :]
+    if BRANCH_DOTS:
+        acc = tl.dot(s0, tl.load(wt).to(DOT_DTYPE), input_precision=PRECISION)
+    else:
+        w0 = tl.load(wt).to(DOT_DTYPE)
+        w1 = tl.load(wt + CQP * CP).to(DOT_DTYPE)
+        w2 = tl.load(wt + 2 * CQP * CP).to(DOT_DTYPE)
+        w3 = tl.load(wt + 3 * CQP * CP).to(DOT_DTYPE)
+    tl.debug_barrier()
+    s1 = _lowres_branch(LOW, off1, oh1, ow1, DW_W, DW_B, n, hh, ww, H, W, pm, BLOCK_P, 1, CQ, CQP, SHIFT1).to(DOT_DTYPE)
+    if BRANCH_DOTS:
+        acc = tl.dot(s1, tl.load(wt + CQP * CP).to(DOT_DTYPE), acc, input_precision=PRECISION)
+    tl.debug_barrier()
+    s2 = _lowres_branch(LOW, off2, oh2, ow2, DW_W, DW_B, n, hh, ww, H, W, pm, BLOCK_P, 2, CQ, CQP, SHIFT2).to(DOT_DTYPE)
+    if BRANCH_DOTS:
+        acc = tl.dot(s2, tl.load(wt + 2 * CQP * CP).to(DOT_DTYPE), acc, input_precision=PRECISION)
+    tl.debug_barrier()
+    s3 = _lowres_branch(LOW, off3, oh3, ow3, DW_W, DW_B, n, hh, ww, H, W, pm, BLOCK_P, 3, CQ, CQP, SHIFT3).to(DOT_DTYPE)
+    if BRANCH_DOTS:
+        acc = tl.dot(s3, tl.load(wt + 3 * CQP * CP).to(DOT_DTYPE), acc, input_precision=PRECISION)
+    else:
+        acc = tl.dot(s0, w0, input_precision=PRECISION)
+        acc = tl.dot(s1, w1, acc, input_precision=PRECISION)
+        acc = tl.dot(s2, w2, acc, input_precision=PRECISION)
+        acc = tl.dot(s3, w3, acc, input_precision=PRECISION)
     acc += tl.load(AGGR_B + k).to(tl.float32)[None, :]
 
     offs = p[:, None] * CS + k[None, :]
@@ -221,6 +250,8 @@ def safm_tail(
     cp = pow2(cs, 16)
     if low.cq != cq or low.n != n or tuple(packed["aggr_w"].shape) != (4 * chunk_stride(cq), cp) or u.shape != x.shape:
         raise BadInput(f"safm_tail: weights or low-resolution maps do not match a {c}-channel input")
+    if low.shifts != pool_shifts(c):
+        raise BadInput(f"safm_tail: the low-resolution maps' lanes {low.shifts} are not pack_safm's {pool_shifts(c)}")
     y = torch.empty_like(x)
     u2 = torch.empty_like(x) if ln_out is not None else None
     consts = {
@@ -232,6 +263,10 @@ def safm_tail(
         "LN_OUT": ln_out is not None,
         "DOT_DTYPE": dot_dtype(x, _safm_tail_kernel),
         "PRECISION": dot_precision(x, fp32_precision),
+        "BRANCH_DOTS": x.dtype == torch.float32,
+        "SHIFT1": low.shifts[0],
+        "SHIFT2": low.shifts[1],
+        "SHIFT3": low.shifts[2],
     }
     (oh1, ow1), (oh2, ow2), (oh3, ow3) = low.sizes
     o1, o2, o3 = low.offsets
