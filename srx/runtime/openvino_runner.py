@@ -73,10 +73,9 @@ class OpenVINORunner(Runner):
         self._threads = int(self.options.get("threads") or cpu_count())
         self._core = ov.Core()
         self._rewrite: dict[str, Any] = {}
+        model = self._onnx()  # an export's own errors (a full disk) stay what they are
         try:
-            self._model = self._core.read_model(self._onnx())
-        except BadInput:
-            raise
+            self._model = self._core.read_model(model)
         except Exception as e:  # OpenVINO raises RuntimeError with a multi-line report
             raise BadInput(f"OpenVINO cannot read {self.source.origin}: {first_line(e, 200)}") from e
         self._in = _port_name(self._model.inputs, "lr")

@@ -205,6 +205,7 @@ class ModelSource:
 
     def _export(self, static_hw: tuple[int, int] | None) -> Path:
         from srx.export.model import onnx_from_model
+        from srx.fileio import write_bytes_atomic
 
         name = "model.onnx" if static_hw is None else f"model_{static_hw[1]}x{static_hw[0]}.onnx"
         out = self.workdir() / name
@@ -213,7 +214,8 @@ class ModelSource:
                 proto = onnx_from_model(self._module, dynamic=True)
             else:
                 proto = onnx_from_model(self._module, dynamic=False, input_size=(static_hw[1], static_hw[0]))
-            out.write_bytes(proto.SerializeToString())
+            # Atomic: a write cut short (a full disk) must not leave a file the next call reuses.
+            write_bytes_atomic(out, proto.SerializeToString())
         return out
 
     def engine_path(self) -> Path:
