@@ -88,6 +88,9 @@ _WEIGHT_OPTIONS = ("pixel_weight", "fft_weight", "distill_weight", "feature_weig
 @click.option(
     "--linear-start", is_flag=True, help="Start as the best linear upscaler (zeroed branches, least-squares head)."
 )
+@click.option(
+    "--fit-head", is_flag=True, help="With --init: fit the head (to_img) by least squares on the copied body."
+)
 @click.option("--qat", is_flag=True, help="Quantization-aware: train through srx quantize's INT8 rounding.")
 @click.option("-o", "--output", "out", default=None, metavar="OUT", help="Run folder (default: train-ARCH-xSCALE).")
 @click.option(
@@ -147,7 +150,7 @@ def _config(opts: dict[str, Any], given: set[str]) -> TrainConfig:
     if opts["resume"] is not None:
         from srx.train.checkpoint import read_resume_meta, resume_path
 
-        for name in ("init", "teacher", "linear_start"):
+        for name in ("init", "teacher", "linear_start", "fit_head"):
             if name in given:
                 flag = "--" + name.replace("_", "-")
                 raise BadInput(f"{flag} applies when a run starts; the resumed run keeps its own (drop {flag})")
@@ -172,6 +175,7 @@ def _config(opts: dict[str, Any], given: set[str]) -> TrainConfig:
         init=opts["init"],
         teacher=teacher,
         linear_start=opts["linear_start"],
+        fit_head=opts["fit_head"],
         **{field: opts[opt] for opt, field in _CONFIG_OPTIONS.items()},
     )
     cfg.check()

@@ -81,6 +81,7 @@ class TrainConfig:
     channels_last: bool = False
     bf16: bool = False  # autocast: convolutions in bfloat16 (AMX / tensor cores), weights and loss in float32
     linear_start: bool = False  # srx/train/start.py
+    fit_head: bool = False  # least-squares to_img on the --init body (srx/train/start.py)
     qat: bool = False  # fake INT8 quantization as srx quantize does it (srx/train/qat.py)
 
     def check(self) -> None:
@@ -116,6 +117,10 @@ class TrainConfig:
             raise BadInput("--qat simulates INT8 on float32 activations: drop --bf16")
         if self.linear_start and self.init is not None:
             raise BadInput("--linear-start and --init both set the starting weights: give one of them")
+        if self.fit_head and self.init is None:
+            raise BadInput(
+                "--fit-head fits the head on --init's body: give --init CKPT (--linear-start fits it already)"
+            )
 
     def lr_at(self, iteration: int) -> float:
         """Linear warm-up, then cosine from lr to min_lr at `iters` (iteration counts from 0)."""

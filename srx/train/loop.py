@@ -236,11 +236,11 @@ def _train(
     if teacher is not None and not online_teacher:
         sampler.set_targets(_teacher_targets(teacher, sampler, device, progress))
     start_fit = None
-    if saved_meta is None and cfg.linear_start:
-        from srx.train.start import linear_start
+    if saved_meta is None and (cfg.linear_start or cfg.fit_head):
+        from srx.train.start import fit_head, linear_start
 
         student.to("cpu")
-        start_fit = linear_start(student, sampler)
+        start_fit = linear_start(student, sampler) if cfg.linear_start else fit_head(student, sampler)
         student.to(device)
     qat_ranges = None
     if cfg.qat:
