@@ -170,6 +170,30 @@ def test_init_copies_matching_tensors(data, tmp_path):
         torch.testing.assert_close(trained[k], v, atol=1e-8, rtol=0)  # one step at lr 1e-12
 
 
+def test_fit_head_starts_an_x2_network_on_an_x4_body(data, tmp_path):
+    """--init from another scale copies all but the head; --fit-head then solves the head."""
+    donor = build_model("safmn", 4, **TINY, seed=7)
+    save_file(donor.state_dict(), str(tmp_path / "donor.safetensors"))
+    kw = dict(scale=2, iters=1, lr=1e-12, min_lr=0.0, init=str(tmp_path / "donor.safetensors"))
+    train(config(data, tmp_path / "fresh", **kw))
+    train(config(data, tmp_path / "fit", fit_head=True, **kw))
+    head = ["to_img.0.weight", "to_img.0.bias"]
+    lr_np, hr_np, _ = PatchSampler(str(data), scale=2, patch=16, seed=3).batch(0, 8)
+    lr, hr = torch.from_numpy(lr_np), torch.from_numpy(hr_np)
+    errors = {}
+    for run in ("fresh", "fit"):
+        meta = json.loads((tmp_path / run / "model.json").read_text())
+        assert meta["config"]["fit_head"] == (run == "fit") and meta["init"]["kept_fresh"] == head
+        trained = load_file(tmp_path / run / "model.safetensors")
+        for k, v in donor.state_dict().items():
+            if k not in head:
+                torch.testing.assert_close(trained[k], v, atol=1e-8, rtol=0)  # the body is the donor's
+        with torch.no_grad():
+            errors[run] = F.l1_loss(load_model(tmp_path / run / "model.safetensors")(lr), hr).item()
+    # A random head gives a dark, noisy image; the fitted one an upscaler's.
+    assert errors["fit"] < errors["fresh"] / 4, errors
+
+
 @pytest.mark.shared
 def test_teacher_init_and_feature_distillation_from_team15(data, tmp_path):
     """team15 as --init (60 tensors match the paper model) and as teacher with block features."""
@@ -314,6 +338,8 @@ TINY_ARGS = ("--dim", "8", "--blocks", "1", "--patch", "16", "--batch", "2", "--
         (("--data", "{data}", "--warmup", "5"), "--warmup 5"),
         (("--data", "{data}", "--dim", "10"), "divisible by 4"),
         (("--data", "{data}", "--qat", "--bf16"), "drop --bf16"),
+        (("--data", "{data}", "--fit-head"), "give --init CKPT"),
+        (("--data", "{data}", "--linear-start", "--init", "{bad}/x2.safetensors"), "give one of them"),
         (("--data", "{data}", "--teacher", "seeded"), "is untrained"),
         (("--data", "{data}", "--val", "{bad}/nope"), "does not exist"),
         (("--data", "{data}", "--val", "{bad}/tinyval"), "too small for x4"),
@@ -340,6 +366,7 @@ def test_bad_resume_options(data, tmp_path, capsys):
         (("--patch", "24"), "differs from the resumed run's 16"),
         (("--teacher", "x.pth"), "drop --teacher"),
         (("--fft-weight", "0.1"), "loss weights belong to the run"),
+        (("--fit-head",), "drop --fit-head"),
     ]:
         code, line = _run("--resume", str(out), *args, capsys=capsys)
         assert code == 2 and expect in line, line
