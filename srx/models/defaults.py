@@ -29,8 +29,9 @@ NAMES = ("default", "seeded", "team15")
 
 @dataclass(frozen=True)
 class Shipped:
-    """A network in srx/models/weights, with its Set5 x4 Y-PSNR from `srx eval` (`evidence`:
-    the committed result; tests/test_defaults.py checks the two agree)."""
+    """A network in srx/models/weights, with its Set5 and Set14 Y-PSNR at its scale from
+    `srx eval` (`evidence`, `set14_evidence`: the committed results; tests/test_defaults.py
+    checks that they agree)."""
 
     name: str
     scale: int
@@ -38,6 +39,12 @@ class Shipped:
     label: str
     set5_psnr_y: float
     evidence: str
+    set14_psnr_y: float
+    set14_evidence: str
+
+    @property
+    def scores(self) -> str:
+        return f"srx eval x{self.scale}: Set5 PSNR-Y {self.set5_psnr_y:.2f} dB, Set14 {self.set14_psnr_y:.2f} dB"
 
 
 SHIPPED: tuple[Shipped, ...] = (
@@ -48,6 +55,8 @@ SHIPPED: tuple[Shipped, ...] = (
         TRAINED_DEFAULT,
         31.3389,
         "bench/results/2026-11-28-cpu-train/default-x4-stage2.best.Set5.json",
+        28.0535,
+        "bench/results/2026-11-28-cpu-train/default-x4-stage2.best.Set14.json",
     ),
     Shipped(
         "team15",
@@ -56,6 +65,8 @@ SHIPPED: tuple[Shipped, ...] = (
         "team15 (NTIRE 2023 SAFMN, Apache-2.0)",
         32.1427,
         "bench/results/2026-11-21-cpu-eval/raw/Set5-x4-team15_SAFMN-matlab-uint8.json",
+        28.6226,
+        "bench/results/2026-11-21-cpu-eval/raw/Set14-x4-team15_SAFMN-matlab-uint8.json",
     ),
 )
 
