@@ -37,6 +37,7 @@ _CONFIG_OPTIONS = {
     "save_every": "save_every",
     "log_every": "log_every",
     "until": "until",
+    "max_minutes": "max_minutes",
     "device": "device",
     "threads": "threads",
     "channels_last": "channels_last",
@@ -80,6 +81,12 @@ _WEIGHT_OPTIONS = ("pixel_weight", "fft_weight", "distill_weight", "feature_weig
 @click.option("--log-every", type=int, default=50, show_default=True, help="Iterations between lines in train.log.")
 @click.option(
     "--until", type=int, default=None, help="Stop (resumably) after this iteration; the schedule keeps --iters."
+)
+@click.option(
+    "--max-minutes",
+    type=float,
+    default=None,
+    help="Stop (resumably) once this session has run this long (start-up included); the schedule keeps --iters.",
 )
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--threads", type=int, default=None, help="CPU threads for PyTorch (default: all).")
@@ -132,7 +139,9 @@ def train(ctx: click.Context, **opts: Any) -> None:
             f"{best['iteration']} ({result.out / 'best.safetensors'})"
         )
     if not result.finished:
-        lines.append(f"  stopped at --until {result.iteration}: continue with srx train --resume {result.out}")
+        end = min(config.iters, config.until or config.iters)
+        why = f"at --until {end}" if result.iteration >= end else f"by --max-minutes at iteration {result.iteration}"
+        lines.append(f"  stopped {why}: continue with srx train --resume {result.out}")
     click.echo("\n".join(lines), err=opts["json_path"] == "-")
     if opts["json_path"] is not None:
         import json

@@ -76,6 +76,7 @@ class TrainConfig:
     save_every: int = 500
     log_every: int = 50
     until: int | None = None  # stop (resumably) after this iteration; the schedule still spans `iters`
+    max_minutes: float | None = None  # stop (resumably) once this session has run this long
     device: str = "cpu"
     threads: int | None = None
     channels_last: bool = False
@@ -110,6 +111,8 @@ class TrainConfig:
             raise BadInput(f"--warmup {self.warmup}: must be 0 or more and below --iters {self.iters}")
         if self.until is not None and self.until < 1:
             raise BadInput(f"--until {self.until}: must be at least 1")
+        if self.max_minutes is not None and not (math.isfinite(self.max_minutes) and self.max_minutes > 0):
+            raise BadInput(f"--max-minutes {self.max_minutes}: must be a positive number of minutes")
         if self.device not in ("cpu", "cuda"):
             raise BadInput(f"--device {self.device}: use cpu or cuda")
         self.weights.check(self.teacher is not None)

@@ -130,7 +130,7 @@ def resumed_config(saved: dict[str, Any], overrides: dict[str, Any]) -> TrainCon
     """The saved run's config with the options given on this command line; identity options
     (what the run is) must agree with the saved ones."""
     cfg = TrainConfig.from_dict(saved)
-    cfg.until = None  # a stage's stop belongs to the session that gave it
+    cfg.until = cfg.max_minutes = None  # a stage's stop belongs to the session that gave it
     for key, value in overrides.items():
         old = getattr(cfg, key)
         if key in IDENTITY and value != old:
@@ -171,6 +171,8 @@ def _train(
 ) -> TrainResult:
     from tqdm import tqdm
 
+    # --max-minutes is a session's budget, so reading data and teacher targets count too.
+    started = time.perf_counter()
     cfg.check()
     out = Path(cfg.out)
     saved_meta: dict[str, Any] | None = None
@@ -388,6 +390,11 @@ def _train(
                             ck.save_model(out, student, meta_now(), best=True)
                 if stop.signum is not None:
                     break
+                if cfg.max_minutes is not None and done < end and time.perf_counter() - started >= 60 * cfg.max_minutes:
+                    log.line(
+                        f"--max-minutes {cfg.max_minutes:g} reached at iteration {done}; resumable checkpoint written"
+                    )
+                    break  # the save() after the loop writes the resume state, as --until's end does
                 if done % cfg.save_every == 0:
                     save()
             save()
