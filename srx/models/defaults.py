@@ -1,14 +1,14 @@
 """The networks srx ships, and the names `--weights` accepts for them.
 
-    default   the embedded default: a paper SAFMN trained by `srx train` where one is
-              shipped for the scale, labelled "srx default (trained on T91+BSD200)";
-              at other scales the seeded untrained paper SAFMN
+    default   the embedded default: a paper SAFMN trained by `srx train`, labelled
+              "srx default (trained on T91+BSD200)", at x2, x3 and x4 (x2 / x3 from
+              the x4 body); at a scale with none, the seeded untrained paper SAFMN
     seeded    the seeded, untrained paper SAFMN (any scale), for latency work
     team15    the NTIRE 2023 ESR SAFMN x4 (Apache-2.0; see weights/NOTICE)
 
 `srx bench`, `srx export` and `srx eval --model default` use `default` (the paper
 architecture, whose LayerNorm srx's kernels fuse); `srx upscale` without --weights uses
-the shipped x4 model with the best Set5 score (`best_model`) and says which.
+the shipped model of the scale with the best Set5 score (`best_model`) and says which.
 Weights are read as any checkpoint is (safetensors, strict loading, finite values).
 """
 
@@ -48,6 +48,26 @@ class Shipped:
 
 
 SHIPPED: tuple[Shipped, ...] = (
+    Shipped(
+        "default",
+        2,
+        "safmn_x2.safetensors",
+        TRAINED_DEFAULT,
+        37.3691,
+        "bench/results/2026-12-06-cpu-train/default-x2.best.Set5.json",
+        32.9546,
+        "bench/results/2026-12-06-cpu-train/default-x2.best.Set14.json",
+    ),
+    Shipped(
+        "default",
+        3,
+        "safmn_x3.safetensors",
+        TRAINED_DEFAULT,
+        33.6466,
+        "bench/results/2026-12-06-cpu-train/default-x3.best.Set5.json",
+        29.7993,
+        "bench/results/2026-12-06-cpu-train/default-x3.best.Set14.json",
+    ),
     Shipped(
         "default",
         4,
