@@ -1,7 +1,7 @@
 """Write the networks srx ships into srx/models/weights/ (safetensors, reproducibly).
 
     python bench/ship_weights.py team15                   # ../shared/weights/team15_SAFMN.pth -> team15_SAFMN_x4.safetensors
-    python bench/ship_weights.py default RUN/best.safetensors   # a `srx train` checkpoint -> safmn_x4.safetensors
+    python bench/ship_weights.py default RUN/best.safetensors   # a `srx train` checkpoint -> safmn_x{2,3,4}.safetensors
 
 The state dict is copied unchanged (float32, the same names; strict srx loading is checked
 before writing); the safetensors metadata records where it came from (file name, sha256,
@@ -65,7 +65,10 @@ def main() -> None:
         "val": run["scores"]["best"],
         "commit": run["sessions"][0].get("commit"),
     }
-    write(WEIGHTS / "safmn_x4.safetensors", ckpt, summary)
+    if run.get("init"):  # x2 / x3 start from the shipped x4 body: say so in the file
+        summary["init"] = {k: run["init"][k] for k in ("source", "sha256", "copied")}
+    # The file is named by the network's scale, so an x2 run can never overwrite the x4 default.
+    write(WEIGHTS / f"safmn_x{run['model']['scale']}.safetensors", ckpt, summary)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,21 @@
 """Measurements behind the recipe of the trained default (issue 14): where training starts,
 and what one iteration costs on this CPU.
 
-    python bench/train_recipe.py OUT_DIR [--rounds 6] [--threads 1] [--batch 8] [--patch 48]
+    python bench/train_recipe.py OUT_DIR [--rounds 6] [--threads 1] [--batch 8] [--patch 48] [--scale 4]
 
 1. Starting points, scored on Set5 x4 with srx eval's protocol (no training):
    - the seeded random paper SAFMN with its head (to_img) fitted by least squares
    - team15's 60 matching tensors copied in (LayerNorms at identity), as is, and with the fitted head
    - --linear-start: residual branches zeroed, head fitted (srx/train/start.py)
-2. Seconds per training iteration (forward, L1, backward, Adam) of the paper SAFMN x4 in
+   At --scale 2 / 3 (on Set5 at that scale): the shipped x4 default's body copied in
+   (--init), with its random head and with the head fitted (--fit-head), and --linear-start.
+2. Seconds per training iteration (forward, L1, backward, Adam) of the paper SAFMN x{scale} in
    four settings: float32, float32 channels_last, bfloat16 autocast, bfloat16 autocast
    channels_last. Interleaved in rounds, so load from other jobs on the shared CPU hits
    every setting alike; the 1-minute load average is recorded per round.
 
-Writes OUT_DIR/recipe.json (+ the log); paths are portable (bench/portable.py).
+Writes OUT_DIR/recipe.json (recipe-x2.json, recipe-x3.json at those scales; + the log); paths
+are portable (bench/portable.py).
 """
 
 from __future__ import annotations
@@ -44,8 +47,8 @@ from srx.train.loop import build_student  # noqa: E402
 from srx.train.start import linear_start  # noqa: E402
 
 
-def set5(model: torch.nn.Module) -> dict[str, float]:
-    r = evaluate_model(SHARED / "data/benchmarks/Set5", ResolvedModel("m", 4, torch_upscaler(model), model.spec))
+def set5(model: torch.nn.Module, scale: int = 4) -> dict[str, float]:
+    r = evaluate_model(SHARED / "data/benchmarks/Set5", ResolvedModel("m", scale, torch_upscaler(model), model.spec))
     return {"psnr_y": round(r.psnr_y, 4), "ssim_y": round(r.ssim_y, 5)}
 
 
@@ -96,18 +99,40 @@ def starting_points() -> dict[str, dict]:
     return rows
 
 
-def iteration_cost(rounds: int, batch: int, patch: int) -> dict[str, dict]:
+def transfer_starting_points(scale: int) -> dict[str, dict]:
+    """Where the x2 / x3 defaults start: the x4 default's body, as `srx train --init --fit-head` builds it."""
+    from srx.train.start import fit_head as srx_fit_head
+    from srx.train.transfer import copy_matching
+
+    cfg = TrainConfig(data=str(SHARED / "data/train"), out="unused", scale=scale)
+    sampler = PatchSampler(cfg.data, scale=scale, patch=cfg.patch, seed=cfg.seed)
+    x4 = REPO / "srx/models/weights/safmn_x4.safetensors"
+    rows: dict[str, dict] = {}
+    m = build_student(cfg).eval()
+    report = copy_matching(m, x4)
+    rows[f"x4 default's body ({len(report.copied)} tensors), random head"] = set5(m, scale)
+    srx_fit_head(m, sampler)
+    rows["x4 default's body, head fitted (--init --fit-head: the run's start)"] = set5(m, scale)
+    m = build_student(cfg).eval()
+    linear_start(m, sampler)
+    rows["--linear-start (branches zeroed, head fitted)"] = set5(m, scale)
+    for k, v in rows.items():
+        log(f"  {k:<68} Set5 x{scale} {v['psnr_y']:.3f} dB / {v['ssim_y']:.4f}", flush=True)
+    return rows
+
+
+def iteration_cost(rounds: int, batch: int, patch: int, scale: int = 4) -> dict[str, dict]:
     settings = {
         "float32": (False, False),
         "float32 channels_last": (False, True),
         "bfloat16 autocast": (True, False),
         "bfloat16 autocast channels_last": (True, True),
     }
-    x0, y0 = torch.rand(batch, 3, patch, patch), torch.rand(batch, 3, 4 * patch, 4 * patch)
+    x0, y0 = torch.rand(batch, 3, patch, patch), torch.rand(batch, 3, scale * patch, scale * patch)
     steps = {}
     for name, (bf16, cl) in settings.items():
         fmt = torch.channels_last if cl else torch.contiguous_format
-        model = build_model("safmn", 4).train().to(memory_format=fmt)
+        model = build_model("safmn", scale).train().to(memory_format=fmt)
         opt = torch.optim.Adam(model.parameters(), 1e-3)
         x, y = x0.contiguous(memory_format=fmt), y0.contiguous(memory_format=fmt)
 
@@ -135,7 +160,14 @@ def iteration_cost(rounds: int, batch: int, patch: int) -> dict[str, dict]:
         med = statistics.median(ts)
         out[name] = {"median_s": round(med, 3), "min_s": round(min(ts), 3), "speedup_vs_float32": round(base / med, 2)}
         log(f"  {name:<34} median {med:.3f} s/it, min {min(ts):.3f}, {base / med:.2f}x float32", flush=True)
-    return {"batch": batch, "patch": patch, "rounds": rounds, "load_average_1min": loads, "settings": out}
+    return {
+        "scale": scale,
+        "batch": batch,
+        "patch": patch,
+        "rounds": rounds,
+        "load_average_1min": loads,
+        "settings": out,
+    }
 
 
 def main() -> None:
@@ -145,6 +177,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--patch", type=int, default=48)
+    p.add_argument("--scale", type=int, default=4, choices=[2, 3, 4])
     p.add_argument("--skip-start", action="store_true", help="only the iteration cost")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -158,11 +191,14 @@ def main() -> None:
         "nice": os.nice(0),
     }
     if not a.skip_start:
-        log("starting points (Set5 x4, srx eval protocol):", flush=True)
-        result["starting_points"] = starting_points()
-    log(f"seconds per training iteration, batch {a.batch} of {a.patch}-pixel LR patches, {a.threads} thread(s):")
-    result["iteration_cost"] = iteration_cost(a.rounds, a.batch, a.patch)
-    write_json(a.out / "recipe.json", result)
+        log(f"starting points (Set5 x{a.scale}, srx eval protocol):", flush=True)
+        result["starting_points"] = starting_points() if a.scale == 4 else transfer_starting_points(a.scale)
+    log(
+        f"seconds per training iteration, x{a.scale}, batch {a.batch} of {a.patch}-pixel LR patches, "
+        f"{a.threads} thread(s):"
+    )
+    result["iteration_cost"] = iteration_cost(a.rounds, a.batch, a.patch, a.scale)
+    write_json(a.out / ("recipe.json" if a.scale == 4 else f"recipe-x{a.scale}.json"), result)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
     python bench/train_record.py RUN_DIR OUT_DIR [--checkpoints best,model]
 
 Copies RUN_DIR/train.log, model.json and best.json (paths made portable), runs the real
-`srx eval` CLI on Set5 and Set14 x4 for each checkpoint (so the recorded command is what a
+`srx eval` CLI on Set5 and Set14 (at the run's scale) for each checkpoint (so the recorded command is what a
 user types), and writes OUT_DIR/environment.json (versions, CPU, load) and
 OUT_DIR/scores.md. The checkpoints themselves stay out of git (only the shipped default
 goes in, through bench/ship_weights.py).
@@ -58,6 +58,7 @@ def main() -> None:
         meta = json.loads((a.run / f"{ck}.json").read_text())
         scores = {ds: srx_eval(path, ds, a.out / f"{name}.{ck}.{ds}.json") for ds in DATASETS}
         rows.append((ck, meta["iteration"], scores))
+        scale = meta["model"]["scale"]
     import torch
 
     env = {
@@ -70,7 +71,7 @@ def main() -> None:
     }
     write_json(a.out / f"{name}.environment.json", env)
     lines = [
-        f"# {name}: srx eval (Set5 / Set14 x4, Y PSNR / SSIM)",
+        f"# {name}: srx eval (Set5 / Set14 x{scale}, Y PSNR / SSIM)",
         "",
         "| checkpoint | iteration | Set5 | Set14 |",
         "| --- | --- | --- | --- |",

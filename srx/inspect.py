@@ -9,15 +9,15 @@ from srx.errors import BadInput
 from srx.filekinds import CHECKPOINT_SUFFIXES, ENGINE_SUFFIXES, file_kind
 
 
-def describe(path: str | Path, *, param_key: str | None = None) -> dict[str, Any]:
+def describe(path: str | Path, *, param_key: str | None = None, scale: int | None = None) -> dict[str, Any]:
     from srx.models.defaults import is_name
 
     if is_name(path):
-        from srx.models.defaults import shipped
-
-        d = describe_checkpoint(_shipped_file(str(path)), param_key)
-        d["spec"]["extra"] = {**d["spec"].get("extra", {}), "name": shipped(str(path), 4).label}  # type: ignore[union-attr]
-        return d
+        return describe_shipped(str(path), param_key, scale or 4)
+    if scale is not None:
+        raise BadInput(
+            "--scale picks a shipped network's scale (srx info default --scale 2); a file has its own: drop it"
+        )
     p = Path(path)
     if not p.exists():
         raise BadInput(f"{p} does not exist: check the path")
@@ -80,17 +80,35 @@ def describe_checkpoint(p: Path, param_key: str | None) -> dict[str, Any]:
     return out
 
 
-def _shipped_file(name: str) -> Path:
-    """The file behind `default` / `team15` (srx info describes files, so not `seeded`)."""
-    from srx.models.defaults import WEIGHTS, shipped
+def describe_shipped(name: str, param_key: str | None, scale: int) -> dict[str, Any]:
+    """A shipped network's file, with its committed srx eval scores and the scales it ships at."""
+    from srx.models.defaults import SHIPPED, WEIGHTS, shipped
 
-    entry = shipped(name, 4)
+    entry = shipped(name, scale)
+    scales = sorted(e.scale for e in SHIPPED if e.name == name)
+    if entry is None and scales and name != "default":
+        raise BadInput(f"'{name}' is shipped at {', '.join(f'x{s}' for s in scales)} only, not x{scale}: drop --scale")
     if entry is None:
+        # srx info describes files; the seeded network (and the default where none is trained) is not one.
+        trained = f" (a trained '{name}' ships at {', '.join(f'x{s}' for s in scales)})" if scales else ""
         raise BadInput(
-            f"'{name}' is built from a seed, not read from a file, so srx info has nothing to read: "
-            f"use srx bench --weights {name} to run it"
+            f"'{name}' at x{scale} is built from a seed, not read from a file, so srx info has nothing to read"
+            f"{trained}: use srx bench --weights {name} --scale {scale} to run it"
         )
-    return WEIGHTS / entry.file
+    d = describe_checkpoint(WEIGHTS / entry.file, param_key)
+    d["spec"]["extra"] = {**d["spec"].get("extra", {}), "name": entry.label}
+    d["shipped"] = {
+        "name": name,
+        "scale": entry.scale,
+        "set5_psnr_y": entry.set5_psnr_y,
+        "set14_psnr_y": entry.set14_psnr_y,
+        "evidence": [entry.evidence, entry.set14_evidence],
+        "scales": scales,
+    }
+    d.setdefault("details", {})["scores"] = f"{entry.scores} ({Path(entry.evidence).parent}/)"
+    if len(scales) > 1:
+        d["details"]["scales"] = f"'{name}' ships at {', '.join(f'x{s}' for s in scales)} (srx info {name} --scale N)"
+    return d
 
 
 def _safetensors_provenance(p: Path) -> dict[str, Any]:

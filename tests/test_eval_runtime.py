@@ -10,7 +10,7 @@ from test_eval import saved_checkpoint, write_dataset
 
 from srx.evaluate import evaluate
 from srx.export.model import export_onnx
-from srx.models import default_model, load_model
+from srx.models import load_model, seeded_model
 from srx.sizes import Size
 
 pytest.importorskip("onnxruntime")
@@ -44,7 +44,7 @@ def test_onnx_refusals_are_one_line(tmp_path):
     data = write_dataset(tmp_path / "d")
     ckpt, _ = saved_checkpoint(tmp_path)
     onnx_path = _export(load_model(ckpt), tmp_path / "m.onnx")
-    untrained = _export(default_model(2), tmp_path / "default.onnx")
+    untrained = _export(seeded_model(2), tmp_path / "seeded.onnx")
 
     def fails(*args):
         return assert_one_line_error(run_srx("eval", "--dataset", str(data), *args))

@@ -121,6 +121,23 @@ def test_resume_equals_an_uninterrupted_run(data, tmp_path):
     assert [(s["start_iteration"], s["end_iteration"]) for s in meta["sessions"]] == [(0, 3), (3, 8)]
 
 
+def test_max_minutes_stops_resumably_and_the_resumed_run_is_the_same(data, tmp_path):
+    # A budget already spent when the first iteration ends: the run stops after exactly one.
+    train(config(data, tmp_path / "straight", iters=4))
+    first = train(config(data, tmp_path / "budget", iters=4, max_minutes=1e-9))
+    assert first.iteration == 1 and not first.finished
+    assert "--max-minutes 1e-09 reached at iteration 1" in (tmp_path / "budget" / "train.log").read_text()
+    from srx.train.loop import resumed_config
+
+    saved = json.loads((tmp_path / "budget" / "model.json").read_text())
+    resumed = resumed_config(saved["config"], {})
+    assert resumed.max_minutes is None  # the budget was that session's
+    assert train(resumed, resume=tmp_path / "budget").iteration == 4
+    a = load_file(tmp_path / "straight" / "resume.safetensors")
+    b = load_file(tmp_path / "budget" / "resume.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_threads_are_given_back(data, tmp_path):
     """--threads is process-wide in PyTorch: an in-process run (a notebook, these tests) must
     not leave it changed (a video test once got 1-level differences from a leaked 1 thread)."""
@@ -168,6 +185,30 @@ def test_init_copies_matching_tensors(data, tmp_path):
     trained = load_file(tmp_path / "run" / "model.safetensors")
     for k, v in donor.state_dict().items():
         torch.testing.assert_close(trained[k], v, atol=1e-8, rtol=0)  # one step at lr 1e-12
+
+
+def test_fit_head_starts_an_x2_network_on_an_x4_body(data, tmp_path):
+    """--init from another scale copies all but the head; --fit-head then solves the head."""
+    donor = build_model("safmn", 4, **TINY, seed=7)
+    save_file(donor.state_dict(), str(tmp_path / "donor.safetensors"))
+    kw = dict(scale=2, iters=1, lr=1e-12, min_lr=0.0, init=str(tmp_path / "donor.safetensors"))
+    train(config(data, tmp_path / "fresh", **kw))
+    train(config(data, tmp_path / "fit", fit_head=True, **kw))
+    head = ["to_img.0.weight", "to_img.0.bias"]
+    lr_np, hr_np, _ = PatchSampler(str(data), scale=2, patch=16, seed=3).batch(0, 8)
+    lr, hr = torch.from_numpy(lr_np), torch.from_numpy(hr_np)
+    errors = {}
+    for run in ("fresh", "fit"):
+        meta = json.loads((tmp_path / run / "model.json").read_text())
+        assert meta["config"]["fit_head"] == (run == "fit") and meta["init"]["kept_fresh"] == head
+        trained = load_file(tmp_path / run / "model.safetensors")
+        for k, v in donor.state_dict().items():
+            if k not in head:
+                torch.testing.assert_close(trained[k], v, atol=1e-8, rtol=0)  # the body is the donor's
+        with torch.no_grad():
+            errors[run] = F.l1_loss(load_model(tmp_path / run / "model.safetensors")(lr), hr).item()
+    # A random head gives a dark, noisy image; the fitted one an upscaler's.
+    assert errors["fit"] < errors["fresh"] / 4, errors
 
 
 @pytest.mark.shared
@@ -238,7 +279,10 @@ def test_cli_run_and_resume(data, tmp_path):
     first = run_srx("train", *args, "--iters", "4", "--until", "2", "-o", str(tmp_path / "r"), "--json", "-")
     assert first.returncode == 0, first.stderr
     assert json.loads(first.stdout)["iteration"] == 2
-    assert "continue with srx train --resume" in first.stderr
+    assert "stopped at --until 2: continue with srx train --resume" in first.stderr
+    budget = run_srx("train", "--resume", str(tmp_path / "r"), "--threads", "1", "--max-minutes", "1e-9")
+    assert budget.returncode == 0, budget.stderr
+    assert "stopped by --max-minutes at iteration 3: continue with srx train --resume" in budget.stdout
     second = run_srx("train", "--resume", str(tmp_path / "r"), "--threads", "1")
     assert second.returncode == 0, second.stderr
     assert "to iteration 4 of 4" in second.stdout
@@ -314,6 +358,9 @@ TINY_ARGS = ("--dim", "8", "--blocks", "1", "--patch", "16", "--batch", "2", "--
         (("--data", "{data}", "--warmup", "5"), "--warmup 5"),
         (("--data", "{data}", "--dim", "10"), "divisible by 4"),
         (("--data", "{data}", "--qat", "--bf16"), "drop --bf16"),
+        (("--data", "{data}", "--fit-head"), "give --init CKPT"),
+        (("--data", "{data}", "--max-minutes", "0"), "--max-minutes 0"),
+        (("--data", "{data}", "--linear-start", "--init", "{bad}/x2.safetensors"), "give one of them"),
         (("--data", "{data}", "--teacher", "seeded"), "is untrained"),
         (("--data", "{data}", "--val", "{bad}/nope"), "does not exist"),
         (("--data", "{data}", "--val", "{bad}/tinyval"), "too small for x4"),
@@ -340,6 +387,7 @@ def test_bad_resume_options(data, tmp_path, capsys):
         (("--patch", "24"), "differs from the resumed run's 16"),
         (("--teacher", "x.pth"), "drop --teacher"),
         (("--fft-weight", "0.1"), "loss weights belong to the run"),
+        (("--fit-head",), "drop --fit-head"),
     ]:
         code, line = _run("--resume", str(out), *args, capsys=capsys)
         assert code == 2 and expect in line, line

@@ -1,14 +1,14 @@
 """The networks srx ships, and the names `--weights` accepts for them.
 
-    default   the embedded default: a paper SAFMN trained by `srx train` where one is
-              shipped for the scale, labelled "srx default (trained on T91+BSD200)";
-              at other scales the seeded untrained paper SAFMN
+    default   the embedded default: a paper SAFMN trained by `srx train`, labelled
+              "srx default (trained on T91+BSD200)", at x2, x3 and x4 (x2 / x3 from
+              the x4 body); at a scale with none, the seeded untrained paper SAFMN
     seeded    the seeded, untrained paper SAFMN (any scale), for latency work
     team15    the NTIRE 2023 ESR SAFMN x4 (Apache-2.0; see weights/NOTICE)
 
 `srx bench`, `srx export` and `srx eval --model default` use `default` (the paper
 architecture, whose LayerNorm srx's kernels fuse); `srx upscale` without --weights uses
-the shipped x4 model with the best Set5 score (`best_model`) and says which.
+the shipped model of the scale with the best Set5 score (`best_model`) and says which.
 Weights are read as any checkpoint is (safetensors, strict loading, finite values).
 """
 
@@ -29,8 +29,9 @@ NAMES = ("default", "seeded", "team15")
 
 @dataclass(frozen=True)
 class Shipped:
-    """A network in srx/models/weights, with its Set5 x4 Y-PSNR from `srx eval` (`evidence`:
-    the committed result; tests/test_defaults.py checks the two agree)."""
+    """A network in srx/models/weights, with its Set5 and Set14 Y-PSNR at its scale from
+    `srx eval` (`evidence`, `set14_evidence`: the committed results; tests/test_defaults.py
+    checks that they agree)."""
 
     name: str
     scale: int
@@ -38,16 +39,44 @@ class Shipped:
     label: str
     set5_psnr_y: float
     evidence: str
+    set14_psnr_y: float
+    set14_evidence: str
+
+    @property
+    def scores(self) -> str:
+        return f"srx eval x{self.scale}: Set5 PSNR-Y {self.set5_psnr_y:.2f} dB, Set14 {self.set14_psnr_y:.2f} dB"
 
 
 SHIPPED: tuple[Shipped, ...] = (
     Shipped(
         "default",
+        2,
+        "safmn_x2.safetensors",
+        TRAINED_DEFAULT,
+        37.3691,
+        "bench/results/2026-12-06-cpu-train/default-x2.best.Set5.json",
+        32.9546,
+        "bench/results/2026-12-06-cpu-train/default-x2.best.Set14.json",
+    ),
+    Shipped(
+        "default",
+        3,
+        "safmn_x3.safetensors",
+        TRAINED_DEFAULT,
+        33.6466,
+        "bench/results/2026-12-06-cpu-train/default-x3.best.Set5.json",
+        29.7993,
+        "bench/results/2026-12-06-cpu-train/default-x3.best.Set14.json",
+    ),
+    Shipped(
+        "default",
         4,
         "safmn_x4.safetensors",
         TRAINED_DEFAULT,
-        31.3389,
-        "bench/results/2026-11-28-cpu-train/default-x4-stage2.best.Set5.json",
+        31.3493,
+        "bench/results/2026-12-06-cpu-train/default-x4-stage3b.best.Set5.json",
+        28.0594,
+        "bench/results/2026-12-06-cpu-train/default-x4-stage3b.best.Set14.json",
     ),
     Shipped(
         "team15",
@@ -56,6 +85,8 @@ SHIPPED: tuple[Shipped, ...] = (
         "team15 (NTIRE 2023 SAFMN, Apache-2.0)",
         32.1427,
         "bench/results/2026-11-21-cpu-eval/raw/Set5-x4-team15_SAFMN-matlab-uint8.json",
+        28.6226,
+        "bench/results/2026-11-21-cpu-eval/raw/Set14-x4-team15_SAFMN-matlab-uint8.json",
     ),
 )
 

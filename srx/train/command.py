@@ -37,6 +37,7 @@ _CONFIG_OPTIONS = {
     "save_every": "save_every",
     "log_every": "log_every",
     "until": "until",
+    "max_minutes": "max_minutes",
     "device": "device",
     "threads": "threads",
     "channels_last": "channels_last",
@@ -81,12 +82,21 @@ _WEIGHT_OPTIONS = ("pixel_weight", "fft_weight", "distill_weight", "feature_weig
 @click.option(
     "--until", type=int, default=None, help="Stop (resumably) after this iteration; the schedule keeps --iters."
 )
+@click.option(
+    "--max-minutes",
+    type=float,
+    default=None,
+    help="Stop (resumably) once this session has run this long (start-up included); the schedule keeps --iters.",
+)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--threads", type=int, default=None, help="CPU threads for PyTorch (default: all).")
 @click.option("--channels-last", is_flag=True, help="NHWC memory layout for the convolutions.")
 @click.option("--bf16", is_flag=True, help="Convolutions in bfloat16 under autocast (AMX CPUs, GPUs).")
 @click.option(
     "--linear-start", is_flag=True, help="Start as the best linear upscaler (zeroed branches, least-squares head)."
+)
+@click.option(
+    "--fit-head", is_flag=True, help="With --init: fit the head (to_img) by least squares on the copied body."
 )
 @click.option("--qat", is_flag=True, help="Quantization-aware: train through srx quantize's INT8 rounding.")
 @click.option("-o", "--output", "out", default=None, metavar="OUT", help="Run folder (default: train-ARCH-xSCALE).")
@@ -129,7 +139,9 @@ def train(ctx: click.Context, **opts: Any) -> None:
             f"{best['iteration']} ({result.out / 'best.safetensors'})"
         )
     if not result.finished:
-        lines.append(f"  stopped at --until {result.iteration}: continue with srx train --resume {result.out}")
+        end = min(config.iters, config.until or config.iters)
+        why = f"at --until {end}" if result.iteration >= end else f"by --max-minutes at iteration {result.iteration}"
+        lines.append(f"  stopped {why}: continue with srx train --resume {result.out}")
     click.echo("\n".join(lines), err=opts["json_path"] == "-")
     if opts["json_path"] is not None:
         import json
@@ -147,7 +159,7 @@ def _config(opts: dict[str, Any], given: set[str]) -> TrainConfig:
     if opts["resume"] is not None:
         from srx.train.checkpoint import read_resume_meta, resume_path
 
-        for name in ("init", "teacher", "linear_start"):
+        for name in ("init", "teacher", "linear_start", "fit_head"):
             if name in given:
                 flag = "--" + name.replace("_", "-")
                 raise BadInput(f"{flag} applies when a run starts; the resumed run keeps its own (drop {flag})")
@@ -172,6 +184,7 @@ def _config(opts: dict[str, Any], given: set[str]) -> TrainConfig:
         init=opts["init"],
         teacher=teacher,
         linear_start=opts["linear_start"],
+        fit_head=opts["fit_head"],
         **{field: opts[opt] for opt, field in _CONFIG_OPTIONS.items()},
     )
     cfg.check()

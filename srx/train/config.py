@@ -76,11 +76,13 @@ class TrainConfig:
     save_every: int = 500
     log_every: int = 50
     until: int | None = None  # stop (resumably) after this iteration; the schedule still spans `iters`
+    max_minutes: float | None = None  # stop (resumably) once this session has run this long
     device: str = "cpu"
     threads: int | None = None
     channels_last: bool = False
     bf16: bool = False  # autocast: convolutions in bfloat16 (AMX / tensor cores), weights and loss in float32
     linear_start: bool = False  # srx/train/start.py
+    fit_head: bool = False  # least-squares to_img on the --init body (srx/train/start.py)
     qat: bool = False  # fake INT8 quantization as srx quantize does it (srx/train/qat.py)
 
     def check(self) -> None:
@@ -109,6 +111,8 @@ class TrainConfig:
             raise BadInput(f"--warmup {self.warmup}: must be 0 or more and below --iters {self.iters}")
         if self.until is not None and self.until < 1:
             raise BadInput(f"--until {self.until}: must be at least 1")
+        if self.max_minutes is not None and not (math.isfinite(self.max_minutes) and self.max_minutes > 0):
+            raise BadInput(f"--max-minutes {self.max_minutes}: must be a positive number of minutes")
         if self.device not in ("cpu", "cuda"):
             raise BadInput(f"--device {self.device}: use cpu or cuda")
         self.weights.check(self.teacher is not None)
@@ -116,6 +120,10 @@ class TrainConfig:
             raise BadInput("--qat simulates INT8 on float32 activations: drop --bf16")
         if self.linear_start and self.init is not None:
             raise BadInput("--linear-start and --init both set the starting weights: give one of them")
+        if self.fit_head and self.init is None:
+            raise BadInput(
+                "--fit-head fits the head on --init's body: give --init CKPT (--linear-start fits it already)"
+            )
 
     def lr_at(self, iteration: int) -> float:
         """Linear warm-up, then cosine from lr to min_lr at `iters` (iteration counts from 0)."""

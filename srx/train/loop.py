@@ -130,7 +130,7 @@ def resumed_config(saved: dict[str, Any], overrides: dict[str, Any]) -> TrainCon
     """The saved run's config with the options given on this command line; identity options
     (what the run is) must agree with the saved ones."""
     cfg = TrainConfig.from_dict(saved)
-    cfg.until = None  # a stage's stop belongs to the session that gave it
+    cfg.until = cfg.max_minutes = None  # a stage's stop belongs to the session that gave it
     for key, value in overrides.items():
         old = getattr(cfg, key)
         if key in IDENTITY and value != old:
@@ -171,6 +171,8 @@ def _train(
 ) -> TrainResult:
     from tqdm import tqdm
 
+    # --max-minutes is a session's budget, so reading data and teacher targets count too.
+    started = time.perf_counter()
     cfg.check()
     out = Path(cfg.out)
     saved_meta: dict[str, Any] | None = None
@@ -236,11 +238,11 @@ def _train(
     if teacher is not None and not online_teacher:
         sampler.set_targets(_teacher_targets(teacher, sampler, device, progress))
     start_fit = None
-    if saved_meta is None and cfg.linear_start:
-        from srx.train.start import linear_start
+    if saved_meta is None and (cfg.linear_start or cfg.fit_head):
+        from srx.train.start import fit_head, linear_start
 
         student.to("cpu")
-        start_fit = linear_start(student, sampler)
+        start_fit = linear_start(student, sampler) if cfg.linear_start else fit_head(student, sampler)
         student.to(device)
     qat_ranges = None
     if cfg.qat:
@@ -388,6 +390,11 @@ def _train(
                             ck.save_model(out, student, meta_now(), best=True)
                 if stop.signum is not None:
                     break
+                if cfg.max_minutes is not None and done < end and time.perf_counter() - started >= 60 * cfg.max_minutes:
+                    log.line(
+                        f"--max-minutes {cfg.max_minutes:g} reached at iteration {done}; resumable checkpoint written"
+                    )
+                    break  # the save() after the loop writes the resume state, as --until's end does
                 if done % cfg.save_every == 0:
                     save()
             save()

@@ -27,15 +27,29 @@ def linear_start(model: nn.Module, sampler: PatchSampler, batch: int = FIT_PATCH
     """Zero the residual branches and fit to_img by least squares; returns fit statistics."""
     if model.spec.arch != "safmn":  # type: ignore[union-attr]
         raise BadInput("--linear-start applies to the paper SAFMN (--arch safmn), whose blocks have residual branches")
-    lr_np, hr_np, _ = sampler.batch(0, batch, stream=1)
-    lr, hr = torch.from_numpy(lr_np), torch.from_numpy(hr_np)
-    s = model.spec.scale  # type: ignore[union-attr]
-    head: nn.Conv2d = model.to_img[0]  # type: ignore[index]
     with torch.no_grad():
         for block in model.feats:  # type: ignore[attr-defined]
             for layer in (block.safm.aggr, block.ccm.ccm[2]):
                 layer.weight.zero_()
                 layer.bias.zero_()
+    return fit_head(model, sampler, batch)
+
+
+def fit_head(model: nn.Module, sampler: PatchSampler, batch: int = FIT_PATCHES) -> dict[str, float]:
+    """Fit to_img by least squares on the body's current features (`--fit-head`).
+
+    With `--init` from another scale every tensor but the head transfers (the x4 body into
+    an x2 / x3 network): a fitted head starts the run as an upscaler built on those
+    features, where a random head would output noise and its first gradients would pull
+    the transferred body away from what it learnt.
+    """
+    if model.spec.arch != "safmn":  # type: ignore[union-attr]
+        raise BadInput("--fit-head applies to the paper SAFMN (--arch safmn), whose head is to_img")
+    lr_np, hr_np, _ = sampler.batch(0, batch, stream=1)
+    lr, hr = torch.from_numpy(lr_np), torch.from_numpy(hr_np)
+    s = model.spec.scale  # type: ignore[union-attr]
+    head: nn.Conv2d = model.to_img[0]  # type: ignore[index]
+    with torch.no_grad():
         f0 = model.to_feat(lr)  # type: ignore[operator]
         x = model.feats(f0) + f0  # type: ignore[operator]
         cols = F.unfold(x, 3, padding=1).transpose(1, 2).reshape(-1, x.shape[1] * 9).double()
