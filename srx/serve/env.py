@@ -98,6 +98,19 @@ def _children() -> dict[int, list[int]]:
     return children
 
 
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid` now (from /proc; empty where there is none)."""
+    children = _children() if Path("/proc").is_dir() else {}
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
 def model_folders(pid: int) -> set[Path]:
     """The model folders tritonserver made for PyTriton's models: the stubs below process `pid`
     run `<folder>/<version>/model.py`. Linux only (as PyTriton); empty where /proc is not."""
