@@ -85,6 +85,13 @@ def check_port_free(host: str, port: int, option: str) -> None:
             raise
 
 
+def free_loopback_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for tritonserver's private HTTP port behind srx.serve.gate)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _children() -> dict[int, list[int]]:
     children: dict[int, list[int]] = {}
     for d in Path("/proc").iterdir():

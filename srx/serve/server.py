@@ -33,7 +33,8 @@ from typing import Any
 
 from srx.errors import BadInput, SrxError, first_line
 from srx.runtime.source import ModelSource
-from srx.serve.env import check_port_free, stub_library_path
+from srx.serve.env import check_port_free, free_loopback_port, stub_library_path
+from srx.serve.gate import Gate, GateConfig, body_limit
 from srx.serve.handler import DTYPES, INPUT, OUTPUT, Handler, Limits, RunnerPool
 from srx.serve.repository import DEFAULT_MAX_BATCH, DEFAULT_QUEUE_DELAY_US, model_name_from
 from srx.serve.shutdown import Leftovers, Watchdog, drain, reap
@@ -128,8 +129,9 @@ def serve(
         models = {name: "float32", f"{name}_uint8": "uint8"}
         handlers = {m: Handler(pool, source.spec, dtype, limits) for m, dtype in models.items()}
         warm_up(handlers[name], source.spec, len(runners))  # before Triton: ready means it runs
+        private_http = free_loopback_port()
         triton = Triton(
-            config=_triton_config(options),
+            config=_triton_config(options, private_http),
             security_config=TritonSecurityConfig(restricted_endpoints=PROTECTED_ENDPOINTS),
             # Models in the repository tritonserver starts with: it opens its ports only once
             # they are loaded, so /v2/health/ready never answers for a server without them.
@@ -146,16 +148,24 @@ def serve(
         except Exception as e:  # PyTriton raises its own types, with the server log elsewhere
             raise SrxError(f"the Triton server did not start: {type(e).__name__}: {first_line(e, 200)}") from e
         left.record(os.getpid())
+        gate = Gate(_gate_config(options, source.spec, private_http))
+        try:
+            gate.start()
+        except OSError as e:
+            raise SrxError(f"cannot listen on {options.host}:{options.http_port} ({e.strerror or e})") from e
+        stack.callback(gate.stop)  # first: no new connection while the rest stops
         on_ready(ready_info(models, backend, device, options, source.spec))
         try:
             while triton.is_alive():
                 time.sleep(0.5)  # Ctrl-C and SIGTERM arrive here as an exception
         except KeyboardInterrupt as stop:
-            _stop_gracefully(triton, models, options, left, stop)
+            _stop_gracefully(triton, models, options, left, stop, private_http)
         raise SrxError("the Triton server stopped by itself: its log is above; run again with --debug for more")
 
 
-def _stop_gracefully(triton: Any, models: dict[str, str], options: ServeOptions, left: Leftovers, stop: BaseException):
+def _stop_gracefully(
+    triton: Any, models: dict[str, str], options: ServeOptions, left: Leftovers, stop: BaseException, port: int
+):
     """Drain (srx.serve.shutdown), then let serve()'s exit stack stop PyTriton and reap; a watchdog
     ends the process if that hangs. Raises `stop` again after a full drain, else SrxError."""
     left.record(os.getpid())
@@ -164,7 +174,7 @@ def _stop_gracefully(triton: Any, models: dict[str, str], options: ServeOptions,
     previous = {s: signal.signal(s, lambda *_: cut_short.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     # The drain, tritonserver's exit timeout, PyTriton's own waits, and a margin for reaping.
     Watchdog(left, options.grace_period + EXIT_TIMEOUT_S + WATCHDOG_MARGIN_S).start()
-    unload, states = _repository_calls(triton, options)
+    unload, states = _repository_calls(triton, options, port)
     try:
         drained = drain(unload, states, models, options.grace_period, cut_short)
     finally:
@@ -191,7 +201,9 @@ def _signal_name(stop: BaseException) -> str:
     return signal.Signals(signum).name
 
 
-def _repository_calls(triton: Any, options: ServeOptions) -> tuple[Callable[[str], None], Callable[[], dict[str, str]]]:
+def _repository_calls(
+    triton: Any, options: ServeOptions, port: int
+) -> tuple[Callable[[str], None], Callable[[], dict[str, str]]]:
     """Unload a model, and every model's state, through Triton's repository API (behind PyTriton's
     token). Plain urllib: the drain calls these from several threads at once, which tritonclient's
     gevent-based HTTP client does not allow."""
@@ -200,8 +212,7 @@ def _repository_calls(triton: Any, options: ServeOptions) -> tuple[Callable[[str
 
     from pytriton.triton import TRITON_ACCESS_HEADER
 
-    host = "127.0.0.1" if options.host in ("0.0.0.0", "") else options.host
-    base = f"http://{f'[{host}]' if ':' in host else host}:{options.http_port}/v2/repository"
+    base = f"http://127.0.0.1:{port}/v2/repository"  # tritonserver's own port, behind the gate
     headers = {TRITON_ACCESS_HEADER: triton.get_access_token(), "Content-Type": "application/json"}
     # An unload may be answered only once the model is unloaded: never give up before the drain does.
     timeout = options.grace_period + EXIT_TIMEOUT_S
@@ -226,12 +237,25 @@ def _reap_and_report(left: Leftovers, warn: Callable[[str], None]) -> None:
         warn(f"the server left processes or files behind; srx cleaned up: {'; '.join(done)}")
 
 
-def _triton_config(options: ServeOptions) -> Any:
+def _gate_config(options: ServeOptions, spec: ModelSpec, upstream_port: int) -> GateConfig:
+    w, h = options.max_size.width, options.max_size.height
+    return GateConfig(
+        host=options.host,
+        port=options.http_port,
+        upstream_port=upstream_port,
+        max_body=body_limit(options.max_batch, spec.in_channels, w, h),
+        hint=f"--max-batch {options.max_batch} images of --max-size {w}x{h}, FP32",
+        max_pixels=w * h,
+    )
+
+
+def _triton_config(options: ServeOptions, http_port: int) -> Any:
     from pytriton.triton import TritonConfig
 
     return TritonConfig(
-        http_address=options.host,
-        http_port=options.http_port,
+        # HTTP on loopback only: clients reach it through srx.serve.gate on --host:--http-port.
+        http_address="127.0.0.1",
+        http_port=http_port,
         grpc_address=options.host,
         grpc_port=options.grpc_port,
         metrics_address=options.host,
