@@ -122,7 +122,7 @@ class Watchdog:
             return
         done = reap(self._left, 0)
         sys.stderr.write(
-            f"srx: error: the server did not stop within {self._deadline_s:.0f} s; "
+            f"srx: error: the server did not stop within {self._deadline_s:g} s; "
             f"ended it ({'; '.join(done) or 'nothing was left'})\n"
         )
         sys.stderr.flush()
