@@ -26,9 +26,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import threading
 from dataclasses import dataclass
 
+LOG = logging.getLogger("srx.serve")
 HEAD_LIMIT = 64 * 1024  # request line and headers; Triton's own are a few hundred bytes
 JSON_ROOM = 1 << 20  # the JSON part of a binary-tensor request, beside the tensor bytes
 PIECE = 1 << 20
@@ -122,6 +124,7 @@ class Gate:
                     too_large = self._too_large(json_part)
                     if too_large:
                         self.refused += 1
+                        LOG.warning("rejected 1 request: %s", too_large)
                         await _answer(writer, 400, too_large)
                         await _discard(reader, length - json_length)
                         return
@@ -148,6 +151,7 @@ class Gate:
             f"the request has {length:,} bytes, more than this server accepts ({self.config.max_body:,} bytes: "
             f"{self.config.hint}): send smaller images or tiles"
         )
+        LOG.warning("rejected 1 request: %s", message)
         await _answer(writer, 413, message)
         if headers.get("expect", "").lower() != "100-continue":  # else the client waits for a 100
             await _discard(reader, length)

@@ -34,6 +34,11 @@ def _error(message, code):
     return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code))
 
 
+def _refusal(message):
+    pb_utils.Logger.log_warn(f"srx serve: rejected 1 request: {message}")
+    return _error(message, pb_utils.TritonError.INVALID_ARG)
+
+
 class TritonPythonModel(_base.TritonPythonModel):
     def initialize(self, args):
         super().initialize(args)
@@ -72,25 +77,22 @@ class TritonPythonModel(_base.TritonPythonModel):
             return None
         n, _, h, w = shape
         if n < 1 or h < 1 or w < 1:
-            return _error(
+            return _refusal(
                 f"input '{INPUT}' is empty (shape {shape}): send at least one image",
-                pb_utils.TritonError.INVALID_ARG,
             )
         if self._max_pixels and h * w > self._max_pixels:
-            return _error(
+            return _refusal(
                 f"input {w}x{h} is larger than this server accepts ({self._max_pixels:,} pixels per image, "
                 "srx serve --max-size): split it into tiles",
-                pb_utils.TritonError.INVALID_ARG,
             )
         if not self._allow_nonfinite:
             a = tensor.as_numpy()
             if a.dtype.kind == "f":
                 bad = a.size - int(np.count_nonzero(np.isfinite(a)))
                 if bad:
-                    return _error(
+                    return _refusal(
                         f"input '{INPUT}' has {bad:,} NaN or infinite value(s): send finite values in [0, 1] "
                         "(srx serve --allow-nonfinite passes them to the model)",
-                        pb_utils.TritonError.INVALID_ARG,
                     )
         return None
 
