@@ -353,6 +353,8 @@ def test_signal_during_8_client_load_drains_and_leaves_nothing(onnx, tmp_path, s
                 status, y = _catch(lambda: _send(s.url, NAME, x, timeout=60))
                 if status == "ok" and y.shape != (1, 3, 96, 160):
                     status = f"wrong shape {y.shape}"
+                elif status not in ("ok", "connection") and ("\n" in y or "Traceback" in y):
+                    status = f"{status} with a traceback"
                 outcomes[i].append(status)
                 if status == "connection":
                     break
@@ -372,8 +374,9 @@ def test_signal_during_8_client_load_drains_and_leaves_nothing(onnx, tmp_path, s
         assert "Traceback" not in s.stderr()
         assert served_before > 0
         seen = {status for o in outcomes for status in o}
-        # 404: Triton's answer for a model that is unloading; 'connection': the port closed.
-        assert seen <= {"ok", "404", "connection"}, outcomes
+        # Triton answers 404 for a model that is unloading; 'connection': the port closed. No 500,
+        # no traceback, no wrong image.
+        assert seen and all(st in ("ok", "connection") or (st.isdigit() and st != "500") for st in seen), outcomes
         _assert_nothing_left(below, prefixes, workspaces)
     finally:
         s.kill_group()

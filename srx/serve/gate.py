@@ -26,11 +26,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import threading
 from dataclasses import dataclass
 
-LOG = logging.getLogger("srx.serve")
+from srx.serve.handler import LOG
+
 HEAD_LIMIT = 64 * 1024  # request line and headers; Triton's own are a few hundred bytes
 JSON_ROOM = 1 << 20  # the JSON part of a binary-tensor request, beside the tensor bytes
 PIECE = 1 << 20

@@ -36,7 +36,7 @@ from srx.serve.env import descendants
 SHM = Path("/dev/shm")
 SHM_OPTION = "python,shm-region-prefix-name="
 # Polling the repository index while draining: short against a grace period, light on Triton.
-POLL_S = 0.2
+DRAIN_POLL_S = 0.2
 
 
 @dataclass
@@ -153,7 +153,7 @@ def drain(
             return True
         if time.monotonic() >= deadline:
             return False
-        cut_short.wait(POLL_S)
+        cut_short.wait(DRAIN_POLL_S)
     return False
 
 

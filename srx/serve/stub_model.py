@@ -24,7 +24,6 @@ import triton_python_backend_utils as pb_utils  # type: ignore  # only inside Tr
 
 from . import pytriton_model as _base  # type: ignore
 
-INPUT = "lr"
 # The last line of the traceback PyTriton passes on names the exception srx raised.
 _CLIENT = re.compile(r"^srx\.serve\.handler\.RequestError: (.+)$", re.MULTILINE)
 _FAULT = re.compile(r"^srx\.serve\.handler\.ServerFault: (.+)$", re.MULTILINE)
@@ -44,6 +43,7 @@ class TritonPythonModel(_base.TritonPythonModel):
         super().initialize(args)
         params = self._model_config.get("parameters", {})
         self._max_pixels = int(params.get("srx.max_pixels", {}).get("string_value", "0") or 0)
+        self._input = self._model_config["input"][0]["name"]  # srx serve's models have one: 'lr'
         self._allow_nonfinite = params.get("srx.allow_nonfinite", {}).get("string_value", "false") == "true"
 
     def execute(self, triton_requests):
@@ -69,7 +69,7 @@ class TritonPythonModel(_base.TritonPythonModel):
     def _refused(self, request):
         if request.is_cancelled():
             return _error("the client cancelled the request", pb_utils.TritonError.CANCELLED)
-        tensor = pb_utils.get_input_tensor_by_name(request, INPUT)
+        tensor = pb_utils.get_input_tensor_by_name(request, self._input)
         if tensor is None:
             return None  # Triton refuses a request without its required input before this
         shape = list(tensor.shape())
@@ -78,7 +78,7 @@ class TritonPythonModel(_base.TritonPythonModel):
         n, _, h, w = shape
         if n < 1 or h < 1 or w < 1:
             return _refusal(
-                f"input '{INPUT}' is empty (shape {shape}): send at least one image",
+                f"input '{self._input}' is empty (shape {shape}): send at least one image",
             )
         if self._max_pixels and h * w > self._max_pixels:
             return _refusal(
@@ -91,7 +91,7 @@ class TritonPythonModel(_base.TritonPythonModel):
                 bad = a.size - int(np.count_nonzero(np.isfinite(a)))
                 if bad:
                     return _refusal(
-                        f"input '{INPUT}' has {bad:,} NaN or infinite value(s): send finite values in [0, 1] "
+                        f"input '{self._input}' has {bad:,} NaN or infinite value(s): send finite values in [0, 1] "
                         "(srx serve --allow-nonfinite passes them to the model)",
                     )
         return None
