@@ -138,6 +138,11 @@ def serve(
             triton_lifecycle_policy=TritonLifecyclePolicy(launch_triton_on_startup=True, local_model_store=True),
         )
         left = Leftovers()
+        # The drain, tritonserver's exit timeout, PyTriton's own waits, and a margin for reaping.
+        watchdog = Watchdog(left, options.grace_period + EXIT_TIMEOUT_S + WATCHDOG_MARGIN_S)
+        stack.callback(watchdog.cancel)  # very last: once everything has stopped
+        signal_handlers: dict[int, Any] = {}  # srx's own, while a stop replaces them
+        stack.callback(_restore_signals, signal_handlers)
         stack.callback(_reap_and_report, left, warn)  # last: after PyTriton's stop
         stack.callback(triton.stop)  # stops tritonserver and its stubs, removes PyTriton's workspace
         stack.callback(left.record, os.getpid())  # also when stopped while starting
@@ -159,33 +164,42 @@ def serve(
             while triton.is_alive():
                 time.sleep(0.5)  # Ctrl-C and SIGTERM arrive here as an exception
         except KeyboardInterrupt as stop:
-            _stop_gracefully(triton, models, options, left, stop, private_http)
+            _stop_gracefully(triton, models, options, left, stop, private_http, watchdog, signal_handlers)
         raise SrxError("the Triton server stopped by itself: its log is above; run again with --debug for more")
 
 
 def _stop_gracefully(
-    triton: Any, models: dict[str, str], options: ServeOptions, left: Leftovers, stop: BaseException, port: int
+    triton: Any,
+    models: dict[str, str],
+    options: ServeOptions,
+    left: Leftovers,
+    stop: BaseException,
+    port: int,
+    watchdog: Watchdog,
+    signal_handlers: dict[int, Any],
 ):
     """Drain (srx.serve.shutdown), then let serve()'s exit stack stop PyTriton and reap; a watchdog
     ends the process if that hangs. Raises `stop` again after a full drain, else SrxError."""
     left.record(os.getpid())
     _detach_pytriton_stop(triton)
     cut_short = threading.Event()
-    previous = {s: signal.signal(s, lambda *_: cut_short.set()) for s in (signal.SIGINT, signal.SIGTERM)}
-    # The drain, tritonserver's exit timeout, PyTriton's own waits, and a margin for reaping.
-    Watchdog(left, options.grace_period + EXIT_TIMEOUT_S + WATCHDOG_MARGIN_S).start()
+    # Until everything has stopped, a further signal only cuts the drain short: raised inside
+    # PyTriton's stop or the reaping, it would leave the very processes this stop is for.
+    signal_handlers.update({s: signal.signal(s, lambda *_: cut_short.set()) for s in (signal.SIGINT, signal.SIGTERM)})
+    watchdog.start()  # ends the process if the drain or the stop after it hangs
     unload, states = _repository_calls(triton, options, port)
-    try:
-        drained = drain(unload, states, models, options.grace_period, cut_short)
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+    drained = drain(unload, states, models, options.grace_period, cut_short)
     if drained:
         raise stop
     how = (
         "a second signal" if cut_short.is_set() else f"the grace period of {options.grace_period:g} s (--grace-period)"
     )
     raise SrxError(f"stopped by {_signal_name(stop)}, but {how} ended it before every request in flight was answered")
+
+
+def _restore_signals(handlers: dict[int, Any]) -> None:
+    for signum, handler in handlers.items():
+        signal.signal(signum, handler)
 
 
 def _detach_pytriton_stop(triton: Any) -> None:
