@@ -62,6 +62,8 @@ class Gate:
         self.config = config
         self.refused = 0
         self._loop = asyncio.new_event_loop()
+        # A connection that fails is the client's closed connection, never a traceback in the log.
+        self._loop.set_exception_handler(lambda _loop, context: LOG.debug("gate: %s", context.get("message")))
         self._thread = threading.Thread(target=self._loop.run_forever, name="srx-serve-gate", daemon=True)
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -87,9 +89,12 @@ class Gate:
     async def _close(self) -> None:
         if self._server is not None:
             self._server.close()
-        for task in list(self._tasks):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        await asyncio.sleep(0)
+        # Let every connection finish closing before the loop stops under it.
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -136,7 +141,7 @@ class Gate:
                 keep = await _relay_response(up_reader, writer, head.startswith(b"HEAD "))
                 if not keep or headers.get("connection", "").lower() == "close":
                     return
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError, ValueError):
+        except (Exception, asyncio.CancelledError):  # a broken connection, either side: close both
             return
         finally:
             for w in (writer, upstream[1] if upstream else None):
