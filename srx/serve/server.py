@@ -137,7 +137,9 @@ def serve(
             # they are loaded, so /v2/health/ready never answers for a server without them.
             triton_lifecycle_policy=TritonLifecyclePolicy(launch_triton_on_startup=True, local_model_store=True),
         )
-        left = Leftovers()
+        # PyTriton removes its workspace only when it stopped a server it started: a failure
+        # between here and run() would leave it. Private to PyTriton 0.7 (pinned), as below.
+        left = Leftovers(workspaces={Path(triton._workspace.model_store_path).parent})
         # The drain, tritonserver's exit timeout, PyTriton's own waits, and a margin for reaping.
         watchdog = Watchdog(left, options.grace_period + EXIT_TIMEOUT_S + WATCHDOG_MARGIN_S)
         stack.callback(watchdog.cancel)  # very last: once everything has stopped
