@@ -988,6 +988,15 @@ def serve_config(
 )
 @click.option("--instances", type=int, default=1, show_default=True, help="Model instances (and runners).")
 @click.option("--max-size", default="1920x1080", show_default=True, metavar="WxH", help="Largest input image.")
+@click.option(
+    "--grace-period",
+    type=float,
+    default=30.0,
+    show_default=True,
+    metavar="S",
+    help="On Ctrl-C / SIGTERM, seconds to answer the requests in flight before stopping.",
+)
+@click.option("--allow-nonfinite", is_flag=True, help="Pass NaN and infinite FP32 inputs to the model (refused: 400).")
 def serve(
     weights: str | None,
     model_file: str | None,
@@ -1004,6 +1013,8 @@ def serve(
     queue_delay: int,
     instances: int,
     max_size: str,
+    grace_period: float,
+    allow_nonfinite: bool,
 ) -> None:
     """Serve a model on a Triton Inference Server (PyTriton) until Ctrl-C: HTTP, gRPC, metrics."""
     from srx.runtime.device import has_cuda
@@ -1026,6 +1037,8 @@ def serve(
         queue_delay_us=queue_delay,
         instances=instances,
         max_size=parse_size(max_size, what="--max-size"),
+        grace_period=grace_period,
+        allow_nonfinite=allow_nonfinite,
     )
     check_options(options)  # before loading the model
     log_to_stderr(debug=_debug_requested(sys.argv[1:]))
@@ -1039,9 +1052,9 @@ def serve(
         chosen = auto_backend(source, dev, varied_shapes=True) if backend == "auto" else backend
         try:
             run_server(source, chosen, dev, options, ready, warn=lambda m: click.echo(f"srx: warning: {m}", err=True))
-        except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: how a server is meant to stop
+        except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM after a full drain: exit 0
             how = f" by {signal.Signals(e.signum).name}" if isinstance(e, Interrupted) else ""
-            click.echo(f"srx serve: stopped{how}", err=True)
+            click.echo(f"srx serve: stopped{how}; every request in flight was answered", err=True)
 
 
 # -- training (issue 14): the command lives with the training code ---------------------------

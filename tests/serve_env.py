@@ -53,7 +53,7 @@ def free_ports(n: int) -> list[int]:
 class Server:
     """`srx serve` in its own process group, its output in files (never a full pipe)."""
 
-    def __init__(self, tmp: Path, *args: str) -> None:
+    def __init__(self, tmp: Path, *args: str, entry: tuple[str, ...] = ("-m", "srx")) -> None:
         self.http, self.grpc, self.metrics = free_ports(3)
         self.out = (tmp / "serve.out").open("w+")
         self.err = (tmp / "serve.err").open("w+")
@@ -62,8 +62,7 @@ class Server:
         self.proc = subprocess.Popen(
             [
                 str(serve_python()),
-                "-m",
-                "srx",
+                *entry,
                 "serve",
                 *args,
                 "--http-port",

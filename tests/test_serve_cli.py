@@ -23,6 +23,7 @@ def onnx(tmp_path_factory):
         (["--instances", "0"], "--instances 0: use 1 or more"),
         (["--max-batch", "0"], "--max-batch 0: use 1 or more"),
         (["--max-queue-delay-us", "-5"], "cannot be negative"),
+        (["--grace-period", "-1"], "--grace-period -1: give seconds between 0 and 3600"),
         (["--http-port", "9000", "--grpc-port", "9000"], "the ports must differ"),
         (["--http-port", "0"], "between 1 and 65535"),
         (["--max-size", "big"], "--max-size"),

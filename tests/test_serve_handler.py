@@ -15,7 +15,7 @@ from srx.images import quantize
 from srx.runtime.registry import open_runner
 from srx.runtime.source import ModelSource
 from srx.serve import env
-from srx.serve.handler import Handler, Limits, RequestError, RunnerPool, image_bytes
+from srx.serve.handler import Handler, Limits, RequestError, RunnerPool, ServerFault, image_bytes
 from srx.serve.server import runner_options
 
 BIG = Limits(max_pixels=1 << 22, memory=lambda: None)
@@ -67,6 +67,36 @@ def test_bad_requests_are_refused_in_one_line(runner, x, message):
     with pytest.raises(RequestError, match=message) as e:
         h([{"lr": x}])
     assert "\n" not in str(e.value)
+
+
+def test_nonfinite_input_is_refused_unless_allowed(runner):
+    x = natural_batch(16, 16, seed=6)
+    x[0, 0, 0, :3] = [np.nan, np.inf, -np.inf]
+    with pytest.raises(RequestError, match=r"has 3 NaN or infinite value\(s\).*--allow-nonfinite"):
+        handler(runner)([{"lr": x}])
+    allowed = Limits(max_pixels=1 << 22, memory=lambda: None, allow_nonfinite=True)
+    (o,) = handler(runner, limits=allowed)([{"lr": x}])
+    assert o["sr"].shape == (1, 3, 64, 64)
+
+
+def test_a_runner_failure_is_a_server_fault_with_a_request_id(runner, caplog):
+    x = natural_batch(16, 16, seed=7)
+    h = handler(runner)
+
+    def broken(batch):
+        raise RuntimeError("cannot read /srv/private/weights")
+
+    runner.run = broken  # type: ignore[method-assign]
+    try:
+        with pytest.raises(ServerFault) as e, caplog.at_level("ERROR", logger="srx.serve"):
+            h([{"lr": x}])
+    finally:
+        del runner.run
+    message = str(e.value)
+    assert message.startswith("internal error (request id ") and "/srv" not in message
+    request_id = message.split("request id ", 1)[1].split(")")[0]
+    (record,) = [r for r in caplog.records if request_id in r.getMessage()]
+    assert record.exc_info and "cannot read /srv/private/weights" in str(record.exc_info[1])
 
 
 def test_missing_input(runner):

@@ -115,10 +115,10 @@ BAD = [
     ("int to uint8 model", f"{NAME}_uint8", np.zeros((1, 3, 16, 16), np.int32), "expects 'UINT8'"),
     ("below the minimum", NAME, np.zeros((1, 3, 4, 4), np.float32), "smaller than this model's minimum of 8x8"),
     ("too large", NAME, np.zeros((1, 3, 64, 96), np.float32), "larger than this server accepts"),
-    # Empty tensors: Triton refuses a batch of 0; a zero height reaches PyTriton's transport,
-    # which fails on it before srx sees the request. Either way an error response.
+    # Empty tensors: Triton refuses a batch of 0; a zero height is refused by srx in Triton's stub
+    # (srx.serve.stub_model), before PyTriton's transport, which would fail on it.
     ("empty batch", NAME, np.zeros((0, 3, 16, 16), np.float32), "byte size mismatch"),
-    ("empty image", NAME, np.zeros((1, 3, 0, 0), np.float32), "zeros in shape"),
+    ("empty image", NAME, np.zeros((1, 3, 0, 0), np.float32), "is empty (shape [1, 3, 0, 0])"),
 ]
 
 

@@ -10,10 +10,10 @@ model fails with "'_thread.RLock' object has no attribute '_recursion_count'" (i
 this interpreter's own shared library first on LD_LIBRARY_PATH makes the two match; Debian's
 python3 worked only because its library is the one the loader finds anyway.
 
-tritonserver also writes each model PyTriton loads into a folder of its own, /tmp/folderXXXXXX,
-and removes it when it unloads the model. When it stops, it first waits for open client
-connections, idle keep-alive ones too, and past its exit timeout exits without unloading: the
-folders stay. `model_folders` finds them (from the stubs' command lines) so srx can remove them.
+`descendants` lists the processes below srx serve (tritonserver, its stubs and their helpers),
+which srx.serve.shutdown records so that none outlives a stop. (Models loaded through Triton's
+repository API went to /tmp/folderXXXXXX, which a tritonserver past its exit timeout left behind;
+since issue 25 they load from PyTriton's model store, which srx removes with the workspace.)
 """
 
 from __future__ import annotations
@@ -25,9 +25,6 @@ import sysconfig
 from pathlib import Path
 
 from srx.errors import BadInput
-
-STUB = "triton_python_backend_stub"
-TRITON_TMP = Path("/tmp")  # fixed in tritonserver, not TMPDIR
 
 
 def libpython_dir() -> Path | None:
@@ -85,6 +82,13 @@ def check_port_free(host: str, port: int, option: str) -> None:
             raise
 
 
+def free_loopback_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for tritonserver's private HTTP port behind srx.serve.gate)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _children() -> dict[int, list[int]]:
     children: dict[int, list[int]] = {}
     for d in Path("/proc").iterdir():
@@ -98,23 +102,14 @@ def _children() -> dict[int, list[int]]:
     return children
 
 
-def model_folders(pid: int) -> set[Path]:
-    """The model folders tritonserver made for PyTriton's models: the stubs below process `pid`
-    run `<folder>/<version>/model.py`. Linux only (as PyTriton); empty where /proc is not."""
-    found: set[Path] = set()
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid` now (from /proc; empty where there is none)."""
     children = _children() if Path("/proc").is_dir() else {}
+    found: set[int] = set()
     todo = [pid]
     while todo:
         for child in children.get(todo.pop(), []):
-            todo.append(child)
-            try:
-                argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if len(argv) > 1 and argv[0].decode(errors="replace").endswith(STUB):
-                model_py = Path(argv[1].decode(errors="replace"))
-                folder = model_py.parent.parent
-                # Only what tritonserver makes (its template is /tmp/folderXXXXXX): srx removes these.
-                if model_py.name == "model.py" and folder.parent == TRITON_TMP and folder.name.startswith("folder"):
-                    found.add(folder)
+            if child not in found:
+                found.add(child)
+                todo.append(child)
     return found

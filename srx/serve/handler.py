@@ -10,9 +10,12 @@ Two data types, one model each on the server: FP32 in [0, 1] in, FP32 out (the i
 ONNX and engine repositories), and UINT8 in [0, 255] in, UINT8 out (rounded as `srx upscale`
 writes 8-bit images: a quarter of the bytes on the wire).
 
-A bad request raises `RequestError`; PyTriton turns it into an error response for the requests of
-that call, and the server goes on serving. Triton batches only requests of the same shape, and
-every check here depends on the shape alone, so a bad request never fails a good one with it.
+A bad request raises `RequestError` (the client's mistake: one line, HTTP 400 / INVALID_ARG); any
+other failure is logged here with its traceback and a request id, and raises `ServerFault`, whose
+one line (HTTP 500) names only that id. `srx.serve.stub_model` maps the two in Triton's stub. The
+shape checks depend on the shape alone, and Triton batches only requests of one shape, so a bad
+request never fails a good one with it; a non-finite value is checked per request for the same
+reason.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -40,6 +44,11 @@ DTYPES = {"float32": np.float32, "uint8": np.uint8}
 
 class RequestError(Exception):
     """A request the model cannot run; the message goes back to the client, in one line."""
+
+
+class ServerFault(Exception):
+    """The server failed on a valid request; the client gets this one line with a request id, the
+    server log the traceback."""
 
 
 class RunnerPool:
@@ -66,10 +75,12 @@ class RunnerPool:
 @dataclass(frozen=True)
 class Limits:
     """max_pixels: the largest LR image (height x width) one request may send.
-    memory: bytes a batch may use (None: what the machine has available at the time)."""
+    memory: bytes a batch may use (None: what the machine has available at the time).
+    allow_nonfinite: pass NaN and infinite FP32 inputs to the model (srx serve --allow-nonfinite)."""
 
     max_pixels: int
     memory: Callable[[], int | None] = available_memory
+    allow_nonfinite: bool = False
 
 
 def image_bytes(spec: ModelSpec, height: int, width: int) -> int:
@@ -95,6 +106,17 @@ class Handler:
         except RequestError as e:
             LOG.warning("rejected %d request(s): %s", len(requests), e)
             raise
+        try:
+            return self._answer(arrays)
+        except RequestError as e:
+            LOG.warning("rejected %d request(s): %s", len(requests), e)
+            raise
+        except Exception as e:
+            request_id = uuid.uuid4().hex[:12]
+            LOG.error("request %s failed (%d request(s) in its batch)", request_id, len(requests), exc_info=True)
+            raise ServerFault(f"internal error (request id {request_id}): the server log has the details") from e
+
+    def _answer(self, arrays: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
         outputs: list[np.ndarray | None] = [None] * len(arrays)
         for shape, members in _group_by_shape(arrays).items():
             batch = np.concatenate([arrays[i] for i in members]) if len(members) > 1 else arrays[members[0]]
@@ -131,6 +153,13 @@ class Handler:
                 f"input {w}x{h} is larger than this server accepts ({self.limits.max_pixels:,} pixels per image, "
                 "srx serve --max-size): split it into tiles"
             )
+        if a.dtype == np.float32 and not self.limits.allow_nonfinite:
+            bad = a.size - int(np.count_nonzero(np.isfinite(a)))
+            if bad:
+                raise RequestError(
+                    f"input '{INPUT}' has {bad:,} NaN or infinite value(s): send finite values in [0, 1] "
+                    "(srx serve --allow-nonfinite passes them to the model)"
+                )
         return a
 
     def _run(self, batch: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
