@@ -15,6 +15,8 @@ from onnx_models import onnx_bytes, write_images
 from PIL import Image
 from robust import run_inprocess, save_checkpoint, save_image, tiny_model
 
+from srx.runtime import check_backend
+
 pytest.importorskip("onnxruntime")
 
 
@@ -31,20 +33,23 @@ def _json(result) -> dict:
 # -- 1. upscale without --weights --------------------------------------------------------------
 
 
-def test_1_untrained_default_is_named_on_stderr_before_the_work(tmp_path):
+def test_1_untrained_model_is_named_on_stderr_before_the_work(tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
     save_image(folder / "a.png", 20, 24)
     (folder / "b.png").write_bytes((folder / "a.png").read_bytes()[:60])  # fails during the work
-    r = run_inprocess("upscale", str(folder), "-o", str(tmp_path / "out"), "--scale", "2", "--json", "-")
+    seeded = ("--weights", "seeded", "--scale", "2")
+    r = run_inprocess("upscale", str(folder), "-o", str(tmp_path / "out"), *seeded, "--json", "-")
     lines = r.stderr.strip().splitlines()
-    assert lines[0].startswith("srx: warning: no trained model given") and "--weights" in lines[0], lines
-    assert "UNTRAINED" in lines[0] and "noise" in lines[0]
+    assert lines[0].startswith("srx: warning: seeded is an UNTRAINED model") and "noise" in lines[0], lines
     assert any("b.png" in ln for ln in lines[1:]), lines  # the failure of the work comes after the warning
     d = json.loads(r.stdout)
     assert d["untrained"] is True and [o["input"] for o in d["outputs"]] == [str(folder / "a.png")]
-    text = run_inprocess("upscale", str(folder / "a.png"), "-o", str(tmp_path / "c.png"), "--scale", "2").stdout
+    text = run_inprocess("upscale", str(folder / "a.png"), "-o", str(tmp_path / "c.png"), *seeded).stdout
     assert "NOTE: untrained model: these outputs are noise" in text
+    # Without --weights every scale has a trained default now (x2 and x3 since issue 23): no warning.
+    r = run_inprocess("upscale", str(folder / "a.png"), "-o", str(tmp_path / "d.png"), "--scale", "2", "--json", "-")
+    assert "warning" not in r.stderr and json.loads(r.stdout)["untrained"] is False
 
 
 def test_1_a_trained_model_gets_no_warning(tmp_path, ckpt):
@@ -145,7 +150,8 @@ def test_7_help_is_whole_and_names_what_it_refers_to():
 def test_7_model_takes_a_checkpoint_in_upscale_and_bench_as_in_eval(tmp_path, ckpt):
     img = save_image(tmp_path / "a.png", 20, 24)
     d = _json(run_inprocess("upscale", str(img), "-o", str(tmp_path / "o.png"), "--model", str(ckpt), "--json", "-"))
-    assert d["backend"] == "onnxruntime" and d["outputs"][0]["size_out"] == "48x40"
+    auto = "openvino" if check_backend("openvino", "cpu").ok else "onnxruntime"  # --backend auto on the CPU
+    assert d["backend"] == auto and d["outputs"][0]["size_out"] == "48x40"
     b = _json(run_inprocess("bench", "--model", str(ckpt), "--backends", "torch", "--input", "16x16", "--runs", "1",
                             "--warmup", "0", "--json", "-"))  # fmt: skip
     assert b["model"]["source"] == str(ckpt)
