@@ -45,6 +45,14 @@ def mark(what):
     with open(marker, "w") as f:
         f.write(what)
 
+def hold_here():
+    # Short sleeps: the kernel may deliver the signal to another thread (the video reader,
+    # an OpenMP worker), and one long sleep in this thread would not be woken by it, while
+    # Python runs the handler here between two short ones.
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+
 if target == "rename":
     real_replace = os.replace
     def held_replace(src, dst, *args, **kwargs):
@@ -52,7 +60,7 @@ if target == "rename":
         if str(src).endswith(".part"):
             if let_through == 0:
                 mark(str(src))
-                time.sleep(300)
+                hold_here()
             let_through -= 1
         return real_replace(src, dst, *args, **kwargs)
     os.replace = held_replace
@@ -67,7 +75,7 @@ else:
     def hooked(*args, **kwargs):
         mark(target)
         if hold:  # stay in the hooked call until the signal arrives (it runs in srx's calling thread)
-            time.sleep(300)
+            hold_here()
             return real(*args, **kwargs)
         deadline = time.monotonic() + 300
         while True:
