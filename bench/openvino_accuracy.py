@@ -55,7 +55,7 @@ def main() -> None:
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     log = a.out / "accuracy.log"
-    work = a.out / "work"
+    work = a.out / "models"  # the ONNX files it makes (not committed)
     work.mkdir(exist_ok=True)
     results: dict[str, dict] = {}
     for name in a.models.split(","):

@@ -45,7 +45,7 @@ def nncf_model(fp32: Path, out: Path) -> tuple[Path, float]:
         fast_bias_correction=True,
     )
     seconds = time.time() - t0
-    path = out / "work" / "default.nncf.xml"
+    path = out / "models" / "default.nncf.xml"
     ov.save_model(model, str(path))
     return path, seconds
 
