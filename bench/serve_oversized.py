@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from portable import log, write_json, write_text
 from serve_load import free_ports, versions, wait_ready
-from serve_soak import alive, cmdline, rss_mb, server_parts, shm_files, tree
+from serve_soak import rss_mb, server_parts, shm_files, stop_and_inspect, tree
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -115,21 +114,7 @@ def main() -> None:
                 step("after 5 good requests again", ", ".join(sorted(set(answers))))
                 client.close()
             finally:
-                pids |= tree(server.pid) if server.poll() is None else set()
-                t_stop = time.monotonic()
-                server.send_signal(signal.SIGTERM)
-                try:
-                    record["serve_exit_code"] = server.wait(120)
-                except subprocess.TimeoutExpired:
-                    os.killpg(server.pid, signal.SIGKILL)
-                    record["serve_exit_code"] = "killed after 120 s"
-                record["seconds_to_stop"] = round(time.monotonic() - t_stop, 2)
-                time.sleep(10)  # Python's resource trackers end just after their process
-                record["left_after_stop"] = {
-                    "processes": [cmdline(p)[:2] for p in sorted(pids) if alive(p)],
-                    "shm_files": [f.name for f in shm_files(prefixes)],
-                    "workspaces": [str(ws) for ws in workspaces if ws.exists()],
-                }
+                record.update(stop_and_inspect(server, pids, prefixes, workspaces))
                 logf.seek(0)
                 text = logf.read()
             write_text(out / "serve.log", text.replace(str(Path.home()), "~"))

@@ -42,6 +42,8 @@ import numpy as np
 from portable import log, write_json, write_text
 from serve_load import free_ports, versions, wait_ready
 
+from srx.serve.env import descendants
+
 REPO = Path(__file__).resolve().parents[1]
 MAX_SIZE = (320, 180)
 PAUSE_S = 0.05
@@ -50,21 +52,31 @@ GRPC_KINDS = ["grpc_good", "grpc_nan"]
 
 
 def tree(pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except OSError:
-                continue
-            children.setdefault(ppid, []).append(int(d.name))
-    found, todo = {pid}, [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            if c not in found:
-                found.add(c)
-                todo.append(c)
-    return found
+    """`pid` and every process below it now."""
+    return {pid} | descendants(pid)
+
+
+def stop_and_inspect(
+    server: subprocess.Popen, pids: set[int], prefixes: set[str], workspaces: set[Path]
+) -> dict[str, object]:
+    """SIGTERM to srx serve, its exit code and time, and what of it is left 10 s later."""
+    pids |= tree(server.pid) if server.poll() is None else set()
+    out: dict[str, object] = {}
+    t_stop = time.monotonic()
+    server.send_signal(signal.SIGTERM)
+    try:
+        out["serve_exit_code"] = server.wait(120)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        out["serve_exit_code"] = "killed after 120 s"
+    out["seconds_to_stop"] = round(time.monotonic() - t_stop, 2)
+    time.sleep(10)  # Python's resource trackers end just after their process
+    out["left_after_stop"] = {
+        "processes": [cmdline(p)[:2] for p in sorted(pids) if alive(p)],
+        "shm_files": [f.name for f in shm_files(prefixes)],
+        "workspaces": [str(ws) for ws in workspaces if ws.exists()],
+    }
+    return out
 
 
 def rss_mb(pids: set[int]) -> float:
@@ -295,21 +307,7 @@ def main() -> None:
                 for t in threads:
                     t.join(180)
             finally:
-                pids |= tree(server.pid) if server.poll() is None else set()
-                t_stop = time.monotonic()
-                server.send_signal(signal.SIGTERM)
-                try:
-                    record["serve_exit_code"] = server.wait(120)
-                except subprocess.TimeoutExpired:
-                    os.killpg(server.pid, signal.SIGKILL)
-                    record["serve_exit_code"] = "killed after 120 s"
-                record["seconds_to_stop"] = round(time.monotonic() - t_stop, 2)
-                time.sleep(10)  # Python's resource trackers end just after their process
-                record["left_after_stop"] = {
-                    "processes": [cmdline(p)[:2] for p in sorted(pids) if alive(p)],
-                    "shm_files": [f.name for f in shm_files(prefixes)],
-                    "workspaces": [str(ws) for ws in workspaces if ws.exists()],
-                }
+                record.update(stop_and_inspect(server, pids, prefixes, workspaces))
                 logf.seek(0)
                 text = logf.read()
             write_text(out / "serve.log", text.replace(str(Path.home()), "~"))
