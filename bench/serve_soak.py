@@ -42,7 +42,7 @@ import numpy as np
 from portable import log, write_json, write_text
 from serve_load import free_ports, versions, wait_ready
 
-from srx.serve.env import descendants
+from srx.serve.env import alive, cmdline, descendants
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_SIZE = (320, 180)
@@ -90,13 +90,6 @@ def rss_mb(pids: set[int]) -> float:
     return total / 1024
 
 
-def cmdline(pid: int) -> list[str]:
-    try:
-        return [a for a in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0") if a]
-    except OSError:
-        return []
-
-
 def server_parts(pid: int) -> tuple[set[str], set[Path]]:
     prefixes, workspaces = set(), set()
     for p in tree(pid):
@@ -109,13 +102,6 @@ def server_parts(pid: int) -> tuple[set[str], set[Path]]:
 
 def shm_files(prefixes: set[str]) -> list[Path]:
     return [f for f in Path("/dev/shm").iterdir() if any(f.name.startswith(x) for x in prefixes)]
-
-
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 class Soak:

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from srx.serve.env import descendants
+from srx.serve.env import alive, cmdline, descendants
 
 SHM = Path("/dev/shm")
 SHM_OPTION = "python,shm-region-prefix-name="
@@ -53,7 +53,7 @@ class Leftovers:
         and again before stopping). srx's own other children are not the server's: Python's
         resource tracker, for one, ends only after srx itself."""
         for child in descendants(pid):
-            args = _cmdline(child)
+            args = cmdline(child)
             if not args or Path(args[0]).name != "tritonserver":
                 continue
             self.pids |= {child, *descendants(child)}
@@ -64,7 +64,7 @@ class Leftovers:
                     self.workspaces.add(repo.parent)
 
     def alive(self) -> list[int]:
-        return sorted(p for p in self.pids if _alive(p))
+        return sorted(p for p in self.pids if alive(p))
 
     def shm_files(self) -> list[Path]:
         if not self.shm_prefixes or not SHM.is_dir():
@@ -80,7 +80,7 @@ def reap(left: Leftovers, wait_s: float) -> list[str]:
         time.sleep(0.05)
     done = []
     for pid in left.alive():
-        name = Path((_cmdline(pid) or ["?"])[0]).name
+        name = Path((cmdline(pid) or ["?"])[0]).name
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
             done.append(f"killed {name} (pid {pid})")
@@ -160,18 +160,3 @@ def drain(
 def _quietly(fn: Callable[[str], None], arg: str) -> None:
     with contextlib.suppress(Exception):  # the states say whether it worked
         fn(arg)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        return [a for a in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0") if a]
-    except OSError:
-        return []
