@@ -158,7 +158,10 @@ def test_subtitles_are_copied(tmp_path, models, videos):
 @pytest.mark.parametrize("batch", [1, 3])
 def test_lossless_rgb_output_equals_the_image_path(tmp_path, models, videos, batch):
     """FFV1 RGB in, FFV1 RGB out (the input's codec and pixel format kept): no encoder loss,
-    so every frame must equal the image path's output exactly, at any --batch."""
+    so one frame at a time must equal the image path's output exactly. A batch of frames runs
+    as one batched convolution, which oneDNN may sum in another order (it did on an AVX2 CPU,
+    not on AVX-512 ones): a value near a half level then rounds the other way, so batches get
+    1 level on at most 0.1% of the values, still enough to catch a frame out of place."""
     weights, model = models[2]
     src, out = videos["rgb"].path, tmp_path / "out.mkv"
     record = upscale(src, out, model, batch=batch)
@@ -167,7 +170,13 @@ def test_lossless_rgb_output_equals_the_image_path(tmp_path, models, videos, bat
     got = decoded_rgb(out)
     assert len(got) == len(expected) == 12
     for i, (g, e) in enumerate(zip(got, expected, strict=True)):
-        assert np.array_equal(g, e), f"frame {i}: max difference {np.abs(g.astype(int) - e).max()}"
+        diff = np.abs(g.astype(int) - e)
+        if batch == 1:
+            assert np.array_equal(g, e), f"frame {i}: max difference {diff.max()}"
+        else:
+            assert diff.max() <= 1 and np.count_nonzero(diff) <= diff.size // 1000, (
+                f"frame {i}: max difference {diff.max()}, {np.count_nonzero(diff)} of {diff.size} values differ"
+            )
 
 
 def test_lossless_yuv420_output_equals_the_image_path_through_the_same_conversion(tmp_path, models, videos):
