@@ -398,3 +398,61 @@ def format_result(result: dict[str, Any]) -> str:
             "  NOTE: untrained model: these outputs are noise, not results; pass --weights CKPT for real images"
         )
     return "\n".join(lines)
+
+
+def model_warnings(source: Any, tile: int | None, tile_overlap: int | None, *, default: bool) -> list[str]:
+    """What a user must know before the work starts: an untrained model, tiles that are mostly
+    context. `default`: no model was named (the shipped or embedded default runs)."""
+    from srx.tiling import context_warning
+
+    spec = source.spec
+    found = []
+    if not spec.trained and default:
+        found.append(
+            f"no trained model given: the embedded default ({spec.title} x{spec.scale}) is UNTRAINED and its output "
+            "is noise, for latency tests only; pass --weights CKPT (or --model) to upscale for real"
+        )
+    elif not spec.trained:
+        found.append(
+            f"{source.origin} is an UNTRAINED model (exported from srx's embedded default?) and its output is noise; "
+            "upscale with a trained checkpoint or its export"
+        )
+    if context_warning(spec, tile, tile_overlap):
+        found.append(context_warning(spec, tile, tile_overlap))
+    return found
+
+
+def upscale_images(
+    plan: JobPlan,
+    source: Any,
+    backend: str,
+    device: str,
+    *,
+    tile: int | None,
+    tile_overlap: int | None,
+    output: OutputOptions,
+    progress: Progress,
+    on_error: Callable[[Path, str], None] | None = None,
+) -> dict[str, Any]:
+    """`srx upscale` of images: run `plan`'s jobs with `backend` ('auto': chosen here) on `source`."""
+    from srx.runtime.registry import auto_backend, open_runner
+
+    name = auto_backend(source, device) if backend == "auto" else backend
+    with output_folder(plan.jobs), open_runner(name, source, device) as runner:
+        result = upscale_files(
+            plan.jobs, runner.run, source.spec, tile=tile or None, overlap=tile_overlap, on_error=on_error,
+            progress=progress, output=output,
+        )  # fmt: skip
+    result.update({"backend": name, "device": device, "model": source.spec.label})
+    result["skipped"] = [str(j.src) for j in plan.skipped]
+    result["untrained"] = not source.spec.trained
+    return result
+
+
+def check_outcome(result: dict[str, Any]) -> None:
+    """After the lines are shown: some (or all) inputs could not be upscaled, exit 2."""
+    if result["failed"]:
+        n, total = len(result["failed"]), len(result["failed"]) + len(result["outputs"])
+        if n == total:
+            raise BadInput(f"none of the {total} inputs could be upscaled (reasons above): fix or remove them")
+        raise BadInput(f"{n} of {total} input(s) could not be upscaled (listed above); the others were written")

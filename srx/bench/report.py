@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from srx.errors import BadInput
+from srx.errors import BadInput, SrxError
 
 
 def _si(x: float | None, unit: str = "", digits: int = 2) -> str:
@@ -204,3 +204,39 @@ def format_compare(cmp: dict[str, Any], old_path: str) -> str:
             f"({r['latency_change_pct']:+.1f}%, {r['speedup']:.2f}x){mem}"
         )
     return "\n".join(lines)
+
+
+def with_comparison(result: dict[str, Any], old: dict[str, Any] | None, old_path: str | None) -> str:
+    """The table for `result`, and with an earlier run `old` (--compare) its change, which also goes
+    into `result["compare"]` (so the JSON carries what the text shows)."""
+    text = format_table(result)
+    if old is not None:
+        result["compare"] = {"old": old_path, **compare(result, old)}
+        text += "\n\n" + format_compare(result["compare"], old_path or "")
+    return text
+
+
+def check_outcome(result: dict[str, Any], origin: str, requested: list[str]) -> None:
+    """After the table is shown: no backend could run (bad input, exit 2) or one failed (exit 1)."""
+    if all(r["status"] == "skipped" for r in result["results"]):
+        # One or two backends asked for by name: their reasons fit in the line itself.
+        why = "; ".join(f"{r['backend']}: {r['reason']}" for r in result["results"] if r["backend"] in requested)
+        raise BadInput(
+            f"no backend can run {origin} on {result['device']['kind']} here ("
+            + (why if why and len(requested) <= 2 else "reasons in the table above")
+            + "): install what a row asks for, or choose another --model, --backends or --device"
+        )
+    _check_failed(result, "reasons in the table above")
+
+
+def check_video_outcome(result: dict[str, Any]) -> None:
+    """`srx bench --video`'s version of `check_outcome`."""
+    if all(r["status"] == "skipped" for r in result["results"]):
+        raise BadInput("no backend can run here (reasons above): install what a row asks for, or choose --backends")
+    _check_failed(result, "reasons above")
+
+
+def _check_failed(result: dict[str, Any], where: str) -> None:
+    failed = [r["backend"] for r in result["results"] if r["status"] == "failed"]
+    if failed:
+        raise SrxError(f"backend(s) failed: {', '.join(failed)} ({where})")

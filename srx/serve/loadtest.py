@@ -383,7 +383,8 @@ def _f(v: float | None, width: int, digits: int) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m srx.serve.loadtest`: one line on stderr and exit 2 for bad input, as srx."""
-    from srx.cli import _debug_requested, _fail
+    from srx.cli.main import _fail
+    from srx.cli.main import debug_requested as _debug_requested
 
     args = list(sys.argv[1:] if argv is None else argv)
     debug = _debug_requested(args)
@@ -452,7 +453,7 @@ def command(
     json_path: str | None,
 ) -> None:
     """Load-test an srx model served by Triton (srx serve or tritonserver) against it in-process."""
-    from srx.cli import emit_json, human
+    from srx.cli.output import emit_json, human
     from srx.runtime.device import has_cuda
     from srx.runtime.registry import auto_backend, open_runner
     from srx.runtime.source import ModelSource

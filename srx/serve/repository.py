@@ -487,3 +487,21 @@ def write_model_repository(
 ) -> dict[str, Any]:
     """An srx ONNX or engine as a Triton model repository entry; returns what was written."""
     return write_entry(plan_entry(model, options), repo_dir)
+
+
+def format_written(r: dict[str, Any]) -> str:
+    """The lines `srx serve-config` (and `srx export --triton-repo`) print for a written entry."""
+    batching = (
+        f"dynamic batching up to {r['max_batch_size']} (queue delay {r['max_queue_delay_us']} us)"
+        if r["dynamic_batching"]
+        else f"max_batch_size {r['max_batch_size']}"
+    )
+    accel = f", {r['accelerator']} accelerator" if r["accelerator"] != "none" else ""
+    lines = [
+        f"wrote Triton model {r['model']} version {r['version']}: {r['config']}",
+        f"  backend     {r['backend']}{accel}, {r['instance_group']['count']} x KIND_{r['instance_group']['kind'].upper()}",
+        f"  batching    {batching}",
+        f"  run         tritonserver --model-repository={r['repository']}",
+    ]
+    lines += [f"  note        {n}" for n in r["notes"]]
+    return "\n".join(lines)
