@@ -15,7 +15,18 @@ from conftest import REPO
 SRC = REPO / "srx"
 
 # What each package may import from srx (besides the base modules every layer uses).
-BASE = {"errors", "spec", "fileio", "filekinds", "sizes", "progress", "interrupt", "resources", "synthetic"}
+BASE = {
+    "errors",
+    "spec",
+    "fileio",
+    "filekinds",
+    "sizes",
+    "progress",
+    "interrupt",
+    "resources",
+    "synthetic",
+    "modelref",
+}
 ALLOWED = {
     "models": {"models"},
     "export": {"export", "models"},

@@ -16,6 +16,7 @@ from srx.cli.options import (
     device_option,
     json_option,
     model_options,
+    model_ref,
     parse_scale,
     quiet_option,
     require_gpu,
@@ -106,8 +107,8 @@ def _bench_images(opts: dict[str, Any], progress: Progress, json_path: str | Non
     def bars(what: str, total: int) -> Any:
         return progress.bar(f"{what:<17}", total, "run")
 
-    model = (opts["weights"], opts["model_file"], opts["scale"], opts["param_key"])
-    with ModelSource.from_options(*model) as source:
+    ref = model_ref(opts["weights"], opts["model_file"], opts["scale"], opts["param_key"])
+    with ModelSource.from_ref(ref) as source:
         for name in names or []:
             if engine_mismatch(name, source):  # asked for by name: refused as upscale and eval refuse it
                 raise BadInput(f"--backends {name}: {engine_mismatch(name, source)}")

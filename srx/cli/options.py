@@ -105,3 +105,10 @@ def default_device(device: str | None) -> str:
     from srx.runtime.device import has_cuda
 
     return device or ("cuda" if has_cuda() else "cpu")
+
+
+def model_ref(weights: str | None, model_file: str | None, scale: int | None, param_key: str | None) -> Any:
+    """The ModelRef that --weights / --model / --scale / --param-key name (srx.modelref)."""
+    from srx.modelref import resolve_model_ref
+
+    return resolve_model_ref(model_file, weights, scale=scale, param_key=param_key)

@@ -17,6 +17,7 @@ from srx.cli.options import (
     device_option,
     json_option,
     model_options,
+    model_ref,
     parse_scale,
 )
 from srx.cli.output import emit_json, human, warn
@@ -141,7 +142,7 @@ def serve(
         click.echo(format_ready(info))
         sys.stdout.flush()
 
-    with ModelSource.from_options(weights, model_file, scale, param_key) as source:
+    with ModelSource.from_ref(model_ref(weights, model_file, scale, param_key)) as source:
         chosen = auto_backend(source, dev, varied_shapes=True) if backend == "auto" else backend
         try:
             run_server(source, chosen, dev, options, ready, warn=warn)

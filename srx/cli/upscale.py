@@ -15,6 +15,7 @@ from srx.cli.options import (
     device_option,
     json_option,
     model_options,
+    model_ref,
     parse_scale,
     quiet_option,
 )
@@ -103,11 +104,11 @@ def upscale(
         _upscale_images(list(inputs), out, video, output, *run)
 
 
-def _open_source(model: dict[str, Any]) -> Any:
+def _open_source(ref: Any) -> Any:
     """Without --weights or --model: the shipped network with the best score, named in the output."""
     from srx.runtime.source import ModelSource
 
-    return ModelSource.from_options(*(model[k] for k in MODEL_KEYS), default="best")
+    return ModelSource.from_ref(ref, default="best")
 
 
 def _upscale_images(
@@ -123,10 +124,10 @@ def _upscale_images(
         human(f"nothing to do: every output exists already ({len(skipped)}; --skip-existing)", json_path)
         emit_json({"outputs": [], "failed": [], "skipped": skipped}, json_path)
         return
-    with _open_source(model) as source:
+    ref = model_ref(*(model[k] for k in MODEL_KEYS))
+    with _open_source(ref) as source:
         check_tile_options(source.spec, video.tile, video.overlap)
-        named = model["weights"] is not None or model["model_file"] is not None
-        for message in model_warnings(source, video.tile, video.overlap, default=not named):
+        for message in model_warnings(source, video.tile, video.overlap, default=not ref.named):
             warn(message)
         result = upscale_images(
             plan, source, backend, dev, tile=video.tile, tile_overlap=video.overlap, output=output, progress=progress,
@@ -148,9 +149,9 @@ def _upscale_videos(
     from srx.video.command import upscale_command
 
     require_av()  # before the model loads: a missing PyAV is the first thing to say
-    with _open_source(model) as source:
-        named = model["weights"] is not None or model["model_file"] is not None
-        for message in model_warnings(source, video.tile, video.overlap, default=not named):
+    ref = model_ref(*(model[k] for k in MODEL_KEYS))
+    with _open_source(ref) as source:
+        for message in model_warnings(source, video.tile, video.overlap, default=not ref.named):
             warn(message)
         name = auto_backend(source, dev) if backend == "auto" else backend
         text, result = upscale_command(
