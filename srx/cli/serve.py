@@ -9,7 +9,6 @@ from typing import Any
 import click
 
 from srx.cli.group import cli
-from srx.cli.main import debug_requested
 from srx.cli.options import (
     backend_option,
     check_json_path,
@@ -22,6 +21,7 @@ from srx.cli.options import (
 )
 from srx.cli.output import emit_json, human, warn
 from srx.interrupt import Interrupted
+from srx.program import debug_requested
 
 
 @cli.command("serve-config", short_help="Triton model repository entry for a model.")
