@@ -21,7 +21,7 @@ from srx.cli.options import (
     quiet_option,
     require_gpu,
 )
-from srx.cli.output import emit_json, human
+from srx.cli.output import emit_json, human, show
 from srx.errors import BadInput
 from srx.progress import Progress
 
@@ -86,7 +86,7 @@ def _bench_images(opts: dict[str, Any], progress: Progress, json_path: str | Non
     from pathlib import Path
 
     from srx.bench.engine import BenchConfig, run_bench
-    from srx.bench.report import check_outcome, load_result, with_comparison
+    from srx.bench.report import add_comparison, check_outcome, load_result
     from srx.runtime.registry import engine_mismatch, parse_backends
     from srx.runtime.source import ModelSource
     from srx.sizes import parse_size
@@ -113,12 +113,13 @@ def _bench_images(opts: dict[str, Any], progress: Progress, json_path: str | Non
             if engine_mismatch(name, source):  # asked for by name: refused as upscale and eval refuse it
                 raise BadInput(f"--backends {name}: {engine_mismatch(name, source)}")
         result = run_bench(source, cfg, progress=bars, command=["srx", *sys.argv[1:]])
-    human(with_comparison(result, old, opts["compare_path"]), json_path)
-    emit_json(result, json_path)
+    if old is not None:
+        add_comparison(result, old, opts["compare_path"])
+    show(result, json_path)
     if opts["plot_path"]:
         from srx.bench.plot import plot_result
 
-        plot_result(result, opts["plot_path"])
+        plot_result(result.to_json(), opts["plot_path"])
     check_outcome(result, source.origin, names or [])
 
 
