@@ -73,6 +73,13 @@ class EvalResult:
         return statistics.fmean(s.ssim_y for s in self.images)
 
     def to_dict(self) -> dict[str, Any]:
+        return self.to_json()
+
+    def format(self) -> str:
+        """What `srx eval` prints: a table per image and the mean."""
+        return format_result(self)
+
+    def to_json(self) -> dict[str, Any]:
         """The JSON of CLI.md (dataset, scale, model, psnr_y, ssim_y, images) plus provenance."""
         from srx import __version__
 

@@ -6,7 +6,7 @@ import click
 
 from srx.cli.group import cli
 from srx.cli.options import backend_names, check_json_path, json_option, parse_scale, quiet_option
-from srx.cli.output import emit_json, human
+from srx.cli.output import show
 from srx.errors import BadInput
 from srx.progress import Progress
 
@@ -45,7 +45,7 @@ def eval_(
     json_path: str | None,
 ) -> None:
     """Y-channel PSNR / SSIM on a dataset, with MATLAB-compatible bicubic LR (as published SR tables)."""
-    from srx.evaluate import evaluate, format_result
+    from srx.evaluate import evaluate
 
     if model is not None and weights is not None:
         raise BadInput("give either --model or --weights, not both")
@@ -59,5 +59,4 @@ def eval_(
         backend=backend,
         progress=progress,
     )
-    human(format_result(result), json_path)
-    emit_json(result.to_dict(), json_path)
+    show(result, json_path)
