@@ -19,7 +19,7 @@ from srx.cli.options import (
     parse_scale,
     quiet_option,
 )
-from srx.cli.output import echo_err, emit_json, human, warn
+from srx.cli.output import echo_err, emit_json, human, show, warn
 from srx.errors import BadInput
 from srx.progress import Progress
 
@@ -116,13 +116,11 @@ def _upscale_images(
     progress: Progress, json_path: str | None,
 ) -> None:  # fmt: skip
     from srx.tiling import check_tile_options
-    from srx.upscale import check_outcome, format_result, model_warnings, plan_jobs, upscale_images
+    from srx.upscale import UpscaleResult, model_warnings, plan_jobs, upscale_images
 
     plan = plan_jobs(inputs, out, output)
     if not plan.jobs:
-        skipped = [str(j.src) for j in plan.skipped]
-        human(f"nothing to do: every output exists already ({len(skipped)}; --skip-existing)", json_path)
-        emit_json({"outputs": [], "failed": [], "skipped": skipped}, json_path)
+        show(UpscaleResult([], [], [str(j.src) for j in plan.skipped]), json_path)
         return
     ref = model_ref(*(model[k] for k in MODEL_KEYS))
     with _open_source(ref) as source:
@@ -133,9 +131,8 @@ def _upscale_images(
             plan, source, backend, dev, tile=video.tile, tile_overlap=video.overlap, output=output, progress=progress,
             on_error=lambda path, message: echo_err(f"srx: error: {message}"),
         )  # fmt: skip
-    human(format_result(result), json_path)
-    emit_json(result, json_path)
-    check_outcome(result)
+    show(result, json_path)
+    result.check()
 
 
 def _upscale_videos(
