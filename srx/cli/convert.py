@@ -8,7 +8,7 @@ import click
 
 from srx.cli.group import cli
 from srx.cli.options import check_json_path, check_writable_outputs, json_option, parse_scale, quiet_option
-from srx.cli.output import emit_json, human, warn
+from srx.cli.output import emit_json, human, show, warn
 from srx.errors import BadInput
 from srx.export import DEFAULT_OPSET, DEFAULT_VERIFY_INPUT, MAX_OPSET, MIN_OPSET
 from srx.progress import Progress
@@ -162,7 +162,7 @@ def quantize(
     json_path: str | None,
 ) -> None:
     """Explicit INT8 Q/DQ ONNX for TensorRT, calibrated on a folder of images."""
-    from srx.precision.int8 import QuantSettings, format_report, quantize_file
+    from srx.precision.int8 import QuantSettings, quantize_file
 
     check_json_path(json_path)
     settings = QuantSettings(
@@ -179,8 +179,7 @@ def quantize(
     r = quantize_file(
         model, calib_dir, output, settings=settings, max_psnr_drop=max_psnr_drop, progress=progress, warn=warn
     )
-    human(format_report(r), json_path)
-    emit_json(r, json_path)
+    show(r, json_path)
 
 
 @cli.command("build-engine", short_help="TensorRT / TensorRT-RTX engine from ONNX.")
@@ -228,7 +227,7 @@ def build_engine(
     model: str, fp32: bool, fp16: bool, int8: bool, quiet: bool, json_path: str | None, **options: Any
 ) -> None:
     """TensorRT / TensorRT-RTX engine + sidecar from an srx ONNX."""
-    from srx.engines.build import engine_from_onnx, format_report
+    from srx.engines.build import engine_from_onnx
 
     check_json_path(json_path)
     chosen = [name for name, on in (("fp32", fp32), ("fp16", fp16), ("int8", int8)) if on]
@@ -244,5 +243,4 @@ def build_engine(
         warn=warn,
         **options,
     )
-    human(format_report(r), json_path)
-    emit_json(r, json_path)
+    show(r, json_path)
