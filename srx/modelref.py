@@ -88,17 +88,26 @@ def resolve_model_ref(
 
 
 def exported_file_ref(
-    path: str | Path, *, weights: str | None = None, scale: int | None = None, param_key: str | None = None
+    path: str | Path,
+    *,
+    weights: str | None = None,
+    scale: int | None = None,
+    param_key: str | None = None,
+    checkpoints: bool = True,
 ) -> ModelRef:
-    """An ONNX or engine file that must exist; anything else is refused with what to give."""
+    """An ONNX or engine file that must exist; anything else is refused with what to give
+    (`checkpoints=False`: for a command that takes no checkpoint, such as srx serve-config)."""
     p, kind = Path(path), file_kind(path)
     if not p.is_file():
-        raise BadInput(f"model {p} does not exist or is not a file: check the path")
+        remedy = "check the path" if checkpoints else "give an srx .onnx or .engine"
+        raise BadInput(f"model {p} does not exist or is not a file: {remedy}")
     if kind not in ("onnx", "engine"):
-        raise BadInput(
-            f"{p}: unknown model file type {p.suffix or '(none)'}; give an .onnx or engine "
-            f"({', '.join(ENGINE_SUFFIXES)}) file, or a checkpoint ({', '.join(CHECKPOINT_SUFFIXES)})"
+        remedy = (
+            f"give an .onnx or engine ({', '.join(ENGINE_SUFFIXES)}) file, or a checkpoint ({', '.join(CHECKPOINT_SUFFIXES)})"
+            if checkpoints
+            else "give an srx .onnx or .engine file"
         )
+        raise BadInput(f"{p}: unknown model file type {p.suffix or '(none)'}; {remedy}")
     return ModelRef(kind, str(path), weights=weights, scale=scale, param_key=param_key)
 
 

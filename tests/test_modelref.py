@@ -68,3 +68,12 @@ def test_eval_baselines_and_any_existing_file_as_a_checkpoint(tmp_path):
 def test_unknown_kinds_are_a_programming_error():
     with pytest.raises(ValueError, match="not one of"):
         ModelRef("file")
+
+
+def test_a_command_without_checkpoints_names_only_exported_files(tmp_path):
+    with pytest.raises(BadInput, match=r"does not exist or is not a file: give an srx \.onnx or \.engine$"):
+        exported_file_ref(tmp_path / "gone.onnx", checkpoints=False)
+    pth = tmp_path / "m.pth"
+    pth.write_bytes(b"")
+    with pytest.raises(BadInput, match=r"m\.pth: unknown model file type \.pth; give an srx \.onnx or \.engine file$"):
+        exported_file_ref(pth, checkpoints=False)

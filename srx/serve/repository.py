@@ -36,7 +36,7 @@ from srx import __version__
 from srx.errors import BadInput
 from srx.export import INPUT_NAME, OUTPUT_NAME
 from srx.fileio import sha256_file
-from srx.filekinds import file_kind
+from srx.modelref import exported_file_ref
 from srx.spec import ModelSpec
 
 DEFAULT_MAX_BATCH = 8
@@ -144,14 +144,9 @@ def plan_entry(model: str | Path, options: RepoOptions | None = None) -> RepoEnt
     o = options or RepoOptions()
     _check_common(o)
     path = Path(model)
-    if not path.is_file():
-        raise BadInput(f"model {path} does not exist or is not a file: give an srx .onnx or .engine")
-    kind = file_kind(path)
-    if kind == "onnx":
+    if exported_file_ref(path, checkpoints=False).kind == "onnx":
         return _onnx_entry(path, o)
-    if kind == "engine":
-        return _plan_entry(path, o)
-    raise BadInput(f"{path}: unknown model file type {path.suffix or '(none)'}; give an srx .onnx or .engine file")
+    return _plan_entry(path, o)
 
 
 def _onnx_entry(path: Path, o: RepoOptions) -> RepoEntry:
