@@ -184,7 +184,7 @@ def main() -> None:
             paths["int8"],
             settings=QuantSettings(),
             progress=Progress.for_terminal(),
-        )
+        ).to_json()
         q["seconds_wall"] = time.perf_counter() - t
         entry: dict = {
             "checkpoint": ckpt,

@@ -1,6 +1,6 @@
 """Errors that end a command with one clear line and a defined exit code.
 
-Library code raises these; `srx.cli` turns them into `srx: error: ...` on stderr.
+Library code raises these; `srx.program` turns them into `srx: error: ...` on stderr.
 Every message says what is wrong and what to do next.
 """
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from srx.errors import BadInput
-from srx.filekinds import DATASET_IMAGE_SUFFIXES, file_kind
+from srx.filekinds import DATASET_IMAGE_SUFFIXES
 from srx.images import DATASET_DECODERS, pixel_limit, read_rgb8
 from srx.imresize import imresize
 from srx.metrics import mod_crop, psnr, rgb_to_y, shave, ssim
@@ -73,6 +73,13 @@ class EvalResult:
         return statistics.fmean(s.ssim_y for s in self.images)
 
     def to_dict(self) -> dict[str, Any]:
+        return self.to_json()
+
+    def format(self) -> str:
+        """What `srx eval` prints: a table per image and the mean."""
+        return format_result(self)
+
+    def to_json(self) -> dict[str, Any]:
         """The JSON of CLI.md (dataset, scale, model, psnr_y, ssim_y, images) plus provenance."""
         from srx import __version__
 
@@ -158,6 +165,10 @@ def to_uint8(sr: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
+# What `--model` may name besides networks: the published bicubic row, and bicubic on the RGB LR.
+BASELINES = ("bicubic", "bicubic-rgb")
+
+
 @dataclass
 class ResolvedModel:
     """What `--model` named: a display name, the scale it works at, how to run it.
@@ -193,44 +204,30 @@ def resolve_model(
     the result (or use it in a `with` block) to free their sessions."""
     if scale is not None and scale not in (2, 3, 4):
         raise BadInput(f"--scale {scale} is not supported: use 2, 3 or 4")
-    if model in ("bicubic", "bicubic-rgb") and param_key is not None:
+    if model in BASELINES and param_key is not None:
         raise BadInput(f"--param-key applies to checkpoints, not to {model}: drop it")
-    if model in ("bicubic", "bicubic-rgb") and backend is not None:
+    if model in BASELINES and backend is not None:
         raise BadInput(f"--backend applies to networks, not to {model}: drop it")
-    if model == "bicubic":
-        return ResolvedModel("bicubic", scale or 4, PublishedBicubic())
-    if model == "bicubic-rgb":
+    from srx.modelref import resolve_model_ref
+
+    ref = resolve_model_ref(model, scale=scale, param_key=param_key, baselines=BASELINES)
+    if ref.kind == "baseline":
         s = scale or 4
-        return ResolvedModel("bicubic-rgb", s, bicubic_upscaler(s))
-    from srx.models.defaults import NAMES, is_name
-
-    if is_name(model):
-        from srx.models import load_model
-
-        net = load_model(model, scale=scale, param_key=param_key)
-        check_trained(net.spec, f"--model {model}")  # type: ignore[arg-type]
-        if backend not in (None, "torch"):
-            return _module_runner_model(model, net, backend)
-        return ResolvedModel(model, net.spec.scale, torch_upscaler(net), net.spec)  # type: ignore[union-attr]
-    path = Path(model)
-    if not path.exists():
-        raise BadInput(
-            f"model {model!r} is neither 'bicubic' nor an existing file (nor a shipped network: {', '.join(NAMES)}): "
-            "check the path"
-        )
-    if file_kind(path) in ("onnx", "engine"):
+        return ResolvedModel(model, s, PublishedBicubic() if model == "bicubic" else bicubic_upscaler(s))
+    if ref.is_file:
         if param_key is not None:
-            raise BadInput(f"--param-key applies to checkpoints, not to {path.name}: drop it")
-        return runner_model(path, scale, backend)
+            raise BadInput(f"--param-key applies to checkpoints, not to {Path(model).name}: drop it")
+        return runner_model(model, scale, backend)
     from srx.models import load_model
 
-    net = load_model(path, scale=scale, param_key=param_key)
+    shipped = ref.kind == "shipped"
+    net = load_model(model if shipped else Path(model), scale=scale, param_key=param_key)
     spec: ModelSpec = net.spec  # type: ignore[assignment]
-    check_trained(spec, path.name)
+    check_trained(spec, f"--model {model}" if shipped else Path(model).name)
+    extra = {"param_key": param_key} if param_key and not shipped else {}
     if backend not in (None, "torch"):
-        return _module_runner_model(str(path), net, backend, {"param_key": param_key} if param_key else {})
-    extra = {"param_key": param_key} if param_key else {}
-    return ResolvedModel(str(path), spec.scale, torch_upscaler(net), spec, extra)
+        return _module_runner_model(model if shipped else str(Path(model)), net, backend, extra)
+    return ResolvedModel(model if shipped else str(Path(model)), spec.scale, torch_upscaler(net), spec, extra)
 
 
 def _module_runner_model(name: str, net: Any, backend: str, extra: dict[str, Any] | None = None) -> ResolvedModel:

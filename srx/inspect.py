@@ -10,9 +10,9 @@ from srx.filekinds import CHECKPOINT_SUFFIXES, ENGINE_SUFFIXES, file_kind
 
 
 def describe(path: str | Path, *, param_key: str | None = None, scale: int | None = None) -> dict[str, Any]:
-    from srx.models.defaults import is_name
+    from srx.modelref import is_shipped
 
-    if is_name(path):
+    if is_shipped(path):
         return describe_shipped(str(path), param_key, scale or 4)
     if scale is not None:
         raise BadInput(

@@ -376,25 +376,107 @@ def _upscale_file(
     }
 
 
-def format_result(result: dict[str, Any]) -> str:
-    """The lines `srx upscale` prints: what ran, and per image its size, tiling and time."""
-    n = len(result["outputs"])
-    lines = [
-        f"upscaled {n} image{'s' if n != 1 else ''} with {result['model']} on {result['backend']} ({result['device']})"
-    ]
-    if result.get("skipped"):
-        lines.append(f"  skipped {len(result['skipped'])} input(s) whose output exists (--skip-existing)")
-    for o in result["outputs"]:
-        t = o["tiling"]
-        how = (
-            "whole"
-            if t["tile"] is None
-            else f"{o['tiles']} tiles of {t['tile']} (+{t['tile_overlap']}), "
-            + ("exact" if t["exact"] else f"blended: {t['note']}")
+@dataclass
+class UpscaleResult:
+    """What `srx upscale` of images did: a record per image written, per input that failed, and the
+    inputs skipped (--skip-existing); `backend` is None when nothing was left to do (no model ran)."""
+
+    outputs: list[dict[str, Any]]
+    failed: list[dict[str, str]]
+    skipped: list[str]
+    backend: str | None = None
+    device: str | None = None
+    model: str | None = None  # the model's label
+    untrained: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        if self.backend is None:
+            return {"outputs": self.outputs, "failed": self.failed, "skipped": self.skipped}
+        return {
+            "outputs": self.outputs,
+            "failed": self.failed,
+            "backend": self.backend,
+            "device": self.device,
+            "model": self.model,
+            "skipped": self.skipped,
+            "untrained": self.untrained,
+        }
+
+    def format(self) -> str:
+        """The lines `srx upscale` prints: what ran, and per image its size, tiling and time."""
+        if self.backend is None:
+            return f"nothing to do: every output exists already ({len(self.skipped)}; --skip-existing)"
+        n = len(self.outputs)
+        lines = [f"upscaled {n} image{'s' if n != 1 else ''} with {self.model} on {self.backend} ({self.device})"]
+        if self.skipped:
+            lines.append(f"  skipped {len(self.skipped)} input(s) whose output exists (--skip-existing)")
+        for o in self.outputs:
+            t = o["tiling"]
+            how = (
+                "whole"
+                if t["tile"] is None
+                else f"{o['tiles']} tiles of {t['tile']} (+{t['tile_overlap']}), "
+                + ("exact" if t["exact"] else f"blended: {t['note']}")
+            )
+            lines.append(f"  {o['input']} -> {o['output']} ({o['size_out']}, {how}, {o['seconds']:.1f} s)")
+        if self.untrained:
+            lines.append(
+                "  NOTE: untrained model: these outputs are noise, not results; pass --weights CKPT for real images"
+            )
+        return "\n".join(lines)
+
+    def check(self) -> None:
+        """After the lines are shown: some (or all) inputs could not be upscaled, exit 2."""
+        if self.failed:
+            n, total = len(self.failed), len(self.failed) + len(self.outputs)
+            if n == total:
+                raise BadInput(f"none of the {total} inputs could be upscaled (reasons above): fix or remove them")
+            raise BadInput(f"{n} of {total} input(s) could not be upscaled (listed above); the others were written")
+
+
+def model_warnings(source: Any, tile: int | None, tile_overlap: int | None, *, default: bool) -> list[str]:
+    """What a user must know before the work starts: an untrained model, tiles that are mostly
+    context. `default`: no model was named (the shipped or embedded default runs)."""
+    from srx.tiling import context_warning
+
+    spec = source.spec
+    found = []
+    if not spec.trained and default:
+        found.append(
+            f"no trained model given: the embedded default ({spec.title} x{spec.scale}) is UNTRAINED and its output "
+            "is noise, for latency tests only; pass --weights CKPT (or --model) to upscale for real"
         )
-        lines.append(f"  {o['input']} -> {o['output']} ({o['size_out']}, {how}, {o['seconds']:.1f} s)")
-    if result.get("untrained"):
-        lines.append(
-            "  NOTE: untrained model: these outputs are noise, not results; pass --weights CKPT for real images"
+    elif not spec.trained:
+        found.append(
+            f"{source.origin} is an UNTRAINED model (exported from srx's embedded default?) and its output is noise; "
+            "upscale with a trained checkpoint or its export"
         )
-    return "\n".join(lines)
+    if context_warning(spec, tile, tile_overlap):
+        found.append(context_warning(spec, tile, tile_overlap))
+    return found
+
+
+def upscale_images(
+    plan: JobPlan,
+    source: Any,
+    backend: str,
+    device: str,
+    *,
+    tile: int | None,
+    tile_overlap: int | None,
+    output: OutputOptions,
+    progress: Progress,
+    on_error: Callable[[Path, str], None] | None = None,
+) -> UpscaleResult:
+    """`srx upscale` of images: run `plan`'s jobs with `backend` ('auto': chosen here) on `source`."""
+    from srx.runtime.registry import auto_backend, open_runner
+
+    name = auto_backend(source, device) if backend == "auto" else backend
+    with output_folder(plan.jobs), open_runner(name, source, device) as runner:
+        result = upscale_files(
+            plan.jobs, runner.run, source.spec, tile=tile or None, overlap=tile_overlap, on_error=on_error,
+            progress=progress, output=output,
+        )  # fmt: skip
+    skipped = [str(j.src) for j in plan.skipped]
+    return UpscaleResult(result["outputs"], result["failed"], skipped, name, device, source.spec.label,
+                         not source.spec.trained)  # fmt: skip

@@ -79,10 +79,10 @@ def test_synthetic_inputs_are_seeded_smooth_images():
 def test_run_bench_library_reuses_the_torch_output_as_reference():
     src = ModelSource.from_module(build_model("safmn", 2, dim=8, n_blocks=1))
     r = run_bench(src, BenchConfig(16, 24, "cpu", ["torch", "torch-fp16"], runs=3, warmup=1))
-    rows = {x["backend"]: x for x in r["results"]}
+    rows = {x["backend"]: x for x in r.results}
     assert rows["torch"]["identical_to_fp32"] and rows["torch"]["speedup_vs_torch"] == 1.0
     assert rows["torch-fp16"]["status"] == "ok" and 0 < rows["torch-fp16"]["max_abs_diff_vs_fp32"] < 0.05
-    assert {x["backend"] for x in r["results"]} == set(rows) and len(rows) == len(backend_names())
+    assert {x["backend"] for x in r.results} == set(rows) and len(rows) == len(backend_names())
     assert rows["torch-compile"]["status"] == "skipped" and "not requested" in rows["torch-compile"]["reason"]
 
 

@@ -120,8 +120,8 @@ def source():
 
 def test_cuda_default_set_speedups_and_table(stand_ins, source):
     r = run_bench(source, BenchConfig(16, 24, "cuda", runs=6, warmup=2))
-    rows = {x["backend"]: x for x in r["results"]}
-    ran = [x["backend"] for x in r["results"] if x["status"] == "ok"]
+    rows = {x["backend"]: x for x in r.results}
+    ran = [x["backend"] for x in r.results if x["status"] == "ok"]
     assert ran == ["torch", "torch-fp16", "torch-fp16-graph", "torch-compile-fp16", "torch-fused", "onnxruntime-cuda"]
     assert "default compiled row is torch-compile-fp16" in rows["torch-compile"]["reason"]
     assert "--backends torch-compile" in rows["torch-compile"]["reason"]
@@ -137,7 +137,7 @@ def test_cuda_default_set_speedups_and_table(stand_ins, source):
         assert ("graph_pool_mb" in row) == (name in GRAPHS)
         # 8 inputs staged for the rotation (6 runs + 2 warm-up): one counts, as in a single run.
         assert row["peak_memory_mb"] == 40.0 - 7 and "other staged inputs not counted" in row["memory_method"]
-    assert r["best_peer"] == {"backend": "torch-compile-fp16", "median_ms": 1.36}
+    assert r.best_peer == {"backend": "torch-compile-fp16", "median_ms": 1.36}
     assert rows["torch-fused"]["speedup_vs_best_peer"] == 0.4 and rows["torch-fp16"]["psnr_vs_fp32"] == pytest.approx(
         60.0, abs=0.01
     )
@@ -162,8 +162,8 @@ def test_a_timed_run_holds_the_model_only_and_one_sync_at_the_end(stand_ins, sou
 
 def test_batch_counts_frames(stand_ins, source):
     r = run_bench(source, BenchConfig(16, 24, "cuda", ["torch", "torch-fused"], runs=3, warmup=1, batch=4))
-    rows = {x["backend"]: x for x in r["results"]}
-    assert r["batch"] == 4 and r["inputs"]["count"] == 16 and r["accuracy"]["inputs"] == 12
+    rows = {x["backend"]: x for x in r.results}
+    assert r.batch == 4 and r.inputs["count"] == 16 and r.accuracy["inputs"] == 12
     assert rows["torch-fused"]["fps"] == round(4000.0 / MS["torch-fused"], 3)
     assert "latency is per batch of 4" in format_table(r)
 

@@ -203,5 +203,5 @@ def test_an_engine_built_for_other_batches_is_skipped_with_the_reason(built, mon
         BACKENDS, "tensorrt", dataclasses.replace(BACKENDS["tensorrt"], check=lambda d, s: Availability.yes())
     )
     r = run_bench(source, BenchConfig(16, 16, "cuda", ["tensorrt"], runs=1, warmup=0, batch=4))
-    row = next(x for x in r["results"] if x["backend"] == "tensorrt")
+    row = next(x for x in r.results if x["backend"] == "tensorrt")
     assert row["status"] == "skipped" and row["reason"] == reason

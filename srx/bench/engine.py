@@ -29,6 +29,7 @@ from srx import __version__
 from srx.bench.complexity import count_complexity
 from srx.bench.inputs import DEFAULT_COUNT, INPUT_SEED, folder_inputs, synthetic_inputs
 from srx.bench.measure import Accuracy, Progress, latency_stats, measure_backend
+from srx.bench.result import BenchResult
 from srx.errors import BadInput
 from srx.resources import check_memory
 from srx.runtime.device import device_info, has_cuda
@@ -36,7 +37,7 @@ from srx.runtime.registry import backend_names, check_backend, default_backends,
 from srx.runtime.source import ModelSource
 from srx.spec import UNTRAINED_LABEL
 
-__all__ = ["Accuracy", "BenchConfig", "latency_stats", "make_batches", "run_bench", "versions"]
+__all__ = ["Accuracy", "BenchConfig", "BenchResult", "latency_stats", "make_batches", "run_bench", "versions"]
 
 CPU_DEFAULT_RUNS, CPU_DEFAULT_WARMUP = 10, 1
 CUDA_DEFAULT_RUNS, CUDA_DEFAULT_WARMUP = DEFAULT_COUNT, 10
@@ -148,16 +149,33 @@ def run_bench(
     *,
     progress: Progress = _null_progress,
     command: list[str] | None = None,
-) -> dict[str, Any]:
-    """Benchmark every backend on `source`; return the result record (CLI.md JSON)."""
+) -> BenchResult:
+    """Benchmark every backend on `source`; return the result (its JSON: CLI.md)."""
     cfg = config.resolved()
     load_before = _loadavg()
-    spec = source.spec
-    spec.check_input_size(cfg.height, cfg.width)
+    source.spec.check_input_size(cfg.height, cfg.width)
     requested = cfg.backends if cfg.backends is not None else default_backends(cfg.device)
     for name in requested:
         get_backend(name)
+    batches, input_desc, n_acc = _stage_inputs(cfg, source.spec)
+    result = _new_result(source, cfg, input_desc, n_acc, command)
+    ref, torch_supplies_ref = _reference(source, cfg, requested, batches[:n_acc], progress, result.accuracy)
+    for name in [n for n in requested if n == "torch"] + [n for n in requested if n != "torch"]:
+        result.results.append(
+            _measure(name, source, cfg, batches, ref, n_acc, progress, torch_supplies_ref and name == "torch")
+        )
+    result.results += [
+        _skipped(name, _not_run_reason(name, source, cfg)) for name in backend_names() if name not in requested
+    ]
+    result.versions = versions()
+    result.device["load_average_before"] = load_before
+    result.device["load_average_after"] = _loadavg()
+    add_speedups(result)
+    return result
 
+
+def _stage_inputs(cfg: BenchConfig, spec: Any) -> tuple[list[np.ndarray], dict[str, Any], int]:
+    """The input batches, how they were made, and how many batches are compared with the reference."""
     n = cfg.batch
     n_images = min(DEFAULT_COUNT, (cfg.runs + cfg.warmup) * n) if cfg.images is None else DEFAULT_COUNT
     in_bytes = 4 * 3 * cfg.height * cfg.width
@@ -180,14 +198,23 @@ def run_bench(
         images = synthetic_inputs(cfg.height, cfg.width, n_images, cfg.seed)
         input_desc = {"source": f"synthetic natural-looking images (seed {cfg.seed})", "count": len(images)}
     batches = make_batches(images, n)
-    del images
-    n_acc = min(n_acc, len(batches))
+    return batches, input_desc, min(n_acc, len(batches))
 
-    result: dict[str, Any] = {
-        "srx_version": __version__,
-        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": command or [],
-        "model": {
+
+def _new_result(
+    source: ModelSource, cfg: BenchConfig, input_desc: dict[str, Any], n_acc: int, command: list[str] | None
+) -> BenchResult:
+    """The record before any backend ran: what is measured, on what, how."""
+    spec = source.spec
+    if source.has_module:
+        complexity = count_complexity(source.torch_module(), cfg.height, cfg.width).to_dict()
+    else:
+        complexity = {"params": spec.params, "macs": None, "activations": None}
+    return BenchResult(
+        srx_version=__version__,
+        timestamp=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        command=command or [],
+        model={
             "label": spec.label,
             "arch": spec.arch,
             "trained": spec.trained,
@@ -195,89 +222,78 @@ def run_bench(
             "precision": source.precision,
             "spec": spec.to_dict(),
         },
-        "untrained": not spec.trained,
-        "device": device_info(cfg.device),
-        "versions": {},
-        "input": f"{cfg.width}x{cfg.height}",
-        "output": f"{cfg.width * spec.scale}x{cfg.height * spec.scale}",
-        "batch": n,
-        "scale": spec.scale,
-        "runs": cfg.runs,
-        "warmup": cfg.warmup,
-        "inputs": input_desc,
-        "timing": TIMING,
-        "accuracy": {
-            "inputs": n_acc * n,
+        device=device_info(cfg.device),
+        input=f"{cfg.width}x{cfg.height}",
+        output=f"{cfg.width * spec.scale}x{cfg.height * spec.scale}",
+        batch=cfg.batch,
+        scale=spec.scale,
+        runs=cfg.runs,
+        warmup=cfg.warmup,
+        inputs=input_desc,
+        timing=TIMING,
+        accuracy={
+            "inputs": n_acc * cfg.batch,
             "psnr": "RGB, outputs clipped to [0, 1], peak 1, MSE pooled over all compared pixels",
         },
-        "results": [],
-    }
-    if not spec.trained:
-        result["note"] = f"embedded default model, {UNTRAINED_LABEL}"
-    if source.has_module:
-        result["complexity"] = count_complexity(source.torch_module(), cfg.height, cfg.width).to_dict()
-    else:
-        result["complexity"] = {"params": spec.params, "macs": None, "activations": None}
+        complexity=complexity,
+        note=None if spec.trained else f"embedded default model, {UNTRAINED_LABEL}",
+    )
 
-    ref: dict[int, np.ndarray] = {}
-    torch_supplies_ref = False
-    if source.has_module:
-        torch_supplies_ref = cfg.device == "cpu" and "torch" in requested and check_backend("torch", "cpu", source).ok
-        result["accuracy"]["reference"] = (
-            f"PyTorch eager FP32 ({cfg.device}{', TF32 off' if cfg.device == 'cuda' else ''})"
-        )
-        if not torch_supplies_ref:
-            ref = _reference_outputs(source, cfg, batches[:n_acc], progress)
-    elif source.kind == "onnx" and check_backend("onnxruntime", "cpu", source).ok:
-        result["accuracy"]["reference"] = "onnxruntime CPU on the given ONNX (no PyTorch weights given)"
-        ref = _reference_outputs(source, cfg, batches[:n_acc], progress, backend="onnxruntime")
-    else:
-        result["accuracy"]["reference"] = None
-        result["accuracy"]["note"] = "no FP32 reference: pass --weights to compare against PyTorch"
 
+def _reference(
+    source: ModelSource,
+    cfg: BenchConfig,
+    requested: list[str],
+    inputs: list[np.ndarray],
+    progress: Progress,
+    accuracy: dict[str, Any],
+) -> tuple[dict[int, np.ndarray], bool]:
+    """The FP32 outputs every row is compared with (filled in `accuracy`), and whether the
+    torch row supplies them itself as it runs (on the CPU: the same computation)."""
+    if source.has_module:
+        torch_supplies = cfg.device == "cpu" and "torch" in requested and check_backend("torch", "cpu", source).ok
+        accuracy["reference"] = f"PyTorch eager FP32 ({cfg.device}{', TF32 off' if cfg.device == 'cuda' else ''})"
+        return ({} if torch_supplies else _reference_outputs(source, cfg, inputs, progress)), torch_supplies
+    if source.kind == "onnx" and check_backend("onnxruntime", "cpu", source).ok:
+        accuracy["reference"] = "onnxruntime CPU on the given ONNX (no PyTorch weights given)"
+        return _reference_outputs(source, cfg, inputs, progress, backend="onnxruntime"), False
+    accuracy["reference"] = None
+    accuracy["note"] = "no FP32 reference: pass --weights to compare against PyTorch"
+    return {}, False
+
+
+def _measure(
+    name: str,
+    source: ModelSource,
+    cfg: BenchConfig,
+    batches: list[np.ndarray],
+    ref: dict[int, np.ndarray],
+    n_acc: int,
+    progress: Progress,
+    collect_ref: bool,
+) -> dict[str, Any]:
+    """One requested backend's row: measured, or skipped with the reason."""
+    avail = check_backend(name, cfg.device, source)
+    if not avail.ok:
+        return _skipped(name, avail.reason)
+    runner = _runner(name, source, cfg)
+    why = runner.unsupported_batch(cfg.batch)
+    if why:
+        return _skipped(name, why)
+    return measure_backend(runner, batches, ref, warmup=cfg.warmup, runs=cfg.runs, n_acc=n_acc,
+                           profile=cfg.profile, progress=progress, collect_ref=collect_ref)  # fmt: skip
+
+
+def _not_run_reason(name: str, source: ModelSource, cfg: BenchConfig) -> str:
+    """Why a backend that was not requested has no numbers."""
+    avail = check_backend(name, cfg.device, source)
+    b = get_backend(name)
     default_set = cfg.backends is None
-    order = [name for name in requested if name == "torch"] + [name for name in requested if name != "torch"]
-    for name in order:
-        avail = check_backend(name, cfg.device, source)
-        if not avail.ok:
-            result["results"].append(_skipped(name, avail.reason))
-            continue
-        runner = _runner(name, source, cfg)
-        why = runner.unsupported_batch(n)
-        if why:
-            result["results"].append(_skipped(name, why))
-            continue
-        row = measure_backend(
-            runner,
-            batches,
-            ref,
-            warmup=cfg.warmup,
-            runs=cfg.runs,
-            n_acc=n_acc,
-            profile=cfg.profile,
-            progress=progress,
-            collect_ref=torch_supplies_ref and name == "torch",
-        )
-        result["results"].append(row)
-    for name in backend_names():
-        if name in requested:
-            continue
-        avail = check_backend(name, cfg.device, source)
-        b = get_backend(name)
-        if not avail.ok:
-            reason = avail.reason
-        elif default_set and b.not_default_reason:
-            reason = (
-                f"not in the default set on {cfg.device}: {b.not_default_reason}; request it with --backends {name}"
-            )
-        else:
-            reason = f"not requested; add it to --backends to measure it ({'default' if default_set else 'chosen'} set)"
-        result["results"].append(_skipped(name, reason))
-    result["versions"] = versions()
-    result["device"]["load_average_before"] = load_before
-    result["device"]["load_average_after"] = _loadavg()
-    add_speedups(result)
-    return result
+    if not avail.ok:
+        return avail.reason
+    if default_set and b.not_default_reason:
+        return f"not in the default set on {cfg.device}: {b.not_default_reason}; request it with --backends {name}"
+    return f"not requested; add it to --backends to measure it ({'default' if default_set else 'chosen'} set)"
 
 
 TIMING = (
@@ -334,16 +350,14 @@ def _loadavg() -> list[float] | None:
         return None
 
 
-def add_speedups(result: dict[str, Any]) -> None:
+def add_speedups(result: BenchResult) -> None:
     """`speedup_vs_torch` (eager FP32) and `speedup_vs_best_peer` on every row that ran, and
     the fastest peer itself in `best_peer` (None when no peer ran)."""
-    ok = [r for r in result["results"] if r["status"] == "ok"]
+    ok = result.rows("ok")
     base = next((r for r in ok if r["backend"] == "torch"), None)
     peers = [r for r in ok if _is_peer(r["backend"])]
     best = min(peers, key=lambda r: r["latency_ms"]["median"]) if peers else None
-    result["best_peer"] = (
-        None if best is None else {"backend": best["backend"], "median_ms": best["latency_ms"]["median"]}
-    )
+    result.best_peer = None if best is None else {"backend": best["backend"], "median_ms": best["latency_ms"]["median"]}
     for r in ok:
         med = r["latency_ms"]["median"]
         if base is not None:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from srx.errors import BadInput
+from srx.errors import BadInput, SrxError
+
+if TYPE_CHECKING:
+    from srx.bench.result import BenchResult
 
 
 def _si(x: float | None, unit: str = "", digits: int = 2) -> str:
@@ -22,66 +25,11 @@ def _num(x: float | None, fmt: str) -> str:
     return "-" if x is None else format(x, fmt)
 
 
-def format_table(result: dict[str, Any]) -> str:
-    m, dev = result["model"], result["device"]
-    cx = result.get("complexity", {})
-    lines = [f"srx bench: {m['label']}"]
-    if result.get("untrained"):
-        lines.append(f"  NOTE: {result.get('note', 'untrained model')}; pass --weights CKPT for a trained model")
-    batch = result.get("batch", 1)
-    lines.append(
-        f"  input {result['input']} -> {result['output']}, batch {batch}, {result['runs']} timed runs "
-        f"after {result['warmup']} warm-up, {result['inputs']['count']} inputs ({result['inputs']['source']})"
-    )
-    if batch > 1:
-        lines.append(f"  latency is per batch of {batch}; FPS counts frames (batch / median)")
-    flags = ", ".join(dev.get("cpu_flags", [])) or "-"
-    where = dev["name"] if dev["kind"] == "cuda" else f"{dev['cpu']} ({dev['cpus']} CPUs; {flags})"
-    lines.append(f"  device {dev['kind']}: {where}")
-    if cx.get("macs") is not None:
-        lines.append(
-            f"  params {_si(cx['params'])}, multiply-adds {cx['macs'] / 1e9:.3f} G, "
-            f"activations {_si(cx['activations'])} (fvcore rules, as the paper)"
-        )
-    acc = result["accuracy"]
-    if acc.get("reference"):
-        lines.append(f"  accuracy vs {acc['reference']} on the first {acc['inputs']} inputs; PSNR on outputs in [0, 1]")
-    else:
-        lines.append(f"  accuracy: {acc.get('note', 'no reference')}")
-    header = ("backend", "precision", "mode", "median ms", "p90 ms", "mean ms", "min ms", "FPS")
-    header += ("vs eager FP32", "vs best peer", "peak MB", "max |diff|", "PSNR dB")
-    rows = [header]
-    notes = []
-    for r in result["results"]:
-        if r["status"] != "ok":
-            notes.append(f"  {r['backend']:<19} {r['status']}: {r['reason']}")
-            continue
-        lat = r["latency_ms"]
-        if r.get("identical_to_fp32"):
-            diff, psnr = "0", "identical"
-        else:
-            diff = _num(r.get("max_abs_diff_vs_fp32"), ".3g")
-            psnr = _num(r.get("psnr_vs_fp32"), ".2f")
-            if r.get("nonfinite_outputs"):
-                diff = f"{r['nonfinite_outputs']} non-finite"
-        rows.append(
-            (
-                r["backend"],
-                r["precision"],
-                r.get("mode", ""),
-                f"{lat['median']:.2f}",
-                f"{lat['p90']:.2f}",
-                f"{lat['mean']:.2f}",
-                f"{lat['min']:.2f}",
-                f"{r['fps']:.2f}",
-                _num(r.get("speedup_vs_torch"), ".2f") + ("x" if r.get("speedup_vs_torch") else ""),
-                _num(r.get("speedup_vs_best_peer"), ".2f") + ("x" if r.get("speedup_vs_best_peer") else ""),
-                _num(r.get("peak_memory_mb"), ".1f"),
-                diff,
-                psnr,
-            )
-        )
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
+def format_table(result: BenchResult) -> str:
+    """What `srx bench` prints: the setting, a row per backend, then the notes on the rows."""
+    lines = _setting_lines(result)
+    rows, notes = _table_rows(result.results)
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     lines.append("")
     for j, row in enumerate(rows):
         cells = [
@@ -93,31 +41,93 @@ def format_table(result: dict[str, Any]) -> str:
     if notes:
         lines.append("")
         lines.extend(notes)
-    ok = [r for r in result["results"] if r["status"] == "ok"]
-    if ok:
-        method = {r.get("memory_method") for r in ok} - {None}
-        lines.append("")
-        best = result.get("best_peer")
-        if best:
-            lines.append(
-                f"  best peer (fastest row without srx: plain PyTorch): {best['backend']}, {best['median_ms']:.2f} ms"
-            )
-        for r in ok:
-            mode = r.get("settings", {}).get("compile_mode")
-            if mode is not None and r.get("first_run_seconds") is not None:
-                lines.append(
-                    f"  {r['backend']}: torch.compile mode {mode}, compiled in the first run: {r['first_run_seconds']:.1f} s"
-                )
-            if r.get("graph_pool_mb") is not None:
-                lines.append(
-                    f"  {r['backend']}: peak memory includes its CUDA graph pool ({r['graph_pool_mb']:.1f} MB)"
-                )
-        lines.append("  peak memory: " + "; ".join(sorted(method)))
-    if any("profile" in r for r in result["results"]):
+    lines += _footnotes(result)
+    if any("profile" in r for r in result.results):
         from srx.bench.breakdown import format_profiles
 
-        lines.append(format_profiles(result["results"]))
+        lines.append(format_profiles(result.results))
     return "\n".join(lines)
+
+
+def _setting_lines(result: BenchResult) -> list[str]:
+    """What ran on what: model, input, runs, device, complexity, the accuracy reference."""
+    m, dev, cx = result.model, result.device, result.complexity
+    lines = [f"srx bench: {m['label']}"]
+    if result.untrained:
+        lines.append(f"  NOTE: {result.note or 'untrained model'}; pass --weights CKPT for a trained model")
+    lines.append(
+        f"  input {result.input} -> {result.output}, batch {result.batch}, {result.runs} timed runs "
+        f"after {result.warmup} warm-up, {result.inputs['count']} inputs ({result.inputs['source']})"
+    )
+    if result.batch > 1:
+        lines.append(f"  latency is per batch of {result.batch}; FPS counts frames (batch / median)")
+    flags = ", ".join(dev.get("cpu_flags", [])) or "-"
+    where = dev["name"] if dev["kind"] == "cuda" else f"{dev['cpu']} ({dev['cpus']} CPUs; {flags})"
+    lines.append(f"  device {dev['kind']}: {where}")
+    if cx.get("macs") is not None:
+        lines.append(
+            f"  params {_si(cx['params'])}, multiply-adds {cx['macs'] / 1e9:.3f} G, "
+            f"activations {_si(cx['activations'])} (fvcore rules, as the paper)"
+        )
+    acc = result.accuracy
+    if acc.get("reference"):
+        lines.append(f"  accuracy vs {acc['reference']} on the first {acc['inputs']} inputs; PSNR on outputs in [0, 1]")
+    else:
+        lines.append(f"  accuracy: {acc.get('note', 'no reference')}")
+    return lines
+
+
+def _table_rows(results: list[dict[str, Any]]) -> tuple[list[tuple[str, ...]], list[str]]:
+    """The header and a row per backend that ran; a note per backend that did not."""
+    header = ("backend", "precision", "mode", "median ms", "p90 ms", "mean ms", "min ms", "FPS")
+    header += ("vs eager FP32", "vs best peer", "peak MB", "max |diff|", "PSNR dB")
+    rows = [header]
+    notes = []
+    for r in results:
+        if r["status"] != "ok":
+            notes.append(f"  {r['backend']:<19} {r['status']}: {r['reason']}")
+            continue
+        lat = r["latency_ms"]
+        if r.get("identical_to_fp32"):
+            diff, psnr = "0", "identical"
+        else:
+            diff = _num(r.get("max_abs_diff_vs_fp32"), ".3g")
+            psnr = _num(r.get("psnr_vs_fp32"), ".2f")
+            if r.get("nonfinite_outputs"):
+                diff = f"{r['nonfinite_outputs']} non-finite"
+        speedups = [
+            _num(r.get(k), ".2f") + ("x" if r.get(k) else "") for k in ("speedup_vs_torch", "speedup_vs_best_peer")
+        ]
+        rows.append(
+            (r["backend"], r["precision"], r.get("mode", ""),
+             *(f"{lat[k]:.2f}" for k in ("median", "p90", "mean", "min")), f"{r['fps']:.2f}",
+             *speedups, _num(r.get("peak_memory_mb"), ".1f"), diff, psnr)
+        )  # fmt: skip
+    return rows, notes
+
+
+def _footnotes(result: BenchResult) -> list[str]:
+    """Under the table: the best peer, compile times, graph pools, how memory was measured."""
+    ok = result.rows("ok")
+    if not ok:
+        return []
+    method = {r.get("memory_method") for r in ok} - {None}
+    lines = [""]
+    best = result.best_peer
+    if best:
+        lines.append(
+            f"  best peer (fastest row without srx: plain PyTorch): {best['backend']}, {best['median_ms']:.2f} ms"
+        )
+    for r in ok:
+        mode = r.get("settings", {}).get("compile_mode")
+        if mode is not None and r.get("first_run_seconds") is not None:
+            lines.append(
+                f"  {r['backend']}: torch.compile mode {mode}, compiled in the first run: {r['first_run_seconds']:.1f} s"
+            )
+        if r.get("graph_pool_mb") is not None:
+            lines.append(f"  {r['backend']}: peak memory includes its CUDA graph pool ({r['graph_pool_mb']:.1f} MB)")
+    lines.append("  peak memory: " + "; ".join(sorted(method)))
+    return lines
 
 
 def load_result(path: str | Path) -> dict[str, Any]:
@@ -204,3 +214,35 @@ def format_compare(cmp: dict[str, Any], old_path: str) -> str:
             f"({r['latency_change_pct']:+.1f}%, {r['speedup']:.2f}x){mem}"
         )
     return "\n".join(lines)
+
+
+def add_comparison(result: BenchResult, old: dict[str, Any], old_path: str) -> None:
+    """--compare: the change against an earlier run `old` goes into `result.compare` (its JSON
+    and, under the table, its text)."""
+    result.compare = {"old": old_path, **compare(result.to_json(), old)}
+
+
+def check_outcome(result: BenchResult, origin: str, requested: list[str]) -> None:
+    """After the table is shown: no backend could run (bad input, exit 2) or one failed (exit 1)."""
+    if all(r["status"] == "skipped" for r in result.results):
+        # One or two backends asked for by name: their reasons fit in the line itself.
+        why = "; ".join(f"{r['backend']}: {r['reason']}" for r in result.results if r["backend"] in requested)
+        raise BadInput(
+            f"no backend can run {origin} on {result.device['kind']} here ("
+            + (why if why and len(requested) <= 2 else "reasons in the table above")
+            + "): install what a row asks for, or choose another --model, --backends or --device"
+        )
+    _check_failed(result.results, "reasons in the table above")
+
+
+def check_video_outcome(result: dict[str, Any]) -> None:
+    """`srx bench --video`'s version of `check_outcome`."""
+    if all(r["status"] == "skipped" for r in result["results"]):
+        raise BadInput("no backend can run here (reasons above): install what a row asks for, or choose --backends")
+    _check_failed(result["results"], "reasons above")
+
+
+def _check_failed(results: list[dict[str, Any]], where: str) -> None:
+    failed = [r["backend"] for r in results if r["status"] == "failed"]
+    if failed:
+        raise SrxError(f"backend(s) failed: {', '.join(failed)} ({where})")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -195,6 +195,49 @@ def workspace_for(opts: BuildOptions, warn: Callable[[str], None]) -> int | None
     return opts.workspace_mib if opts.workspace_mib is not None else JETSON_WORKSPACE_MIB
 
 
+@dataclass(eq=False)
+class EngineBuild(Mapping[str, Any]):
+    """What `srx build-engine` built: the text and `--json` render this one object.
+
+    Also readable as its JSON record (`r["engine_bytes"]`), as callers of `engine_from_onnx`
+    read the dict it used to return."""
+
+    facts: dict[str, Any]  # what the sidecar records too: backend, precision, profile, sizes, device (_record)
+    engine: str
+    precision_onnx: str | None  # the FP16 / Q/DQ ONNX written next to the engine, if the build wrote one
+    source_onnx: str
+    sidecar: str
+    transform_seconds: float
+    notes: list[str]
+    tensorrt_warnings: list[str]
+    precision_reports: dict[str, Any]  # "fp16" or "quantize": the precision transform's report
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.facts,
+            "engine": self.engine,
+            "precision_onnx": self.precision_onnx,
+            "source_onnx": self.source_onnx,
+            "sidecar": self.sidecar,
+            "transform_seconds": self.transform_seconds,
+            "notes": self.notes,
+            "tensorrt_warnings": self.tensorrt_warnings,
+            **self.precision_reports,
+        }
+
+    def format(self) -> str:
+        return format_report(self.to_json())
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_json()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.to_json())
+
+    def __len__(self) -> int:
+        return len(self.to_json())
+
+
 def engine_from_onnx(
     onnx_path: str | Path,
     output: str | Path | None = None,
@@ -204,8 +247,8 @@ def engine_from_onnx(
     trt_module: Any | None = None,
     device: Any | None = None,
     **options: Any,
-) -> dict[str, Any]:
-    """Build an engine from an srx ONNX; return the report (CLI.md `build-engine` JSON).
+) -> EngineBuild:
+    """Build an engine from an srx ONNX; return what was built (its JSON: CLI.md `build-engine`).
 
     `options` are the BuildOptions fields (precision, calib_dir, backend, min_size, ...).
     `trt_module` and `device` replace the TensorRT module and the GPU description (tests).
@@ -245,18 +288,17 @@ def engine_from_onnx(
     record = _record(src, prec, plan, version, profile, dev, opts, built, t2 - t1)
     sidecar = _sidecar(record, plan, outs.engine, written_onnx, src_path, src, data, built)
     write_engine_pair(outs.engine, built.data, sidecar)
-    return {
-        **record,
-        "engine": str(outs.engine),
-        "precision_onnx": str(written_onnx) if written_onnx else None,
-        "source_onnx": str(src_path),
-        "sidecar": str(sidecar_path(outs.engine)),
-        "transform_seconds": round(t1 - t0, 3),
-        "notes": list(plan.notes),
-        "tensorrt_warnings": built.tensorrt_warnings,
-        **transform,
-        **_recorded_quantization(src),
-    }
+    return EngineBuild(
+        record,
+        engine=str(outs.engine),
+        precision_onnx=str(written_onnx) if written_onnx else None,
+        source_onnx=str(src_path),
+        sidecar=str(sidecar_path(outs.engine)),
+        transform_seconds=round(t1 - t0, 3),
+        notes=list(plan.notes),
+        tensorrt_warnings=built.tensorrt_warnings,
+        precision_reports={**transform, **_recorded_quantization(src)},
+    )
 
 
 def _options(options: dict[str, Any]) -> BuildOptions:

@@ -20,11 +20,11 @@ from pathlib import Path
 
 from torch import nn
 
+from srx.modelref import is_shipped
 from srx.models import DEFAULT_SEED
 
 WEIGHTS = Path(__file__).with_name("weights")
 TRAINED_DEFAULT = "srx default (trained on T91+BSD200)"
-NAMES = ("default", "seeded", "team15")
 
 
 @dataclass(frozen=True)
@@ -130,8 +130,8 @@ def best_model(scale: int = 4) -> nn.Module:
 
 
 def is_name(value: str | Path) -> bool:
-    """Whether --weights names a shipped network rather than a file (a file of that name wins)."""
-    return str(value) in NAMES and not Path(value).exists()
+    """Whether --weights names a shipped network rather than a file (srx.modelref decides)."""
+    return is_shipped(value)
 
 
 def named_model(name: str, scale: int | None) -> nn.Module:

@@ -70,6 +70,8 @@ from srx.progress import Progress
 if TYPE_CHECKING:
     import onnx
 
+    from srx.precision.result import QuantizeResult
+
 MIN_FP16_QDQ_OPSET = 19  # DequantizeLinear takes FP16 scales from opset 19 on
 
 # Samples kept per calibration image and tensor for the MSE range search.
@@ -632,12 +634,13 @@ def quantize_file(
     max_psnr_drop: float | None = None,
     progress: Progress | None = None,
     warn: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
+) -> QuantizeResult:
     """`srx quantize`: check inputs, quantize, gate on `max_psnr_drop`, write the Q/DQ ONNX.
 
     Nothing is written when the gate fails (CheckFailed) or anything else goes wrong.
     """
     from srx.fileio import check_writable, write_bytes_atomic
+    from srx.precision.result import QuantizeResult
 
     src_path = Path(onnx_path)
     _check_settings(settings, max_psnr_drop)
@@ -654,7 +657,7 @@ def quantize_file(
     if warn is not None and evaluation_set_warning(calib_dir, files):
         warn(evaluation_set_warning(calib_dir, files))
     model, report = int8_from_onnx(src, calib_dir, settings, progress=progress)
-    result = {"onnx": str(out), **report.to_dict(), "max_psnr_drop": max_psnr_drop, "source_onnx": str(src_path)}
+    result = QuantizeResult(str(out), report, max_psnr_drop, str(src_path))
     if max_psnr_drop is not None and report.psnr_drop_db > max_psnr_drop:
         raise CheckFailed(
             f"INT8 loses {report.psnr_drop_db:.3f} dB Y-PSNR on {report.held_out_images} held-out images, over "

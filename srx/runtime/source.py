@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from srx.errors import BadInput
-from srx.filekinds import CHECKPOINT_SUFFIXES, ENGINE_SUFFIXES, file_kind
+from srx.modelref import ModelRef, exported_file_ref, resolve_model_ref
 from srx.spec import ModelSpec
 
 
@@ -88,28 +88,28 @@ class ModelSource:
         *,
         default: str = "default",
     ) -> ModelSource:
-        """`--weights` and/or `--model` of bench and upscale (the embedded default when neither;
-        `default="best"`: see `from_weights`).
+        """`--weights` and/or `--model` of bench, upscale and serve (srx.modelref resolves them)."""
+        return cls.from_ref(resolve_model_ref(model, weights, scale=scale, param_key=param_key), default=default)
 
-        `--model` takes a checkpoint or a shipped network's name too (as `srx eval --model`
-        does). Both an exported file
-        and weights: the file runs in onnxruntime / TensorRT, the weights give the FP32
-        reference and the torch backends, so they must be the same network."""
-        if model is not None and (file_kind(model) == "checkpoint" or _is_shipped_name(model)):
-            if weights is not None:
-                raise BadInput(f"--model {model} is a checkpoint and so is --weights {weights}: give one of them")
-            weights, model = model, None
-        if model is None:
-            return cls.from_weights(weights, scale, param_key, default=default)
-        src = cls.from_file(model, scale)
-        if weights is not None:
+    @classmethod
+    def from_ref(cls, ref: ModelRef, *, default: str = "default") -> ModelSource:
+        """The model `ref` names (the embedded default when none; `default="best"`: see
+        `from_weights`). An exported file with weights: the file runs in onnxruntime /
+        TensorRT, the weights give the FP32 reference and the torch backends, so they must be
+        the same network."""
+        if ref.kind == "baseline":
+            raise BadInput(f"{ref.name} is not a network: give a checkpoint, an srx ONNX or an engine")
+        if not ref.is_file:
+            return cls.from_weights(ref.name, ref.scale, ref.param_key, default=default)
+        src = cls.from_file(ref.name, ref.scale)  # type: ignore[arg-type]
+        if ref.weights is not None:
             from srx.models import load_model
 
-            module = load_model(weights, scale=scale, param_key=param_key)
+            module = load_model(ref.weights, scale=ref.scale, param_key=ref.param_key)
             a, b = module.spec, src.spec
             if (a.arch, a.scale, a.dim, a.n_blocks, a.ffn_scale) != (b.arch, b.scale, b.dim, b.n_blocks, b.ffn_scale):
                 raise BadInput(
-                    f"--weights {weights} ({a.label}) is not the model in --model {model} ({b.label}): "
+                    f"--weights {ref.weights} ({a.label}) is not the model in --model {ref.name} ({b.label}): "
                     "give the checkpoint the file was exported from"
                 )
             src._module = module
@@ -119,25 +119,17 @@ class ModelSource:
     def from_file(cls, path: str | Path, scale: int | None = None) -> ModelSource:
         """An exported artefact: ONNX (spec in metadata) or engine (spec in its JSON sidecar)."""
         p = Path(path)
-        if not p.is_file():
-            raise BadInput(f"model {p} does not exist or is not a file: check the path")
-        kind = file_kind(p)
-        if kind == "onnx":
+        if exported_file_ref(p).kind == "onnx":
             from srx.export.metadata import read_srx_onnx
 
             info = read_srx_onnx(p)
             src = cls(info.spec, onnx_path=p, origin=str(p), precision=info.precision)
-        elif kind == "engine":
+        else:
             from srx.runtime.sidecar import read_sidecar, spec_of
 
             side = read_sidecar(p)
             src = cls(spec_of(side), engine_path=p, origin=str(p), precision=str(side.get("precision", "?")),
                       engine_backend=side.get("backend"))  # fmt: skip
-        else:
-            raise BadInput(
-                f"{p}: unknown model file type {p.suffix or '(none)'}; give an .onnx or engine "
-                f"({', '.join(ENGINE_SUFFIXES)}) file, or a checkpoint ({', '.join(CHECKPOINT_SUFFIXES)})"
-            )
         if scale is not None and scale != src.spec.scale:
             raise BadInput(f"--scale {scale} contradicts {p}, which is a x{src.spec.scale} model: drop --scale")
         return src
@@ -241,13 +233,3 @@ class ModelSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _is_shipped_name(model: str) -> bool:
-    """`--model default|seeded|team15`. Only a suffix-less name can be one: an ONNX or engine
-    never imports srx.models (and torch), which `srx serve`'s environment does not have."""
-    if file_kind(model) is not None:
-        return False
-    from srx.models.defaults import is_name
-
-    return is_name(model)

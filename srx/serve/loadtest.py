@@ -20,10 +20,11 @@ import statistics
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 import numpy as np
@@ -382,33 +383,28 @@ def _f(v: float | None, width: int, digits: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m srx.serve.loadtest`: one line on stderr and exit 2 for bad input, as srx."""
-    from srx.cli import _debug_requested, _fail
+    """`python -m srx.serve.loadtest`: one line on stderr and exit 2 for bad input, as srx (srx.program)."""
+    from srx.program import debug_requested, exit_for
 
     args = list(sys.argv[1:] if argv is None else argv)
-    debug = _debug_requested(args)
+    debug = debug_requested(args)
     args = [a for a in args if a != "--debug"]
     try:
         with command.make_context("python -m srx.serve.loadtest", args) as ctx:
             command.invoke(ctx)
-    except click.exceptions.Exit as e:
-        sys.exit(e.exit_code)
-    except click.UsageError as e:
-        _fail(f"{e.format_message()} (see 'python -m srx.serve.loadtest --help')", 2)
-    except SrxError as e:
-        if debug:
-            raise
-        _fail(str(e), e.exit_code)
-    except KeyboardInterrupt:
-        _fail("interrupted", 130)
-    except ModuleNotFoundError as e:
-        if debug:
-            raise
-        _fail(f"the load test needs the Python package '{e.name}': pip install 'srx[triton-client]'", 2)
-    except Exception as e:  # the server went away mid-test, or what no check foresaw: one line
-        if debug:
-            raise
-        _fail(f"{type(e).__name__}: {server_message(e)} (run again with --debug for the traceback)", 1)
+    except (Exception, KeyboardInterrupt) as e:
+        exit_for(e, debug, otherwise=_client_failure, interrupted="interrupted")
+
+
+def _client_failure(e: BaseException, debug: bool) -> NoReturn:
+    """A missing client package, the server going away mid-test, or what no check foresaw: one line."""
+    from srx.program import fail
+
+    if debug:
+        traceback.print_exc()
+    if isinstance(e, ModuleNotFoundError):
+        fail(f"the load test needs the Python package '{e.name}': pip install 'srx[triton-client]'", 2)
+    fail(f"{type(e).__name__}: {server_message(e)} (run again with --debug for the traceback)", 1)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -452,7 +448,7 @@ def command(
     json_path: str | None,
 ) -> None:
     """Load-test an srx model served by Triton (srx serve or tritonserver) against it in-process."""
-    from srx.cli import emit_json, human
+    from srx.program import emit_json, human
     from srx.runtime.device import has_cuda
     from srx.runtime.registry import auto_backend, open_runner
     from srx.runtime.source import ModelSource

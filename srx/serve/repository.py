@@ -36,7 +36,7 @@ from srx import __version__
 from srx.errors import BadInput
 from srx.export import INPUT_NAME, OUTPUT_NAME
 from srx.fileio import sha256_file
-from srx.filekinds import file_kind
+from srx.modelref import exported_file_ref
 from srx.spec import ModelSpec
 
 DEFAULT_MAX_BATCH = 8
@@ -144,14 +144,9 @@ def plan_entry(model: str | Path, options: RepoOptions | None = None) -> RepoEnt
     o = options or RepoOptions()
     _check_common(o)
     path = Path(model)
-    if not path.is_file():
-        raise BadInput(f"model {path} does not exist or is not a file: give an srx .onnx or .engine")
-    kind = file_kind(path)
-    if kind == "onnx":
+    if exported_file_ref(path, checkpoints=False).kind == "onnx":
         return _onnx_entry(path, o)
-    if kind == "engine":
-        return _plan_entry(path, o)
-    raise BadInput(f"{path}: unknown model file type {path.suffix or '(none)'}; give an srx .onnx or .engine file")
+    return _plan_entry(path, o)
 
 
 def _onnx_entry(path: Path, o: RepoOptions) -> RepoEntry:
@@ -487,3 +482,21 @@ def write_model_repository(
 ) -> dict[str, Any]:
     """An srx ONNX or engine as a Triton model repository entry; returns what was written."""
     return write_entry(plan_entry(model, options), repo_dir)
+
+
+def format_written(r: dict[str, Any]) -> str:
+    """The lines `srx serve-config` (and `srx export --triton-repo`) print for a written entry."""
+    batching = (
+        f"dynamic batching up to {r['max_batch_size']} (queue delay {r['max_queue_delay_us']} us)"
+        if r["dynamic_batching"]
+        else f"max_batch_size {r['max_batch_size']}"
+    )
+    accel = f", {r['accelerator']} accelerator" if r["accelerator"] != "none" else ""
+    lines = [
+        f"wrote Triton model {r['model']} version {r['version']}: {r['config']}",
+        f"  backend     {r['backend']}{accel}, {r['instance_group']['count']} x KIND_{r['instance_group']['kind'].upper()}",
+        f"  batching    {batching}",
+        f"  run         tritonserver --model-repository={r['repository']}",
+    ]
+    lines += [f"  note        {n}" for n in r["notes"]]
+    return "\n".join(lines)

@@ -1,7 +1,6 @@
 """`srx train` (CLI.md, added 2026-11-28): a thin click adapter over `srx.train.loop.train`.
 
-Kept out of srx/cli.py so the training options live with the training code; cli.py only
-registers the command. No torch at import time (`srx --help` must work without it).
+No torch at import time (`srx --help` must work without it).
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from srx.cli.group import cli
 from srx.errors import BadInput
 from srx.spec import ARCHS
 from srx.train.config import LossWeights, TrainConfig
@@ -47,7 +47,7 @@ _CONFIG_OPTIONS = {
 _WEIGHT_OPTIONS = ("pixel_weight", "fft_weight", "distill_weight", "feature_weight")
 
 
-@click.command("train", short_help="Train a paper SAFMN on a folder of HR images.")
+@cli.command("train", short_help="Train a paper SAFMN on a folder of HR images.")
 @click.option("--data", default=None, metavar="DIR", help="Folder of HR training images (searched recursively).")
 @click.option("--arch", type=click.Choice(ARCHS), default="safmn", show_default=True, help="Architecture.")
 @click.option("--scale", type=int, default=4, show_default=True, help="2, 3 or 4.")

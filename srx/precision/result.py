@@ -1,0 +1,39 @@
+"""QuantizeResult: what `srx quantize` wrote, rendered as its text and as `--json` (CLI.md schema)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from srx.precision.int8 import Int8Report
+
+
+@dataclass(eq=False)
+class QuantizeResult(Mapping[str, Any]):
+    """The Q/DQ ONNX written and the calibration's report. Also readable as its JSON record
+    (`r["kept_layers"]`), as callers of `quantize_file` read the dict it used to return."""
+
+    onnx: str
+    report: Int8Report
+    max_psnr_drop: float | None
+    source_onnx: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"onnx": self.onnx, **self.report.to_dict(), "max_psnr_drop": self.max_psnr_drop,
+                "source_onnx": self.source_onnx}  # fmt: skip
+
+    def format(self) -> str:
+        from srx.precision.int8 import format_report
+
+        return format_report(self.to_json())
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_json()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.to_json())
+
+    def __len__(self) -> int:
+        return len(self.to_json())
