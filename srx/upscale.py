@@ -138,7 +138,8 @@ def _input_files(inputs: list[str]) -> list[Path]:
 
 
 def _output_name(src: Path, output: OutputOptions) -> str:
-    ext = f".{output.ext}" if output.ext else src.suffix
+    # srx reads BMP and TIFF but does not write them: those inputs become lossless PNG.
+    ext = f".{output.ext}" if output.ext else (src.suffix if src.suffix.lower() in FORMATS else ".png")
     return f"{src.stem}{output.suffix}{ext}"
 
 

@@ -223,8 +223,6 @@ CASES: dict[str, Case] = {
     "upscale-image-truncated": Case(f"upscale {{ws}}/img/truncated.png -o {{out}}/o.png {GOOD}", "truncated"),
     "upscale-image-random": Case(f"upscale {{ws}}/img/random.jpg -o {{out}}/o.png {GOOD}", "not an image"),
     "upscale-image-gif": Case(f"upscale {{ws}}/img/anim.gif -o {{out}}/o.png {GOOD}", "GIF images are not supported"),
-    "upscale-image-tiff": Case(f"upscale {{ws}}/img/scan.tif -o {{out}}/o.png {GOOD}", "TIFF images are not supported"),
-    "upscale-image-bmp-named-png": Case(f"upscale {{ws}}/img/bitmap.png -o {{out}}/o.png {GOOD}", "BMP images are not"),
     "upscale-image-bomb": Case(f"upscale {{ws}}/img/bomb.png -o {{out}}/o.png {GOOD}", "decompression-bomb"),
     "upscale-image-bomb-warning": Case(f"upscale {{ws}}/img/bomb_warn.png -o {{out}}/o.png {GOOD}", "decompression"),
     "upscale-image-missing": Case(f"upscale {{ws}}/img/missing.png -o {{out}}/o.png {GOOD}", "does not exist"),
