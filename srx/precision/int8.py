@@ -73,7 +73,7 @@ if TYPE_CHECKING:
 MIN_FP16_QDQ_OPSET = 19  # DequantizeLinear takes FP16 scales from opset 19 on
 
 # Samples kept per calibration image and tensor for the MSE range search.
-_SAMPLES_PER_ITEM = 4096
+SAMPLES_PER_ITEM = 4096
 
 
 @dataclass(frozen=True)
@@ -385,7 +385,7 @@ def collect_ranges(
                 raise BadInput(f"calibration produced non-finite values at {t}: check the calibration images")
             amax[t] = max(amax[t], float(np.abs(v).max()))
             for item in v.reshape(v.shape[0], -1):
-                k = min(_SAMPLES_PER_ITEM, item.size)
+                k = min(SAMPLES_PER_ITEM, item.size)
                 samples[t].append(item[rng.integers(0, item.size, k)])
     bar.close()
     return {t: choose_range(np.concatenate(samples[t]), amax[t], method) for t in tensors}
