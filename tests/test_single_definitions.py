@@ -139,8 +139,19 @@ def test_the_shared_readers_exist_once():
     functions = _definitions(ast.FunctionDef)
     for name in ("read_srx_onnx", "read_sidecar", "read_rgb8", "first_line", "file_kind", "auto_backend"):
         assert len(functions[name]) == 1, (name, functions[name])
-    for gone in ("load_srx_onnx", "_first_line", "read_rgb", "_read_rgb", "spec_from_engine_sidecar"):
+    for gone in ("load_srx_onnx", "_first_line", "read_rgb", "_read_rgb", "spec_from_engine_sidecar", "_images_in"):
         assert gone not in functions, (gone, functions[gone])
+
+
+def test_one_image_suffix_list_and_one_folder_lister():
+    """Issue 24: srx.filekinds holds the readable image suffixes and the folder lister; the
+    lists that disagreed (dataset suffixes, dataset decoders, video's own image list) are gone."""
+    functions, constants = _definitions(ast.FunctionDef), _definitions(ast.Assign)
+    assert len(functions["files_in"]) == 1 and functions["files_in"][0].startswith("srx/filekinds.py:")
+    assert len(functions["image_files"]) == 1 and functions["image_files"][0].startswith("srx/filekinds.py:")
+    assert len(constants["IMAGE_SUFFIXES"]) == 1 and constants["IMAGE_SUFFIXES"][0].startswith("srx/filekinds.py:")
+    for gone in ("DATASET_IMAGE_SUFFIXES", "DATASET_DECODERS", "_IMAGE_SUFFIXES"):
+        assert gone not in constants, (gone, constants[gone])
 
 
 def test_no_module_cuts_error_messages_by_hand():
