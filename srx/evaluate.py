@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from srx.errors import BadInput
-from srx.filekinds import DATASET_IMAGE_SUFFIXES
-from srx.images import DATASET_DECODERS, pixel_limit, read_rgb8
+from srx.filekinds import IMAGE_SUFFIXES, image_files
+from srx.images import DECODERS, pixel_limit, read_rgb8
 from srx.imresize import imresize
 from srx.metrics import mod_crop, psnr, rgb_to_y, shave, ssim
 from srx.progress import Progress
@@ -317,13 +317,11 @@ def hr_images(dataset: str | Path) -> list[Path]:
     if not os.access(root, os.R_OK | os.X_OK):
         raise BadInput(f"cannot read dataset folder {root} (permission denied): check its permissions")
     hr_dir = root / "HR" if (root / "HR").is_dir() else root
-    files = _images_in(hr_dir)
+    files = image_files(hr_dir, recursive=False)
     if not files:
         other = [p for p in hr_dir.iterdir() if not p.name.startswith(".")]
         what = (
-            "is empty"
-            if not other
-            else f"has no images ({', '.join(DATASET_IMAGE_SUFFIXES)}) among its {len(other)} entries"
+            "is empty" if not other else f"has no images ({', '.join(IMAGE_SUFFIXES)}) among its {len(other)} entries"
         )
         raise BadInput(f"dataset folder {hr_dir} {what}: give a folder of HR images")
     return files
@@ -344,7 +342,7 @@ def dataset_pairs(dataset: str | Path, scale: int) -> tuple[list[DatasetImage], 
         return [
             DatasetImage(p.stem, p, None) for p in hr_files
         ], f"generated: MATLAB bicubic 1/{scale} of the HR (uint8)"
-    lr_by_name = {p.stem: p for p in _images_in(lr_dir)}
+    lr_by_name = {p.stem: p for p in image_files(lr_dir, recursive=False)}
     pairs = []
     for p in hr_files:
         lr = lr_by_name.get(p.stem) or lr_by_name.get(f"{p.stem}x{scale}")
@@ -352,16 +350,6 @@ def dataset_pairs(dataset: str | Path, scale: int) -> tuple[list[DatasetImage], 
             raise BadInput(f"{lr_dir} has no LR image for {p.name} (looked for {p.stem}.* and {p.stem}x{scale}.*)")
         pairs.append(DatasetImage(p.stem, p, lr))
     return pairs, f"files: {lr_dir}"
-
-
-def _images_in(folder: Path) -> list[Path]:
-    try:
-        entries = sorted(folder.iterdir())
-    except OSError as e:
-        raise BadInput(f"cannot list {folder} ({e.strerror or e}): check its permissions") from e
-    return [
-        p for p in entries if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in DATASET_IMAGE_SUFFIXES
-    ]
 
 
 def check_dataset(dataset: str | Path, scale: int, min_lr: int = 1) -> None:
@@ -377,7 +365,7 @@ def _check_sizes(pairs: Sequence[DatasetImage], scale: int, min_lr: int) -> None
 
     for pair in pairs:
         try:
-            with pixel_limit(pair.hr), Image.open(pair.hr, formats=DATASET_DECODERS) as im:
+            with pixel_limit(pair.hr), Image.open(pair.hr, formats=DECODERS) as im:
                 w, h = im.size
         except (UnidentifiedImageError, OSError) as e:
             raise BadInput(

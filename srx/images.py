@@ -1,5 +1,5 @@
-"""Reading and writing images: what users upscale (PNG, JPEG, WebP), and the images of
-datasets and calibration folders (also BMP and TIFF), through one decoder.
+"""Reading and writing images, through one decoder: srx reads PNG, JPEG, WebP, BMP and
+TIFF (srx.filekinds.IMAGE_SUFFIXES, DECODERS here) and writes PNG, JPEG and WebP (FORMATS).
 
 Decoded images are float32 in [0, 1]: `rgb` (H, W, 3), with grayscale replicated to three
 channels and `gray=True`, and `alpha` (H, W) or None. Handled on the way in: EXIF
@@ -27,14 +27,14 @@ import numpy as np
 
 from srx.errors import BadInput, first_line
 from srx.fileio import atomic_path
-from srx.filekinds import IMAGE_SUFFIXES
 
+# What srx writes, by output suffix (Pillow format names); srx reads more (DECODERS).
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EXIF_ORIENTATION = 0x0112
-# The only Pillow decoders that see a file (Pillow would otherwise try every format it knows).
-DECODERS = ("PNG", "JPEG", "WEBP")  # JPEG includes MPO (multi-picture JPEG from cameras)
-DATASET_DECODERS = (*DECODERS, "BMP", "TIFF")
+# The only Pillow decoders that see a file (Pillow would otherwise try every format it knows);
+# their suffixes are srx.filekinds.IMAGE_SUFFIXES. JPEG includes MPO (multi-picture JPEG from cameras).
+DECODERS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF")
 FORMAT_NAMES = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WebP", "BMP": "BMP", "TIFF": "TIFF"}
 OTHER_FORMATS = (
     (b"GIF87a", "GIF"),
@@ -62,18 +62,6 @@ class LoadedImage:
     @property
     def width(self) -> int:
         return int(self.rgb.shape[1])
-
-
-def image_files(folder: Path) -> list[Path]:
-    """Images directly in `folder` (not recursive), sorted by name; hidden files skipped."""
-    try:
-        return sorted(
-            p
-            for p in folder.iterdir()
-            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
-        )
-    except OSError as e:
-        raise BadInput(f"cannot list folder {folder} ({e.strerror or e}): check its permissions") from e
 
 
 @contextlib.contextmanager
@@ -104,7 +92,7 @@ def read_rgb8(path: str | Path) -> np.ndarray:
     """An image of a dataset or calibration folder as (H, W, 3) uint8 RGB: decoded as
     `read_image` decodes (EXIF orientation applied, 16-bit samples at full precision),
     then gray repeated to three channels, alpha dropped, 16-bit rounded to 8-bit."""
-    return quantize(read_image(path, formats=DATASET_DECODERS).rgb, 8)
+    return quantize(read_image(path).rgb, 8)
 
 
 def read_image(path: str | Path, *, formats: tuple[str, ...] = DECODERS) -> LoadedImage:

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from srx.errors import BadInput, CheckFailed, SrxError
-from srx.filekinds import IMAGE_SUFFIXES
-from srx.images import FORMATS, LoadedImage, image_files, quantize, read_image, write_image
+from srx.filekinds import IMAGE_SUFFIXES, image_files
+from srx.images import FORMATS, LoadedImage, quantize, read_image, write_image
 from srx.progress import Progress
 from srx.resources import check_memory
 from srx.spec import ModelSpec
@@ -124,10 +124,10 @@ def _input_files(inputs: list[str]) -> list[Path]:
     for name in inputs:
         p = Path(name)
         if p.is_dir():
-            found = image_files(p)
+            found = image_files(p, recursive=False)
             if not found:
                 raise BadInput(
-                    f"{p}: folder holds no PNG, JPEG or WebP images (not searched recursively): give image files"
+                    f"{p}: folder holds no PNG, JPEG, WebP, BMP or TIFF images (not searched recursively): give image files"
                 )
             files.extend(found)
         elif p.exists():
@@ -138,7 +138,8 @@ def _input_files(inputs: list[str]) -> list[Path]:
 
 
 def _output_name(src: Path, output: OutputOptions) -> str:
-    ext = f".{output.ext}" if output.ext else src.suffix
+    # srx reads BMP and TIFF but does not write them: those inputs become lossless PNG.
+    ext = f".{output.ext}" if output.ext else (src.suffix if src.suffix.lower() in FORMATS else ".png")
     return f"{src.stem}{output.suffix}{ext}"
 
 

@@ -64,11 +64,12 @@ def folder_inputs(folder: str | Path, height: int, width: int, count: int = DEFA
     (bicubic, aspect kept) and centre-cropped to it, as (1, 3, H, W) RGB float32."""
     from PIL import Image
 
-    from srx.images import image_files, read_image
+    from srx.filekinds import image_files
+    from srx.images import read_image
 
-    files = image_files(Path(folder))
+    files = image_files(Path(folder), recursive=False)
     if not files:
-        raise BadInput(f"--images {folder}: no PNG, JPEG or WebP images in it; give a folder of images")
+        raise BadInput(f"--images {folder}: no PNG, JPEG, WebP, BMP or TIFF images in it; give a folder of images")
     out = []
     for path in files[:count]:
         img = read_image(path)

@@ -9,7 +9,6 @@ report the accuracy of the result.
 
 from __future__ import annotations
 
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from srx.errors import BadInput
-from srx.filekinds import DATASET_IMAGE_SUFFIXES
+from srx.filekinds import IMAGE_SUFFIXES, image_files
 from srx.images import read_rgb8
 
 
@@ -31,25 +30,17 @@ class Pair:
 
 
 def list_images(folder: str | Path) -> list[Path]:
-    """Image files under `folder` (recursively), sorted; BadInput if there are none."""
+    """Image files under `folder` (recursively, hidden ones skipped: srx.filekinds.image_files), sorted;
+    BadInput if there are none."""
     d = Path(folder)
     if not d.exists():
         raise BadInput(f"calibration folder {d} does not exist: give a folder of training images (--calib-dir)")
     if not d.is_dir():
         raise BadInput(f"--calib-dir {d} is a file, not a folder: give a folder of training images")
-
-    def unreadable(e: OSError) -> None:  # rglob would skip such folders silently
-        raise BadInput(f"cannot list {e.filename} ({e.strerror or e}): check its permissions")
-
-    files = sorted(
-        p
-        for root, _, names in os.walk(d, onerror=unreadable)
-        for p in (Path(root) / n for n in names)
-        if p.suffix.lower() in DATASET_IMAGE_SUFFIXES and p.is_file()
-    )
+    files = image_files(d, recursive=True)
     if not files:
         raise BadInput(
-            f"calibration folder {d} holds no images ({', '.join(DATASET_IMAGE_SUFFIXES)}): "
+            f"calibration folder {d} holds no images ({', '.join(IMAGE_SUFFIXES)}): "
             "point --calib-dir at training images such as T91 or BSD200, never at an evaluation set"
         )
     return files

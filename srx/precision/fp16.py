@@ -137,25 +137,50 @@ def fp16_from_onnx(
 
 def _convert(model: onnx.ModelProto, keep_fp32: Callable[[onnx.NodeProto], bool] | None) -> Fp16Report:
     import_onnx()
-    from onnx import TensorProto, helper, numpy_helper
-
-    FLOAT, HALF = TensorProto.FLOAT, TensorProto.FLOAT16
     g = model.graph
     fold_constants_to_initializers(model)
     types = tensor_types(model)
     opset = opset_of(model)
     inits = {i.name: i for i in g.initializer}
+    data_nodes = _data_nodes(g)
+    half_nodes, report = _choose_types(g, data_nodes, opset, types, inits, keep_fp32)
+    typed_nodes, half_nodes = _with_weight_dequantizers(g, data_nodes, half_nodes)
+    rewrite = _Rewrite(g, types, inits, report)
+    for k, node in enumerate(g.node):
+        if k in typed_nodes:
+            rewrite.retype(node, half=k in half_nodes, opset=opset)
+        else:
+            rewrite.nodes.append(node)
+    rewrite.keep_output_fp32()
+    del g.node[:]
+    g.node.extend(rewrite.nodes)
+    _drop_unused_initializers(g)
+    # Old value_info entries carry stale element types; inference recomputes them.
+    del g.value_info[:]
+    return report
 
-    # 1. Which nodes carry image data: everything computed from `lr` except through
-    # Shape/Size (index arithmetic derived from the input's size stays FP32).
+
+def _data_nodes(g: onnx.GraphProto) -> set[int]:
+    """The nodes that carry image data: everything computed from `lr` except through
+    Shape/Size (index arithmetic derived from the input's size stays FP32)."""
     data = {INPUT_NAME}
     data_nodes: set[int] = set()
     for k, node in enumerate(g.node):
         if node.op_type not in SHAPE_OPS and any(i in data for i in node.input if i):
             data_nodes.add(k)
             data.update(node.output)
+    return data_nodes
 
-    # 2. Decide a compute type per node.
+
+def _choose_types(
+    g: onnx.GraphProto,
+    data_nodes: set[int],
+    opset: int,
+    types: dict[str, int],
+    inits: dict[str, onnx.TensorProto],
+    keep_fp32: Callable[[onnx.NodeProto], bool] | None,
+) -> tuple[set[int], Fp16Report]:
+    """A compute type per data node: the FP16 ones, and the report's counts and FP32 islands."""
     half_nodes: set[int] = set()
     report = Fp16Report()
     fp32_modules: dict[str, None] = {}
@@ -176,95 +201,112 @@ def _convert(model: onnx.ModelProto, keep_fp32: Callable[[onnx.NodeProto], bool]
             half_nodes.add(k)
             report.fp16_nodes += 1
     report.fp32_modules = list(fp32_modules)
+    return half_nodes, report
 
-    # Weight DequantizeLinear nodes (Q/DQ models) take the type of the layers they feed,
-    # so TensorRT sees DQ -> Conv with no Cast between and can fuse them.
+
+def _with_weight_dequantizers(
+    g: onnx.GraphProto, data_nodes: set[int], half_nodes: set[int]
+) -> tuple[set[int], set[int]]:
+    """(nodes to retype, FP16 nodes) with the weight DequantizeLinear nodes of Q/DQ models:
+    they take the type of the layers they feed, so TensorRT sees DQ -> Conv with no Cast
+    between and can fuse them."""
     consumers: dict[str, list[int]] = {}
     for k, node in enumerate(g.node):
         for i in node.input:
             consumers.setdefault(i, []).append(k)
-    typed_nodes = set(data_nodes)
+    typed, half = set(data_nodes), set(half_nodes)
     for k, node in enumerate(g.node):
         if k in data_nodes or node.op_type != "DequantizeLinear":
             continue
         users = consumers.get(node.output[0], [])
-        typed_nodes.add(k)
-        if users and all(u in half_nodes for u in users):
-            half_nodes.add(k)
+        typed.add(k)
+        if users and all(u in half for u in users):
+            half.add(k)
+    return typed, half
 
-    # 3. Rewrite: retype initializers, insert Casts at island borders, retype outputs.
-    dtype: dict[str, int] = {n: t for n, t in types.items() if t in (FLOAT, HALF)}
-    new_nodes: list[onnx.NodeProto] = []
-    cast_cache: dict[tuple[str, int], str] = {}
-    half_inits: dict[str, str] = {}
-    used_names = {n.name for n in g.node} | set(types)
 
-    def unique(base: str) -> str:
+class _Rewrite:
+    """The new node list: initializers retyped, Casts inserted at island borders (one per
+    tensor and type), outputs retyped; `dtype` is each float tensor's type as rewritten so far."""
+
+    def __init__(
+        self, g: onnx.GraphProto, types: dict[str, int], inits: dict[str, onnx.TensorProto], report: Fp16Report
+    ) -> None:
+        from onnx import TensorProto
+
+        self.FLOAT, self.HALF = TensorProto.FLOAT, TensorProto.FLOAT16
+        self.g, self.types, self.inits, self.report = g, types, inits, report
+        self.dtype: dict[str, int] = {n: t for n, t in types.items() if t in (self.FLOAT, self.HALF)}
+        self.nodes: list[onnx.NodeProto] = []
+        self.cast_cache: dict[tuple[str, int], str] = {}
+        self.half_inits: dict[str, str] = {}
+        self.used_names = {n.name for n in g.node} | set(types)
+
+    def unique(self, base: str) -> str:
         name, i = base, 1
-        while name in used_names:
+        while name in self.used_names:
             name, i = f"{base}_{i}", i + 1
-        used_names.add(name)
+        self.used_names.add(name)
         return name
 
-    def as_type(tensor: str, want: int, consumer: onnx.NodeProto, index: int) -> str:
-        have = dtype.get(tensor)
+    def as_type(self, tensor: str, want: int, consumer: onnx.NodeProto) -> str:
+        """`tensor` as `want`: itself, an FP16 copy of an initializer, or a Cast's output."""
+        from onnx import helper, numpy_helper
+
+        have = self.dtype.get(tensor)
         if have is None or have == want:
             return tensor
-        if tensor in inits and want == HALF:
-            if tensor not in half_inits:
-                arr = numpy_helper.to_array(inits[tensor]).astype("float16")
-                t = numpy_helper.from_array(arr, unique(f"{tensor}__fp16"))
-                g.initializer.append(t)
-                dtype[t.name] = HALF
-                half_inits[tensor] = t.name
-            return half_inits[tensor]
+        if tensor in self.inits and want == self.HALF:
+            if tensor not in self.half_inits:
+                arr = numpy_helper.to_array(self.inits[tensor]).astype("float16")
+                t = numpy_helper.from_array(arr, self.unique(f"{tensor}__fp16"))
+                self.g.initializer.append(t)
+                self.dtype[t.name] = self.HALF
+                self.half_inits[tensor] = t.name
+            return self.half_inits[tensor]
         key = (tensor, want)
-        if key not in cast_cache:
-            out = unique(f"{tensor}__{'fp16' if want == HALF else 'fp32'}")
+        if key not in self.cast_cache:
+            kind = "fp16" if want == self.HALF else "fp32"
+            out = self.unique(f"{tensor}__{kind}")
             where = module_path(consumer.name)
-            name = unique(f"{where}/Cast_to_{'fp16' if want == HALF else 'fp32'}" if where else f"Cast_{out}")
-            new_nodes.append(helper.make_node("Cast", [tensor], [out], name=name, to=want))
-            dtype[out] = want
-            cast_cache[key] = out
-            report.casts += 1
-        return cast_cache[key]
+            name = self.unique(f"{where}/Cast_to_{kind}" if where else f"Cast_{out}")
+            self.nodes.append(helper.make_node("Cast", [tensor], [out], name=name, to=want))
+            self.dtype[out] = want
+            self.cast_cache[key] = out
+            self.report.casts += 1
+        return self.cast_cache[key]
 
-    for k, node in enumerate(g.node):
-        if k not in typed_nodes:
-            new_nodes.append(node)
-            continue
-        want = HALF if k in half_nodes else FLOAT
-        follow_in, follow_out = _follow(node, opset, types)
+    def retype(self, node: onnx.NodeProto, *, half: bool, opset: int) -> None:
+        """`node` computing in FP16 (`half`) or FP32: its inputs converted, its outputs typed."""
+        want = self.HALF if half else self.FLOAT
+        follow_in, follow_out = _follow(node, opset, self.types)
         for i in follow_in or ():
             if i < len(node.input) and node.input[i]:
-                node.input[i] = as_type(node.input[i], want, node, i)
-        if node.op_type == "Cast" and want == HALF:
+                node.input[i] = self.as_type(node.input[i], want, node)
+        if node.op_type == "Cast" and want == self.HALF:
             for a in node.attribute:
-                if a.name == "to" and a.i == FLOAT:
-                    a.i = HALF
+                if a.name == "to" and a.i == self.FLOAT:
+                    a.i = self.HALF
         for i in follow_out or ():
-            if i < len(node.output) and node.output[i] in dtype:
-                dtype[node.output[i]] = want
+            if i < len(node.output) and node.output[i] in self.dtype:
+                self.dtype[node.output[i]] = want
         if node.op_type == "Cast":
             to = next(a.i for a in node.attribute if a.name == "to")
-            dtype[node.output[0]] = to
-        new_nodes.append(node)
+            self.dtype[node.output[0]] = to
+        self.nodes.append(node)
 
-    # 4. The graph output stays FP32.
-    if dtype.get(OUTPUT_NAME) == HALF:
-        inner = unique(f"{OUTPUT_NAME}__fp16")
-        for node in new_nodes:
+    def keep_output_fp32(self) -> None:
+        """The graph output `sr` stays FP32: a final Cast when the last node computes in FP16."""
+        from onnx import helper
+
+        if self.dtype.get(OUTPUT_NAME) != self.HALF:
+            return
+        inner = self.unique(f"{OUTPUT_NAME}__fp16")
+        for node in self.nodes:
             node.output[:] = [inner if o == OUTPUT_NAME else o for o in node.output]
             node.input[:] = [inner if i == OUTPUT_NAME else i for i in node.input]
-        new_nodes.append(helper.make_node("Cast", [inner], [OUTPUT_NAME], name="output/Cast_to_fp32", to=FLOAT))
-        report.casts += 1
-
-    del g.node[:]
-    g.node.extend(new_nodes)
-    _drop_unused_initializers(g)
-    # Old value_info entries carry stale element types; inference recomputes them.
-    del g.value_info[:]
-    return report
+        self.nodes.append(helper.make_node("Cast", [inner], [OUTPUT_NAME], name="output/Cast_to_fp32", to=self.FLOAT))
+        self.report.casts += 1
 
 
 def _follow(node: onnx.NodeProto, opset: int, types: dict[str, int]) -> tuple[list[int] | None, list[int] | None]:

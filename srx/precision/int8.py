@@ -75,7 +75,7 @@ if TYPE_CHECKING:
 MIN_FP16_QDQ_OPSET = 19  # DequantizeLinear takes FP16 scales from opset 19 on
 
 # Samples kept per calibration image and tensor for the MSE range search.
-_SAMPLES_PER_ITEM = 4096
+SAMPLES_PER_ITEM = 4096
 
 
 @dataclass(frozen=True)
@@ -387,7 +387,7 @@ def collect_ranges(
                 raise BadInput(f"calibration produced non-finite values at {t}: check the calibration images")
             amax[t] = max(amax[t], float(np.abs(v).max()))
             for item in v.reshape(v.shape[0], -1):
-                k = min(_SAMPLES_PER_ITEM, item.size)
+                k = min(SAMPLES_PER_ITEM, item.size)
                 samples[t].append(item[rng.integers(0, item.size, k)])
     bar.close()
     return {t: choose_range(np.concatenate(samples[t]), amax[t], method) for t in tensors}
@@ -493,24 +493,12 @@ def int8_from_onnx(
     """Calibrate, measure per-layer sensitivity, choose the INT8 layers and report held-out accuracy."""
     st = settings
     progress = progress or Progress.off()
-    say = progress.note
-    if src.precision != "fp32":
-        raise BadInput(f"the model is already {src.precision.upper()}; quantize the FP32 ONNX from 'srx export'")
-    if st.high_precision not in HIGH_PRECISIONS:
-        raise BadInput(f"--high-precision {st.high_precision!r}: use fp16 or fp32")
+    _check_quantizable(src, st)
     import_ort()
     t0 = time.perf_counter()
     scale = src.spec.scale
     data = _load_data(scale, src.spec.min_size, calib_dir, st, progress)
-    base = src.graph()
-    if st.high_precision == "fp16":
-        base = upgrade_opset(base, MIN_FP16_QDQ_OPSET)
-    sites = conv_sites(base)
-    if not sites:
-        raise BadInput(
-            f"{src.path or 'the model'} has no convolutions to quantize: it is not an srx model; export one with 'srx export'"
-        )
-    layers = [s.layer for s in sites]
+    base, sites = _graph_to_quantize(src, st)
     report = Int8Report(
         calibration_images=data.n_calib,
         held_out_images=sum(len(b) for b in data.held),
@@ -520,43 +508,118 @@ def int8_from_onnx(
         method=st.method,
     )
 
-    say(f"calibrating the inputs of {len(sites)} convolutions on {data.n_calib} crops")
+    progress.note(f"calibrating the inputs of {len(sites)} convolutions on {data.n_calib} crops")
     acts = sorted({s.act for s in sites})
     ranges = collect_ranges(base, acts, data.calib, method=st.method, seed=st.seed, progress=progress)
     t1 = time.perf_counter()
 
     fp32_sess = session(base)
     ref_sens = _mean_mse(run_batches(fp32_sess, data.sens), data.sens, scale)
+    candidates = _Candidates(base, sites, ranges, st, data.sens, scale, ref_sens)
+    sensitivity = _layer_sensitivity(candidates, progress)
+    t2 = time.perf_counter()
 
-    def build(quantized: set[str], final: bool = False) -> onnx.ModelProto:
-        m = qdq_model(base, sites, ranges, quantized, fp16_scales=st.high_precision == "fp16")
-        if st.high_precision == "fp16" and final:
+    quantized, kept, drop = _choose_int8_layers(candidates, sensitivity, report, progress.note)
+    t3 = time.perf_counter()
+
+    final = candidates.build(quantized, final=True)
+    _measure_held_out(report, fp32_sess, final, data.held, scale, progress.note)
+    t4 = time.perf_counter()
+
+    layers = [s.layer for s in sites]
+    order = sorted(layers, key=lambda k: -sensitivity[k])
+    report.calib_drop_db = drop
+    report.int8_layers = [k for k in layers if k in quantized]
+    report.kept_layers = kept
+    report.sensitivity = [{"layer": k, "drop_db": round(sensitivity[k], 5), "int8": k in quantized} for k in order]
+    report.seconds = {
+        "calibrate": t1 - t0,
+        "sensitivity": t2 - t1,
+        "select": t3 - t2,
+        "evaluate": t4 - t3,
+        "total": t4 - t0,
+    }
+    meta = _int8_metadata(st, report, data.n_calib)
+    set_metadata(final, {META_PRECISION: "int8", META_INT8: json.dumps(meta, sort_keys=True)})
+    check_pass_output(final, "INT8")
+    return srx_onnx_from_model(final, origin="INT8 model"), report
+
+
+def _check_quantizable(src: SrxOnnx, st: QuantSettings) -> None:
+    if src.precision != "fp32":
+        raise BadInput(f"the model is already {src.precision.upper()}; quantize the FP32 ONNX from 'srx export'")
+    if st.high_precision not in HIGH_PRECISIONS:
+        raise BadInput(f"--high-precision {st.high_precision!r}: use fp16 or fp32")
+
+
+def _graph_to_quantize(src: SrxOnnx, st: QuantSettings) -> tuple[onnx.ModelProto, list[Any]]:
+    """The FP32 graph (at the opset FP16 scales need, for --high-precision fp16) and its convolutions."""
+    base = src.graph()
+    if st.high_precision == "fp16":
+        base = upgrade_opset(base, MIN_FP16_QDQ_OPSET)
+    sites = conv_sites(base)
+    if not sites:
+        raise BadInput(
+            f"{src.path or 'the model'} has no convolutions to quantize: it is not an srx model; export one with 'srx export'"
+        )
+    return base, sites
+
+
+@dataclass
+class _Candidates:
+    """Q/DQ models of `base` with a chosen set of INT8 convolutions, and their PSNR drop on
+    the sensitivity crops against the FP32 model's (`ref_sens`, a mean squared error)."""
+
+    base: onnx.ModelProto
+    sites: list[Any]
+    ranges: dict[str, float]
+    st: QuantSettings
+    sens: list[list[Pair]]
+    scale: int
+    ref_sens: float
+
+    def build(self, quantized: set[str], final: bool = False) -> onnx.ModelProto:
+        fp16 = self.st.high_precision == "fp16"
+        m = qdq_model(self.base, self.sites, self.ranges, quantized, fp16_scales=fp16)
+        if fp16 and final:
             from srx.precision.fp16 import fp16_from_onnx
 
             m = fp16_from_onnx(srx_onnx_from_model(m, origin="Q/DQ model"))[0].model
         return m
 
-    def sens_drop(m: onnx.ModelProto) -> float:
-        return _drop_db(ref_sens, _mean_mse(run_batches(session(m), data.sens), data.sens, scale))
+    def drop(self, quantized: set[str]) -> float:
+        outs = run_batches(session(self.build(quantized, final=True)), self.sens)
+        return _drop_db(self.ref_sens, _mean_mse(outs, self.sens, self.scale))
 
-    switch = session(switchable_model(base, sites, ranges, fp16_scales=st.high_precision == "fp16"))
+
+def _layer_sensitivity(c: _Candidates, progress: Progress) -> dict[str, float]:
+    """Each convolution's PSNR drop on the sensitivity crops when it alone is INT8, from one
+    model whose per-layer switch (MASK_INPUT) selects it: no model built per layer."""
+    layers = [s.layer for s in c.sites]
+    switch = session(switchable_model(c.base, c.sites, c.ranges, fp16_scales=c.st.high_precision == "fp16"))
     sensitivity = {}
-    bar = progress.bar(f"layer sensitivity ({sum(len(b) for b in data.sens)} crops)", len(layers), "layer")
+    bar = progress.bar(f"layer sensitivity ({sum(len(b) for b in c.sens)} crops)", len(layers), "layer")
     for k, layer in enumerate(layers):
         mask = np.zeros(len(layers), dtype=np.float32)
         mask[k] = 1.0
-        outs = [
-            switch.run([OUTPUT_NAME], {INPUT_NAME: np.stack([p.lr for p in b]), MASK_INPUT: mask}) for b in data.sens
-        ]
-        sensitivity[layer] = _drop_db(ref_sens, _mean_mse(outs, data.sens, scale))
+        outs = [switch.run([OUTPUT_NAME], {INPUT_NAME: np.stack([p.lr for p in b]), MASK_INPUT: mask}) for b in c.sens]
+        sensitivity[layer] = _drop_db(c.ref_sens, _mean_mse(outs, c.sens, c.scale))
         bar.update(1)
     bar.close()
-    t2 = time.perf_counter()
+    return sensitivity
 
+
+def _choose_int8_layers(
+    c: _Candidates, sensitivity: dict[str, float], report: Int8Report, say: Callable[[str], None]
+) -> tuple[set[str], list[str], float]:
+    """Every convolution INT8, then the most sensitive kept in high precision one by one until
+    the drop on the calibration crops is within the target: (INT8 layers, kept layers, drop)."""
+    layers = [s.layer for s in c.sites]
     order = sorted(layers, key=lambda k: -sensitivity[k])
+    st = c.st
     kept: list[str] = []
     quantized = set(layers)
-    drop = sens_drop(build(quantized, final=True))
+    drop = c.drop(quantized)
     report.all_int8_calib_drop_db = drop
     report.sensitivity_sum_db = float(sum(sensitivity.values()))
     say(
@@ -571,53 +634,49 @@ def int8_from_onnx(
             )
         kept.append(order[len(kept)])
         quantized = set(layers) - set(kept)
-        drop = sens_drop(build(quantized, final=True))
+        drop = c.drop(quantized)
         say(f"kept {kept[-1]} in {st.high_precision.upper()}: drop on calibration crops {drop:.3f} dB")
-    t3 = time.perf_counter()
+    return quantized, kept, drop
 
-    final = build(quantized, final=True)
-    say(f"measuring the accuracy on {len(data.held)} held-back image{'s' if len(data.held) != 1 else ''}")
-    held_fp32 = run_batches(fp32_sess, data.held)
-    held_int8 = run_batches(session(final), data.held)
+
+def _measure_held_out(
+    report: Int8Report,
+    fp32_sess: Any,
+    final: onnx.ModelProto,
+    held: list[list[Pair]],
+    scale: int,
+    say: Callable[[str], None],
+) -> None:
+    """PSNR-Y of the FP32 and the INT8 model on the held-back images, and of one against the other."""
+    say(f"measuring the accuracy on {len(held)} held-back image{'s' if len(held) != 1 else ''}")
+    held_fp32 = run_batches(fp32_sess, held)
+    held_int8 = run_batches(session(final), held)
     p32, p8, vs = [], [], []
-    for a, b, batch in zip(held_fp32, held_int8, data.held, strict=True):
+    for a, b, batch in zip(held_fp32, held_int8, held, strict=True):
         for ya, yb, p in zip(a[0], b[0], batch, strict=True):
             p32.append(psnr_y(ya, p.hr, scale))
             p8.append(psnr_y(yb, p.hr, scale))
             vs.append(psnr_y(yb, ya, scale))
-    t4 = time.perf_counter()
-
     report.psnr_fp32_db = float(np.mean(p32))
     report.psnr_int8_db = float(np.mean(p8))
     report.psnr_drop_db = report.psnr_fp32_db - report.psnr_int8_db
     report.psnr_vs_fp32 = float(np.mean([v for v in vs if math.isfinite(v)] or [math.inf]))
-    report.calib_drop_db = drop
-    report.int8_layers = [k for k in layers if k in quantized]
-    report.kept_layers = kept
-    report.sensitivity = [{"layer": k, "drop_db": round(sensitivity[k], 5), "int8": k in quantized} for k in order]
-    report.seconds = {
-        "calibrate": t1 - t0,
-        "sensitivity": t2 - t1,
-        "select": t3 - t2,
-        "evaluate": t4 - t3,
-        "total": t4 - t0,
-    }
 
-    meta = {
+
+def _int8_metadata(st: QuantSettings, report: Int8Report, n_calib: int) -> dict[str, Any]:
+    """The srx.int8 metadata entry (read back by srx.export.metadata.precision_report)."""
+    return {
         "high_precision": st.high_precision,
         "method": st.method,
         "int8_layers": len(report.int8_layers),
-        "kept_layers": kept,
-        "calibration_images": data.n_calib,
+        "kept_layers": report.kept_layers,
+        "calibration_images": n_calib,
         "crop": st.crop,
         "seed": st.seed,
         "held_out_images": report.held_out_images,
         "psnr_drop_db": round(report.psnr_drop_db, 4),
         "psnr_vs_fp32": round(report.psnr_vs_fp32, 3),
     }
-    set_metadata(final, {META_PRECISION: "int8", META_INT8: json.dumps(meta, sort_keys=True)})
-    check_pass_output(final, "INT8")
-    return srx_onnx_from_model(final, origin="INT8 model"), report
 
 
 def default_int8_path(onnx_path: Path) -> Path:

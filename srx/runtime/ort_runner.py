@@ -25,13 +25,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from srx.errors import BadInput, first_line
+from srx.export import DYNAMIC_DIMS
 from srx.runtime.base import Runner
 from srx.runtime.device import cpu_count
 
 if TYPE_CHECKING:
     from srx.runtime.source import ModelSource
 
-DIM_NAMES = ("batch", "height", "width")
+DIM_NAMES = DYNAMIC_DIMS
 OPT_LEVELS = ("disable", "basic", "extended", "all")
 
 

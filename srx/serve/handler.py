@@ -30,15 +30,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from srx.errors import BadInput
+from srx.export import INPUT_NAME as INPUT  # the request and response names are the ONNX tensor names
+from srx.export import OUTPUT_NAME as OUTPUT
 from srx.images import quantize
 from srx.resources import available_memory
 from srx.runtime.base import Runner
 from srx.spec import ModelSpec
 
 LOG = logging.getLogger("srx.serve")
-
-INPUT = "lr"
-OUTPUT = "sr"
 DTYPES = {"float32": np.float32, "uint8": np.uint8}
 
 

@@ -30,7 +30,7 @@ import secrets
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from srx import __version__
 from srx.errors import BadInput
@@ -38,6 +38,9 @@ from srx.export import INPUT_NAME, OUTPUT_NAME
 from srx.fileio import sha256_file
 from srx.modelref import exported_file_ref
 from srx.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from srx.runtime.profile import Profile
 
 DEFAULT_MAX_BATCH = 8
 # Long enough for clients that send at nearly the same time to share a batch, short next to
@@ -222,10 +225,34 @@ def _ort_trt_parameters(spec: ModelSpec, input_dims: list[int | str], max_batch:
 
 
 def _plan_entry(path: Path, o: RepoOptions) -> RepoEntry:
-    from srx.runtime.profile import Profile
     from srx.runtime.sidecar import read_sidecar, spec_of
 
     side = read_sidecar(path)
+    _check_plan(path, side, o)
+    spec = spec_of(side)
+    prof = _plan_profile(path, side)
+    max_batch, dims, out_dims, notes = _plan_batching(path, prof, spec.scale, o)
+    return RepoEntry(
+        source=path,
+        fmt="plan",
+        name=model_name_from(path, o.name),
+        version=o.version,
+        spec=spec,
+        max_batch_size=max_batch,
+        dims=dims,
+        out_dims=out_dims,
+        queue_delay_us=o.queue_delay_us if max_batch > 1 else None,
+        instances=o.instances,
+        kind="gpu",
+        accelerator="none",
+        parameters=_plan_parameters(path, side, spec, prof),
+        comments=_plan_comments(path, side, spec, prof),
+        notes=notes,
+    )
+
+
+def _check_plan(path: Path, side: dict[str, Any], o: RepoOptions) -> None:
+    """A TensorRT engine that matches its sidecar, and options that apply to a plan."""
     backend = side.get("backend")
     if backend != "tensorrt":
         raise BadInput(
@@ -240,11 +267,21 @@ def _plan_entry(path: Path, o: RepoOptions) -> RepoEntry:
         raise BadInput(f"--accelerator {o.accelerator} applies to ONNX models; drop it for a TensorRT plan")
     if o.trt_min or o.trt_opt or o.trt_max:
         raise BadInput("--min/--opt/--max apply to ONNX models; a plan keeps the profile it was built with")
-    spec = spec_of(side)
+
+
+def _plan_profile(path: Path, side: dict[str, Any]) -> Profile:
+    from srx.runtime.profile import Profile
+
     try:
-        prof = Profile.from_dict(side["profile"])
+        return Profile.from_dict(side["profile"])
     except (KeyError, TypeError, ValueError, BadInput) as e:
         raise BadInput(f"{path}: its sidecar has no readable profile ({e}); rebuild it with srx build-engine") from e
+
+
+def _plan_batching(
+    path: Path, prof: Profile, scale: int, o: RepoOptions
+) -> tuple[int, list[int], list[int], list[str]]:
+    """Triton's max_batch_size, input and output dims for the engine's profile, and notes for the user."""
     static_sides = prof.min == prof.max
     h = prof.min.height if static_sides else -1
     w = prof.min.width if static_sides else -1
@@ -255,65 +292,54 @@ def _plan_entry(path: Path, o: RepoOptions) -> RepoEntry:
         # --static ONNX), which Triton accepts only without batching. Full dims, max_batch_size 0.
         if o.max_batch not in (None, 1):
             raise BadInput(f"--max-batch {o.max_batch}: {path} was built for batch 1; rebuild it with --batch 1:4:8")
-        max_batch, dims = 0, [1, 3, h, w]
-        out_dims = [1, 3, h * spec.scale, w * spec.scale]
-    else:
-        if o.max_batch is not None and o.max_batch > hi:
-            raise BadInput(
-                f"--max-batch {o.max_batch}: {path} was built for batches up to {hi}; "
-                f"use --max-batch {hi} or rebuild it with --batch 1:{o.max_batch}:{o.max_batch}"
-            )
-        if lo > 1:
-            raise BadInput(
-                f"{path} was built for batches of {lo} or more; Triton sends smaller ones: rebuild with --batch 1:{hi}:{hi}"
-            )
-        max_batch = o.max_batch or hi
-        dims = [3, h, w]
-        out_dims = [3, h * spec.scale if h > 0 else -1, w * spec.scale if w > 0 else -1]
-        if max_batch == 1:
-            notes.append(
-                f"{path.name} was built for batch 1, so Triton cannot batch requests: "
-                "rebuild it with 'srx build-engine --batch 1:4:8' for dynamic batching"
-            )
+        return 0, [1, 3, h, w], [1, 3, h * scale, w * scale], notes
+    if o.max_batch is not None and o.max_batch > hi:
+        raise BadInput(
+            f"--max-batch {o.max_batch}: {path} was built for batches up to {hi}; "
+            f"use --max-batch {hi} or rebuild it with --batch 1:{o.max_batch}:{o.max_batch}"
+        )
+    if lo > 1:
+        raise BadInput(
+            f"{path} was built for batches of {lo} or more; Triton sends smaller ones: rebuild with --batch 1:{hi}:{hi}"
+        )
+    max_batch = o.max_batch or hi
+    if max_batch == 1:
+        notes.append(
+            f"{path.name} was built for batch 1, so Triton cannot batch requests: "
+            "rebuild it with 'srx build-engine --batch 1:4:8' for dynamic batching"
+        )
+    return max_batch, [3, h, w], [3, h * scale if h > 0 else -1, w * scale if w > 0 else -1], notes
+
+
+def _plan_comments(path: Path, side: dict[str, Any], spec: ModelSpec, prof: Profile) -> list[str]:
+    """The header of config.pbtxt: what Triton cannot express (TensorRT version and GPU, the profile)."""
     dev = side.get("device") or {}
     where = dev.get("name") or "an unknown GPU"
     if dev.get("compute_capability"):
         where += f" (compute capability {dev['compute_capability']})"
-    comments = [
+    lo, _, hi = prof.batch
+    return [
         f"{HEADER}: written by srx {__version__} from {path.name}",
         f"# {spec.label}; precision {side.get('precision', '?')}",
         f"# TensorRT plan built with TensorRT {side.get('backend_version', '?')} on {where}: it loads only in a "
         "tritonserver whose TensorRT is that version, on that GPU model.",
         f"# Profile {prof.min} .. {prof.max} (opt {prof.opt}), batch {lo}..{hi}: inputs outside it are refused.",
     ]
+
+
+def _plan_parameters(path: Path, side: dict[str, Any], spec: ModelSpec, prof: Profile) -> dict[str, str]:
     params = _spec_parameters(spec, path, str(side.get("precision", "unknown")))
     params["srx.profile"] = json.dumps(prof.to_dict(), sort_keys=True)
     params["srx.engine"] = json.dumps(
         {
             "backend_version": side.get("backend_version"),
-            "device": dev,
+            "device": side.get("device") or {},
             "network": side.get("network"),
             "created": side.get("created"),
         },
         sort_keys=True,
     )
-    return RepoEntry(
-        source=path,
-        fmt="plan",
-        name=model_name_from(path, o.name),
-        version=o.version,
-        spec=spec,
-        max_batch_size=max_batch,
-        dims=dims,
-        out_dims=out_dims,
-        queue_delay_us=o.queue_delay_us if max_batch > 1 else None,
-        instances=o.instances,
-        kind="gpu",
-        accelerator="none",
-        parameters=params,
-        comments=comments,
-        notes=notes,
-    )
+    return params
 
 
 # -- config.pbtxt ------------------------------------------------------------------------------

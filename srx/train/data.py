@@ -13,14 +13,13 @@ stopped, with no sampler state to save.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from srx.errors import BadInput
-from srx.filekinds import DATASET_IMAGE_SUFFIXES
+from srx.filekinds import IMAGE_SUFFIXES, image_files
 from srx.images import read_rgb8
 
 
@@ -43,26 +42,15 @@ class DataSummary:
 
 
 def list_training_images(folder: str | Path) -> list[Path]:
-    """Image files under `folder`, recursively (T91/ and BSD200/ side by side), sorted."""
+    """Image files under `folder`, recursively (T91/ and BSD200/ side by side; hidden ones skipped), sorted."""
     d = Path(folder)
     if not d.exists():
         raise BadInput(f"--data {d} does not exist: give a folder of HR training images")
     if not d.is_dir():
         raise BadInput(f"--data {d} is a file, not a folder: give a folder of HR training images")
-
-    def unreadable(e: OSError) -> None:  # os.walk would skip such folders silently
-        raise BadInput(f"cannot list {e.filename} ({e.strerror or e}): check its permissions")
-
-    files = sorted(
-        p
-        for root, _, names in os.walk(d, onerror=unreadable)
-        for p in (Path(root) / n for n in names)
-        if p.suffix.lower() in DATASET_IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
-    )
+    files = image_files(d, recursive=True)
     if not files:
-        raise BadInput(
-            f"--data {d} holds no images ({', '.join(DATASET_IMAGE_SUFFIXES)}): give a folder of HR training images"
-        )
+        raise BadInput(f"--data {d} holds no images ({', '.join(IMAGE_SUFFIXES)}): give a folder of HR training images")
     return files
 
 

@@ -169,28 +169,78 @@ def _train(
     command: str,
     warn: Callable[[str], None] | None,
 ) -> TrainResult:
-    from tqdm import tqdm
-
     # --max-minutes is a session's budget, so reading data and teacher targets count too.
     started = time.perf_counter()
+    saved, fingerprint = _check_run(cfg, resume, warn)
+    device = torch.device(cfg.device)
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    models = _build_models(cfg, device, saved)
+    past = _restore(models, saved, resume)
+    end = _end_iteration(cfg, past.start, resume)
+    sampler, n_files = _read_data(cfg, models, device, progress)
+    start_fit, qat_ranges = _starting_point(cfg, models, sampler, device, saved)
+    if sampler.summary.skipped_small and warn is not None:
+        n = len(sampler.summary.skipped_small)
+        warn(f"{n} of {n_files} images are smaller than a {cfg.patch * cfg.scale}-pixel HR patch and are not used")
+    Path(cfg.out).mkdir(parents=True, exist_ok=True)
+    base_meta = _base_meta(cfg, models, sampler, fingerprint, saved, start_fit, qat_ranges)
+    return _Session(cfg, device, models, sampler, base_meta, past, end, command, started).run(progress)
+
+
+# -- the stages before the loop ------------------------------------------------------------
+
+
+@dataclass
+class _Saved:
+    """What --resume read (all None for a new run)."""
+
+    meta: dict[str, Any] | None = None
+    model_sd: Any = None
+    optim_sd: Any = None
+
+
+@dataclass
+class _Models:
+    student: nn.Module
+    teacher: nn.Module | None
+    optimizer: torch.optim.Optimizer
+    memory_format: torch.memory_format
+    init_report: InitReport | None
+    online_teacher: bool  # teacher outputs per batch, with block features (feature loss), not offline targets
+
+
+@dataclass
+class _Past:
+    """Where a resumed run stands (zero for a new run)."""
+
+    start: int = 0
+    wall: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    sessions: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _check_run(cfg: TrainConfig, resume: str | Path | None, warn: Callable[[str], None] | None) -> tuple[_Saved, str]:
+    """The options, the output folder and the resume file, before anything is built; and the data's fingerprint."""
     cfg.check()
     out = Path(cfg.out)
-    saved_meta: dict[str, Any] | None = None
     if resume is None and (out / ck.RESUME_FILE).exists():
         raise BadInput(f"-o {out} already holds a training run: continue it with --resume {out}, or choose another -o")
     if out.exists() and not out.is_dir():
         raise BadInput(f"-o {out} is a file: give a folder for the run's checkpoints")
     fingerprint = data_fingerprint(cfg.data)
+    saved = _Saved()
     if resume is not None:
-        saved_meta, model_sd, optim_sd = ck.read_resume(ck.resume_path(resume))
-        if saved_meta["data"].get("fingerprint") != fingerprint and warn is not None:
+        saved = _Saved(*ck.read_resume(ck.resume_path(resume)))
+        if saved.meta["data"].get("fingerprint") != fingerprint and warn is not None:  # type: ignore[index]
             warn(f"--data {cfg.data} is not the image set the run started with (names or sizes differ)")
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise BadInput("--device cuda: no CUDA GPU is visible to PyTorch; use --device cpu")
-    device = torch.device(cfg.device)
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
+    return saved, fingerprint
 
+
+def _build_models(cfg: TrainConfig, device: torch.device, saved: _Saved) -> _Models:
+    """Teacher and student on the device, checked against each other and --val; the optimizer."""
     teacher = load_teacher(cfg.teacher, cfg.scale, device) if cfg.teacher else None
     student = build_student(cfg)
     student.spec.check_input_size(cfg.patch, cfg.patch)  # type: ignore[union-attr]
@@ -201,7 +251,7 @@ def _train(
     if teacher is not None and cfg.weights.feature:
         check_feature_compatible(student, teacher)
     init_report: InitReport | None = None
-    if saved_meta is None and cfg.init is not None:
+    if saved.meta is None and cfg.init is not None:
         init_report = copy_matching(student, cfg.init)
     student.to(device).train()
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
@@ -209,17 +259,28 @@ def _train(
     if teacher is not None:
         teacher.to(memory_format=memory_format)
     optimizer = torch.optim.Adam(student.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
+    online = teacher is not None and cfg.weights.feature > 0
+    return _Models(student, teacher, optimizer, memory_format, init_report, online)
 
-    start, wall, history, sessions = 0, 0.0, [], []
-    if saved_meta is not None:
-        from srx.models import _load_strict
 
-        _load_strict(student, model_sd, f"--resume {resume}")
-        ck.restore_optimizer(optimizer, saved_meta, optim_sd)
-        start = int(saved_meta["iteration"])
-        wall = float(saved_meta.get("wall_seconds", 0.0))
-        history = list(saved_meta.get("scores", {}).get("val", []))
-        sessions = list(saved_meta.get("sessions", []))
+def _restore(models: _Models, saved: _Saved, resume: str | Path | None) -> _Past:
+    """The resumed run's weights and Adam moments into the models; where it stands."""
+    if saved.meta is None:
+        return _Past()
+    from srx.models import _load_strict
+
+    _load_strict(models.student, saved.model_sd, f"--resume {resume}")
+    ck.restore_optimizer(models.optimizer, saved.meta, saved.optim_sd)
+    return _Past(
+        int(saved.meta["iteration"]),
+        float(saved.meta.get("wall_seconds", 0.0)),
+        list(saved.meta.get("scores", {}).get("val", [])),
+        list(saved.meta.get("sessions", [])),
+    )
+
+
+def _end_iteration(cfg: TrainConfig, start: int, resume: str | Path | None) -> int:
+    """The iteration this session stops at (--iters, or --until); BadInput if the run is there already."""
     end = cfg.iters if cfg.until is None else min(cfg.iters, cfg.until)
     if start >= end:
         raise BadInput(
@@ -227,6 +288,12 @@ def _train(
             + (f" (--until {cfg.until})" if cfg.until is not None else "")
             + ": give a larger --iters (a longer schedule) or --until to train further"
         )
+    return end
+
+
+def _read_data(cfg: TrainConfig, models: _Models, device: torch.device, progress: bool) -> tuple[PatchSampler, int]:
+    """The training images in memory, with the teacher's offline targets where it has them; and how many files."""
+    from tqdm import tqdm
 
     files = list_training_images(cfg.data)
     reading = tqdm(
@@ -234,11 +301,18 @@ def _train(
     )
     sampler = PatchSampler(cfg.data, scale=cfg.scale, patch=cfg.patch, seed=cfg.seed, progress=reading)
     reading.close()
-    online_teacher = teacher is not None and cfg.weights.feature > 0
-    if teacher is not None and not online_teacher:
-        sampler.set_targets(_teacher_targets(teacher, sampler, device, progress))
+    if models.teacher is not None and not models.online_teacher:
+        sampler.set_targets(_teacher_targets(models.teacher, sampler, device, progress))
+    return sampler, len(files)
+
+
+def _starting_point(
+    cfg: TrainConfig, models: _Models, sampler: PatchSampler, device: torch.device, saved: _Saved
+) -> tuple[Any, Any]:
+    """A new run's --linear-start / --fit-head fit, and the QAT ranges (calibrated, or as the run started)."""
+    student = models.student
     start_fit = None
-    if saved_meta is None and (cfg.linear_start or cfg.fit_head):
+    if saved.meta is None and (cfg.linear_start or cfg.fit_head):
         from srx.train.start import fit_head, linear_start
 
         student.to("cpu")
@@ -246,174 +320,236 @@ def _train(
         student.to(device)
     qat_ranges = None
     if cfg.qat:
-        if saved_meta is not None and saved_meta.get("qat"):
-            qat_ranges = saved_meta["qat"]["ranges"]  # as the run started: resuming changes nothing
+        if saved.meta is not None and saved.meta.get("qat"):
+            qat_ranges = saved.meta["qat"]["ranges"]  # as the run started: resuming changes nothing
         else:
             calib = torch.from_numpy(sampler.batch(0, qat.CALIBRATION_PATCHES, stream=2)[0]).to(device)
-            qat_ranges = qat.calibrate(student, calib.contiguous(memory_format=memory_format), cfg.seed)
+            qat_ranges = qat.calibrate(student, calib.contiguous(memory_format=models.memory_format), cfg.seed)
         qat.attach(student, qat_ranges)
-    if sampler.summary.skipped_small and warn is not None:
-        n = len(sampler.summary.skipped_small)
-        warn(f"{n} of {len(files)} images are smaller than a {cfg.patch * cfg.scale}-pixel HR patch and are not used")
-    out.mkdir(parents=True, exist_ok=True)
+    return start_fit, qat_ranges
 
-    student_blocks = BlockOutputs(student) if online_teacher else None
-    teacher_blocks = BlockOutputs(teacher) if online_teacher else None
-    session = {
-        "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "start_iteration": start,
-        "command": command,
-        "threads": torch.get_num_threads(),
-        "device": cfg.device,
-        **ck.source_commit(),
-        "versions": versions(),
-    }
-    base_meta = {
+
+def _base_meta(
+    cfg: TrainConfig,
+    models: _Models,
+    sampler: PatchSampler,
+    fingerprint: str,
+    saved: _Saved,
+    start_fit: Any,
+    qat_ranges: Any,
+) -> dict[str, Any]:
+    """What every checkpoint of the run records that does not change while it trains."""
+    meta, teacher = saved.meta, models.teacher
+    spec = models.student.spec.to_dict()  # type: ignore[union-attr]
+    targets = (
+        None
+        if teacher is None
+        else "online (per batch, with block features)"
+        if models.online_teacher
+        else "offline (whole LR images, once per session)"
+    )
+    return {
         "format": ck.RESUME_FORMAT,
         "config": cfg.to_dict(),
-        "model": {
-            k: v
-            for k, v in student.spec.to_dict().items()
-            if k in ("arch", "scale", "dim", "n_blocks", "ffn_scale", "params")
-        },  # type: ignore[union-attr]
+        "model": {k: v for k, v in spec.items() if k in ("arch", "scale", "dim", "n_blocks", "ffn_scale", "params")},
         "data": {**sampler.summary.to_dict(), "fingerprint": fingerprint},
-        "init": saved_meta["init"] if saved_meta else (init_report.to_dict() if init_report else None),
-        "linear_start": saved_meta.get("linear_start") if saved_meta else start_fit,
+        "init": meta["init"] if meta else (models.init_report.to_dict() if models.init_report else None),
+        "linear_start": meta.get("linear_start") if meta else start_fit,
         "qat": qat.describe(qat_ranges) if qat_ranges is not None else None,
-        "teacher_targets": "online (per batch, with block features)"
-        if online_teacher
-        else ("offline (whole LR images, once per session)" if teacher is not None else None),
-        "teacher": saved_meta["teacher"]
-        if saved_meta
+        "teacher_targets": targets,
+        "teacher": meta["teacher"]
+        if meta
         else (
             {"source": Path(cfg.teacher).name, "sha256": teacher.spec.source_sha256, "label": teacher.spec.label}  # type: ignore[union-attr]
             if teacher is not None
             else None
         ),
     }
-    log = _Log(out / ck.LOG_FILE)
-    log.line(
-        f"session start at iteration {start}: {command or '(library call)'}; threads {session['threads']}; "
-        f"commit {session['commit']}{' (modified)' if session['dirty'] else ''}; {session['versions']}"
-    )
 
-    state = {"iteration": start, "wall": wall, "last_terms": {}}
-    session_start = time.perf_counter()
 
-    def meta_now() -> dict[str, Any]:
-        it = state["iteration"]
+# -- the loop ------------------------------------------------------------------------------
+
+
+class _Session:
+    """One session of a run: the iterations from where the run stands to `end`, the log, the
+    checkpoints (periodic, best on --val, and at the end), and the stop on a signal."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        device: torch.device,
+        models: _Models,
+        sampler: PatchSampler,
+        base_meta: dict[str, Any],
+        past: _Past,
+        end: int,
+        command: str,
+        started: float,
+    ) -> None:
+        self.cfg, self.device, self.models, self.sampler = cfg, device, models, sampler
+        self.out, self.end, self.started, self.base_meta, self.past = Path(cfg.out), end, started, base_meta, past
+        self.history = past.history
+        online = models.online_teacher
+        self.student_blocks = BlockOutputs(models.student) if online else None
+        self.teacher_blocks = BlockOutputs(models.teacher) if online else None  # type: ignore[arg-type]
+        self.session = {
+            "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "start_iteration": past.start,
+            "command": command,
+            "threads": torch.get_num_threads(),
+            "device": cfg.device,
+            **ck.source_commit(),
+            "versions": versions(),
+        }
+        self.log = _Log(self.out / ck.LOG_FILE)
+        s = self.session
+        self.log.line(
+            f"session start at iteration {past.start}: {command or '(library call)'}; threads {s['threads']}; "
+            f"commit {s['commit']}{' (modified)' if s['dirty'] else ''}; {s['versions']}"
+        )
+        self.iteration, self.last_terms = past.start, {}
+        self.session_start = time.perf_counter()
+        self.stop = StopRequest()
+        self.postfix: dict[str, str] = {}
+        self.window, self.last_logged = self.session_start, past.start  # the s/it of the log lines
+
+    def meta_now(self) -> dict[str, Any]:
+        it, history = self.iteration, self.history
         best = max(history, key=lambda r: r["psnr_y"]) if history else None
         return {
-            **base_meta,
+            **self.base_meta,
             "iteration": it,
-            "iters": cfg.iters,
-            "finished": it >= cfg.iters,
-            "wall_seconds": round(state["wall"] + time.perf_counter() - session_start, 1),
-            "sessions": [*sessions, {**session, "end_iteration": it}],
+            "iters": self.cfg.iters,
+            "finished": it >= self.cfg.iters,
+            "wall_seconds": round(self.past.wall + time.perf_counter() - self.session_start, 1),
+            "sessions": [*self.past.sessions, {**self.session, "end_iteration": it}],
             "scores": {"val": history, "best": best},
-            "loss": state["last_terms"],
+            "loss": self.last_terms,
         }
 
-    def save(with_resume: bool = True) -> None:
-        meta = meta_now()
+    def save(self, with_resume: bool = True) -> None:
+        meta = self.meta_now()
         if with_resume:
-            ck.save_resume(out, student, optimizer, meta)
-        ck.save_model(out, student, meta)
+            ck.save_resume(self.out, self.models.student, self.models.optimizer, meta)
+        ck.save_model(self.out, self.models.student, meta)
 
-    def autocast() -> Any:
-        # bfloat16 keeps float32's range, so no loss scaling is needed (unlike float16).
-        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+    def run(self, progress: bool) -> TrainResult:
+        from tqdm import tqdm
 
-    stop = StopRequest()
-    bar = tqdm(
-        total=end, initial=start, desc="train", unit="it", file=sys.stderr, disable=not progress, dynamic_ncols=True
-    )
-    postfix: dict[str, str] = {}
-    window, last_logged = time.perf_counter(), start
-    try:
-        with stop.installed():
-            for it in range(start, end):
-                lr_now = cfg.lr_at(it)
-                for g in optimizer.param_groups:
-                    g["lr"] = lr_now
-                lr_np, hr_np, target_np = sampler.batch(it, cfg.batch)
-                lr_t = torch.from_numpy(lr_np).to(device).contiguous(memory_format=memory_format)
-                hr_t = torch.from_numpy(hr_np).to(device).contiguous(memory_format=memory_format)
-                teacher_sr, teacher_feats = None, []
-                if target_np is not None:
-                    teacher_sr = torch.from_numpy(target_np).to(device).contiguous(memory_format=memory_format)
-                elif online_teacher:
-                    with torch.no_grad(), autocast():
-                        teacher_sr = teacher(lr_t).float()  # type: ignore[misc]
-                    teacher_feats = [f.float() for f in teacher_blocks.take()]  # type: ignore[union-attr]
-                with autocast():
-                    sr = student(lr_t)
-                sr = sr.float()
-                student_feats = [f.float() for f in student_blocks.take()] if student_blocks else []
-                loss, terms = total_loss(cfg.weights, sr, hr_t, teacher_sr, student_feats, teacher_feats)
-                loss_value = float(loss.detach())
-                if not math.isfinite(loss_value):
-                    raise CheckFailed(
-                        f"training diverged at iteration {it + 1} (loss {loss_value}): lower --lr; the last "
-                        f"checkpoint in {out} is from before (resume it with --resume {out}, or start again)"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                state["iteration"] = it + 1
-                state["last_terms"] = {"total": loss_value, **terms}
-                bar.update(1)
-                done = it + 1
-                if done % cfg.log_every == 0 or done == end:
-                    now = time.perf_counter()
-                    per_it = (now - window) / (done - last_logged)
-                    window, last_logged = now, done
-                    parts = " ".join(f"{k} {v:.5f}" for k, v in state["last_terms"].items())
-                    log.line(
-                        f"iter {done}/{cfg.iters} {parts} lr {lr_now:.3e} {per_it:.3f} s/it "
-                        f"eta {_duration(per_it * (end - done))}"
-                    )
-                    postfix["loss"] = f"{loss_value:.4f}"
-                    bar.set_postfix(postfix, refresh=False)
-                if stop.signum is None and cfg.val is not None and (done % cfg.val_every == 0 or done == end):
-                    score = _validate(student, cfg, device, stop)
-                    if score is not None:
-                        improved = not history or score["psnr_y"] > max(r["psnr_y"] for r in history)
-                        history.append({"iteration": done, **score})
-                        log.line(
-                            f"val {Path(cfg.val).name} iter {done}: PSNR-Y {score['psnr_y']:.3f} dB SSIM-Y "
-                            f"{score['ssim_y']:.4f}{' (best)' if improved else ''}"
-                        )
-                        postfix["val"] = f"{score['psnr_y']:.2f}dB"
-                        bar.set_postfix(postfix, refresh=False)
-                        if improved:
-                            ck.save_model(out, student, meta_now(), best=True)
-                if stop.signum is not None:
-                    break
-                if cfg.max_minutes is not None and done < end and time.perf_counter() - started >= 60 * cfg.max_minutes:
-                    log.line(
-                        f"--max-minutes {cfg.max_minutes:g} reached at iteration {done}; resumable checkpoint written"
-                    )
-                    break  # the save() after the loop writes the resume state, as --until's end does
-                if done % cfg.save_every == 0:
-                    save()
-            save()
-    finally:
-        bar.close()
-        for rec in (student_blocks, teacher_blocks):
-            if rec is not None:
-                rec.close()
-    meta = meta_now()
-    if stop.signum is not None:
-        name = signal.Signals(stop.signum).name
-        log.line(f"stopped by {name} at iteration {state['iteration']}; resumable checkpoint written")
-        raise TrainingStopped(
-            f"interrupted by {name} at iteration {state['iteration']} of {cfg.iters}; saved a resumable checkpoint "
-            f"in {out}: continue with srx train --resume {out}",
-            stop.signum,
+        cfg, start, end = self.cfg, self.past.start, self.end
+        bar = tqdm(
+            total=end, initial=start, desc="train", unit="it", file=sys.stderr, disable=not progress, dynamic_ncols=True
         )
-    log.line(f"session end at iteration {state['iteration']} ({meta['wall_seconds']:.0f} s of training in all)")
-    return TrainResult(out, state["iteration"], cfg.iters, meta, history)
+        self.window, self.last_logged = time.perf_counter(), start
+        try:
+            with self.stop.installed():
+                for it in range(start, end):
+                    lr_now = self._step(it)
+                    bar.update(1)
+                    done = it + 1
+                    if done % cfg.log_every == 0 or done == end:
+                        self._log_iteration(done, lr_now, bar)
+                    if self.stop.signum is None and cfg.val is not None and (done % cfg.val_every == 0 or done == end):
+                        self._score_on_val(done, bar)
+                    if self.stop.signum is not None or self._out_of_time(done):
+                        break  # the save() after the loop writes the resume state, as --until's end does
+                    if done % cfg.save_every == 0:
+                        self.save()
+                self.save()
+        finally:
+            bar.close()
+            for rec in (self.student_blocks, self.teacher_blocks):
+                if rec is not None:
+                    rec.close()
+        return self._finish()
+
+    def _autocast(self) -> Any:
+        # bfloat16 keeps float32's range, so no loss scaling is needed (unlike float16).
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16)
+
+    def _step(self, it: int) -> float:
+        """One optimizer step on batch `it`; returns its learning rate."""
+        cfg, models, fmt = self.cfg, self.models, self.models.memory_format
+        lr_now = cfg.lr_at(it)
+        for g in models.optimizer.param_groups:
+            g["lr"] = lr_now
+        lr_np, hr_np, target_np = self.sampler.batch(it, cfg.batch)
+        lr_t = torch.from_numpy(lr_np).to(self.device).contiguous(memory_format=fmt)
+        hr_t = torch.from_numpy(hr_np).to(self.device).contiguous(memory_format=fmt)
+        teacher_sr, teacher_feats = None, []
+        if target_np is not None:
+            teacher_sr = torch.from_numpy(target_np).to(self.device).contiguous(memory_format=fmt)
+        elif models.online_teacher:
+            with torch.no_grad(), self._autocast():
+                teacher_sr = models.teacher(lr_t).float()  # type: ignore[misc]
+            teacher_feats = [f.float() for f in self.teacher_blocks.take()]  # type: ignore[union-attr]
+        with self._autocast():
+            sr = models.student(lr_t)
+        sr = sr.float()
+        student_feats = [f.float() for f in self.student_blocks.take()] if self.student_blocks else []
+        loss, terms = total_loss(cfg.weights, sr, hr_t, teacher_sr, student_feats, teacher_feats)
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):
+            raise CheckFailed(
+                f"training diverged at iteration {it + 1} (loss {loss_value}): lower --lr; the last "
+                f"checkpoint in {self.out} is from before (resume it with --resume {self.out}, or start again)"
+            )
+        models.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        models.optimizer.step()
+        self.iteration = it + 1
+        self.last_terms = {"total": loss_value, **terms}
+        return lr_now
+
+    def _log_iteration(self, done: int, lr_now: float, bar: Any) -> None:
+        now = time.perf_counter()
+        per_it = (now - self.window) / (done - self.last_logged)
+        self.window, self.last_logged = now, done
+        parts = " ".join(f"{k} {v:.5f}" for k, v in self.last_terms.items())
+        self.log.line(
+            f"iter {done}/{self.cfg.iters} {parts} lr {lr_now:.3e} {per_it:.3f} s/it "
+            f"eta {_duration(per_it * (self.end - done))}"
+        )
+        self.postfix["loss"] = f"{self.last_terms['total']:.4f}"
+        bar.set_postfix(self.postfix, refresh=False)
+
+    def _score_on_val(self, done: int, bar: Any) -> None:
+        """Score on --val; the best model so far is written as such."""
+        score = _validate(self.models.student, self.cfg, self.device, self.stop)
+        if score is None:
+            return
+        history = self.history
+        improved = not history or score["psnr_y"] > max(r["psnr_y"] for r in history)
+        history.append({"iteration": done, **score})
+        self.log.line(
+            f"val {Path(self.cfg.val).name} iter {done}: PSNR-Y {score['psnr_y']:.3f} dB SSIM-Y "  # type: ignore[arg-type]
+            f"{score['ssim_y']:.4f}{' (best)' if improved else ''}"
+        )
+        self.postfix["val"] = f"{score['psnr_y']:.2f}dB"
+        bar.set_postfix(self.postfix, refresh=False)
+        if improved:
+            ck.save_model(self.out, self.models.student, self.meta_now(), best=True)
+
+    def _out_of_time(self, done: int) -> bool:
+        minutes = self.cfg.max_minutes
+        if minutes is None or done >= self.end or time.perf_counter() - self.started < 60 * minutes:
+            return False
+        self.log.line(f"--max-minutes {minutes:g} reached at iteration {done}; resumable checkpoint written")
+        return True
+
+    def _finish(self) -> TrainResult:
+        """The session's last log line, or TrainingStopped after a signal."""
+        meta = self.meta_now()
+        if self.stop.signum is not None:
+            name = signal.Signals(self.stop.signum).name
+            self.log.line(f"stopped by {name} at iteration {self.iteration}; resumable checkpoint written")
+            raise TrainingStopped(
+                f"interrupted by {name} at iteration {self.iteration} of {self.cfg.iters}; saved a resumable "
+                f"checkpoint in {self.out}: continue with srx train --resume {self.out}",
+                self.stop.signum,
+            )
+        self.log.line(f"session end at iteration {self.iteration} ({meta['wall_seconds']:.0f} s of training in all)")
+        return TrainResult(self.out, self.iteration, self.cfg.iters, meta, self.history)
 
 
 def _teacher_targets(

@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# Samples per calibration image and tensor for the range search (as srx quantize).
-SAMPLES_PER_ITEM = 4096
+from srx.precision.int8 import SAMPLES_PER_ITEM  # the range search samples as srx quantize does
+
 CALIBRATION_PATCHES = 16
 
 

@@ -56,10 +56,7 @@ def is_video(path: str | Path) -> bool:
 
 
 def video_files(folder: Path) -> list[Path]:
-    """Videos directly in `folder` (not recursive), sorted by name; hidden files skipped."""
-    from srx.errors import BadInput
+    """Videos directly in `folder` (not recursive), sorted by name; hidden files skipped (srx.filekinds.files_in)."""
+    from srx.filekinds import files_in
 
-    try:
-        return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and is_video(p))
-    except OSError as e:
-        raise BadInput(f"cannot list folder {folder} ({e.strerror or e}): check its permissions") from e
+    return files_in(folder, VIDEO_SUFFIXES, recursive=False)

@@ -24,13 +24,13 @@ Echo = Callable[[str], None]
 
 def is_video_run(inputs: tuple[str, ...] | list[str]) -> bool:
     """Whether the inputs are videos (True), images (False); a mix is refused."""
-    from srx.images import image_files
+    from srx.filekinds import image_files
 
     kinds = set()
     for name in inputs:
         p = Path(name)
         if p.is_dir():
-            videos, images = video_files(p), image_files(p)
+            videos, images = video_files(p), image_files(p, recursive=False)
             if videos and images:
                 raise BadInput(f"{p}: folder holds both images and videos: upscale them in separate commands")
             kinds.add("video" if videos else "image")

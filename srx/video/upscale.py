@@ -19,6 +19,7 @@ from typing import Any
 
 from srx.errors import BadInput
 from srx.fileio import atomic_path, check_writable
+from srx.filekinds import file_kind
 from srx.resources import check_memory
 from srx.spec import ModelSpec
 from srx.video import OUTPUT_FORMATS, VIDEO_SUFFIXES, video_files
@@ -76,7 +77,7 @@ def plan_video_jobs(inputs: list[str], out: str) -> list[VideoJob]:
     single = len(inputs) == 1 and not Path(inputs[0]).is_dir()
     if single and not o.is_dir() and suffix in OUTPUT_FORMATS:
         jobs = [VideoJob(files[0], o)]
-    elif single and not o.is_dir() and suffix and (suffix in VIDEO_SUFFIXES or suffix in _IMAGE_SUFFIXES):
+    elif single and not o.is_dir() and suffix and (suffix in VIDEO_SUFFIXES or _names_an_image(o)):
         raise BadInput(f"-o {o}: srx writes .mp4, .mkv, .webm or .mov videos; name the output one of those")
     else:
         if o.exists() and not o.is_dir():
@@ -91,7 +92,11 @@ def plan_video_jobs(inputs: list[str], out: str) -> list[VideoJob]:
     return jobs
 
 
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
+def _names_an_image(path: Path) -> bool:
+    """An image srx reads, or one Pillow knows that srx does not write (.gif, .avif, ...): a mistaken -o."""
+    from srx.upscale import UNWRITABLE_SUFFIXES
+
+    return file_kind(path) == "image" or path.suffix.lower() in UNWRITABLE_SUFFIXES
 
 
 def _check_destination(folder: Path, out: Path, first: Path) -> None:
