@@ -66,6 +66,8 @@ def test_no_function_is_longer_than_its_limit():
 
 
 def test_no_library_module_imports_the_cli():
+    """srx.cli is the top: the library (srx.program for the one-line errors, srx.modelref for the
+    model a user named) never imports it, not even another entry point such as the load test."""
     found = _imports_of_the_cli()
     assert not found, "library modules importing srx.cli (move what they need into the library):\n" + "\n".join(found)
 

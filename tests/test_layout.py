@@ -64,33 +64,3 @@ def test_imports_follow_the_data():
             continue
         wrong += [f"{path.relative_to(REPO)}:{line} imports srx.{t}" for t, line in _srx_imports(path) if t in TOP]
     assert not wrong, wrong
-
-
-def test_only_the_command_line_imports_it():
-    """srx.cli is the top: the library (srx.program for the one-line errors, srx.modelref for the
-    model a user named) never imports it, not even another entry point such as the load test."""
-    wrong = [
-        f"{path.relative_to(REPO)}:{line}"
-        for path in sorted(SRC.rglob("*.py"))
-        if path.relative_to(SRC).parts[0] != "cli" and path.name != "__main__.py"
-        for target, line in _srx_imports(path)
-        if target == "cli"
-    ]
-    assert not wrong, wrong
-    assert _srx_imports(SRC / "__main__.py") == [("cli", 1)]
-
-
-def _long_functions(path: Path, limit: int) -> list[str]:
-    tree = ast.parse(path.read_text())
-    return [
-        f"{path.relative_to(REPO)}:{n.lineno} {n.name} ({n.end_lineno - n.lineno + 1} lines)"
-        for n in ast.walk(tree)
-        if isinstance(n, ast.FunctionDef) and n.end_lineno - n.lineno + 1 > limit
-    ]
-
-
-def test_commands_and_the_engine_build_stay_short():
-    """A command parses, calls the library and prints (issue 24): none over 60 lines."""
-    long = [f for path in sorted((SRC / "cli").glob("*.py")) for f in _long_functions(path, 60)]
-    long += [f for f in _long_functions(SRC / "engines" / "build.py", 80) if "engine_from_onnx" in f]
-    assert not long, long
