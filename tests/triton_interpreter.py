@@ -23,7 +23,6 @@ KERNEL_MODULES = (
     "srx.kernels.safm_tail",
     "srx.kernels.ccm",
     "srx.kernels.model",
-    "srx.kernels.graph",
 )
 
 

@@ -12,7 +12,7 @@ boundaries and the bytes each block moves.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -47,8 +47,17 @@ def fuse(module: nn.Module, *, strict: bool = False, fp32_precision: str = "tf32
     return _fuse(module, strict=strict, fp32_precision=fp32_precision)
 
 
-def cuda_graph_runner(model: nn.Module, example: torch.Tensor, **kwargs: Any) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Capture `model(example)` in a CUDA graph; see `srx.kernels.graph.cuda_graph_runner`."""
-    from srx.kernels.graph import cuda_graph_runner as _runner
+def cuda_graph_runner(
+    model: nn.Module, example: torch.Tensor, *, warmup: int = 3
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A function lr -> sr that replays `model(example)` captured as a CUDA graph (GPU only).
 
-    return _runner(model, example, **kwargs)
+    The warm-up calls (on a side stream) compile the kernels and pick their launch
+    configurations; a capture never measures. The function takes tensors of exactly
+    example's shape, dtype and device (anything else: BadInput) and returns the graph's
+    output buffer, which the next call overwrites: clone it to keep it. It is
+    srx.runtime.cuda_graph.GraphReplay, the same replay `srx bench` times for torch-fused.
+    """
+    from srx.runtime.cuda_graph import GraphReplay
+
+    return GraphReplay(model, example, warmup=warmup)

@@ -13,11 +13,15 @@ are int32 (H*W*CS < 2**31: dim 128 at 4K is fine); the per-image base is int64.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import torch
 import triton
 import triton.language as tl
 
 from srx.errors import BadInput
+from srx.kernels import tuning
 from srx.kernels._layout import MIN_DOT, channel_stride, chunk_stride, pow2, round_up, split_width
 from srx.kernels.tuning import Config, interpreted, recording
 
@@ -93,6 +97,66 @@ def dot_precision(x: torch.Tensor, fp32_precision: str) -> str:
     if fp32_precision not in FP32_PRECISIONS:
         raise BadInput(f"unknown FP32 precision {fp32_precision!r}: use one of {', '.join(FP32_PRECISIONS)}")
     return fp32_precision if x.dtype == torch.float32 else "ieee"
+
+
+def dot_constexprs(x: torch.Tensor, kernel: object, fp32_precision: str) -> dict[str, Any]:
+    """The GEMM constexprs every tensor-core kernel takes: operand type and FP32 precision."""
+    return {"DOT_DTYPE": dot_dtype(x, kernel), "PRECISION": dot_precision(x, fp32_precision)}
+
+
+def launch_pixel_tiles(
+    kernel: Any,
+    key: tuple[Any, ...],
+    shape: tuple[int, int, int],
+    args: tuple[Any, ...],
+    constexprs: dict[str, Any],
+    candidates: Sequence[Config],
+    *,
+    interpreter: Config = INTERPRETER,
+    config: Config | None = None,
+) -> Config:
+    """Launch a `pixel_tile` kernel over (tiles of one image's H*W pixels, images).
+
+    `key` = (kernel name, activation dtype, *what else changes the best configuration); the
+    precision and the size class are added, so every kernel's tuning key has the same shape.
+    `shape` is (N, H, W) of the output pixels.
+    """
+    n, h, w = shape
+    full_key = (*key[:2], constexprs["PRECISION"], *key[2:], tuning.size_class(n * h * w))
+    return tuning.launch(
+        kernel,
+        full_key,
+        lambda cfg: (triton.cdiv(h * w, cfg.block_p), n),
+        args,
+        constexprs,
+        candidates,
+        interpreter=interpreter,
+        config=config,
+    )
+
+
+@triton.jit
+def pixel_tile(H, W, CS: tl.constexpr, BLOCK_P: tl.constexpr):
+    """This program's tile (grid of `launch_pixel_tiles`): image n = program axis 1, its flattened
+    pixels p (int32 inside one image), which of them exist (pm), their rows hh and columns ww,
+    and the image's int64 base offset in a padded NHWC tensor of channel stride CS."""
+    n = tl.program_id(1)
+    HW = H * W
+    p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
+    pm = p < HW
+    hh = p // W
+    ww = p - hh * W
+    base = n.to(tl.int64) * HW * CS
+    return n, p, pm, hh, ww, base
+
+
+@triton.jit
+def nhwc_tile(p, pm, c, CS: tl.constexpr):
+    """Offsets (inside one image) and mask of the [pixels, lanes c] tile of a padded NHWC tensor:
+    lanes >= CS (the tile is a power of two wide) and missing pixels are masked."""
+    offs = p[:, None] * CS + c[None, :]
+    smask = pm[:, None] & (c < CS)[None, :]
+    return offs, smask
 
 
 @triton.jit

@@ -23,13 +23,14 @@ import triton.language as tl
 from srx.errors import BadInput
 from srx.kernels import tuning
 from srx.kernels._common import (
-    INTERPRETER,
     channel_stride,
     check_nhwc,
-    dot_dtype,
-    dot_precision,
+    dot_constexprs,
     gelu,
+    launch_pixel_tiles,
     layer_norm_rows_affine,
+    nhwc_tile,
+    pixel_tile,
     pow2,
     split_width,
 )
@@ -94,6 +95,137 @@ def _epilogue_operands(X, SKIP, B2, LN_W, LN_B, offs, smask, c, HAS_SKIP: tl.con
 
 
 @triton.jit
+def _hidden_on_tensor_cores(
+    X,
+    U_n,
+    W1,
+    B1,
+    W2,
+    B2,
+    SKIP,
+    LN_W,
+    LN_B,
+    tile,
+    smask,
+    p,
+    pm,
+    ww,
+    H,
+    W,
+    c,
+    CS: tl.constexpr,
+    CP: tl.constexpr,
+    KROWS: tl.constexpr,
+    KB: tl.constexpr,
+    HA: tl.constexpr,
+    HB: tl.constexpr,
+    HAS_SKIP: tl.constexpr,
+    LN_OUT: tl.constexpr,
+    BLOCK_P: tl.constexpr,
+    DOT_DTYPE: tl.constexpr,
+    PRECISION: tl.constexpr,
+    NUM_STAGES: tl.constexpr,
+    EARLY: tl.constexpr,
+):
+    """The whole hidden width in one pass (3x3 GEMM, GELU, 1x1 GEMM) and the epilogue's operands."""
+    # b1 starts the 3x3 conv's accumulators (b1 + sum instead of sum + b1: FP32 rounding
+    # order only), so no bias load waits after the K loop.
+    ja = tl.arange(0, HA)
+    jb = HA + tl.arange(0, HB + 16 * (HB == 0))
+    acc_a = tl.zeros([BLOCK_P, HA], tl.float32) + tl.load(B1 + ja).to(tl.float32)[None, :]
+    if HB > 0:
+        acc_b = tl.zeros([BLOCK_P, HB], tl.float32) + tl.load(B1 + jb).to(tl.float32)[None, :]
+    else:
+        acc_b = tl.zeros([BLOCK_P, 16], tl.float32)
+    if EARLY:
+        w2a, w2b = _w2(W2, ja, jb, c, HA + HB, CP, DOT_DTYPE)
+    acc_a, acc_b = conv3x3_acc(
+        U_n, p, pm, ww, H, W, W1, 0, acc_a, acc_b, HA + HB, CS, KROWS, KB, HA, HB, DOT_DTYPE, PRECISION, NUM_STAGES,
+    )  # fmt: skip
+    if EARLY:
+        res, skip, b2, ln_w, ln_b = _epilogue_operands(X, SKIP, B2, LN_W, LN_B, tile, smask, c, HAS_SKIP, LN_OUT)
+    else:
+        w2a, w2b = _w2(W2, ja, jb, c, HA + HB, CP, DOT_DTYPE)
+    # Padded hidden columns have zero bias and zero W2 rows, so they add nothing.
+    out = tl.dot(gelu(acc_a).to(DOT_DTYPE), w2a, input_precision=PRECISION)
+    if HB > 0:
+        out = tl.dot(gelu(acc_b).to(DOT_DTYPE), w2b, out, input_precision=PRECISION)
+    if not EARLY:
+        res, skip, b2, ln_w, ln_b = _epilogue_operands(X, SKIP, B2, LN_W, LN_B, tile, smask, c, HAS_SKIP, LN_OUT)
+    return out, res, skip, b2, ln_w, ln_b
+
+
+@triton.jit
+def _hidden_in_slices(
+    U_n,
+    W1,
+    B1,
+    W2,
+    p,
+    pm,
+    ww,
+    H,
+    W,
+    c,
+    CS: tl.constexpr,
+    CP: tl.constexpr,
+    KROWS: tl.constexpr,
+    KB: tl.constexpr,
+    HID: tl.constexpr,
+    HID_SLICE: tl.constexpr,
+    BLOCK_P: tl.constexpr,
+    DOT_DTYPE: tl.constexpr,
+    PRECISION: tl.constexpr,
+    NUM_STAGES: tl.constexpr,
+):
+    """GELU(3x3 GEMM) then the 1x1 GEMM, HID_SLICE hidden channels at a time (exact FP32 on the
+    CUDA cores: a multiply-add GEMM holds both operands in registers). Each slice's products
+    are computed once; only u is re-read."""
+    out = tl.zeros([BLOCK_P, CP], tl.float32)
+    js = tl.arange(0, HID_SLICE)
+    for j0 in range(0, HID, HID_SLICE):
+        acc = tl.zeros([BLOCK_P, HID_SLICE], tl.float32)
+        acc, _ = conv3x3_acc(
+            U_n, p, pm, ww, H, W, W1, j0, acc, acc, HID, CS, KROWS, KB, HID_SLICE, 0, DOT_DTYPE, PRECISION,
+            NUM_STAGES,
+        )  # fmt: skip
+        hid = gelu(acc + tl.load(B1 + j0 + js).to(tl.float32)[None, :])
+        w2 = tl.load(W2 + (j0 + js)[:, None] * CP + c[None, :]).to(DOT_DTYPE)
+        out = tl.dot(hid.to(DOT_DTYPE), w2, out, input_precision=PRECISION)
+    return out
+
+
+@triton.jit
+def _residual_store(
+    out,
+    res,
+    skip,
+    b2,
+    ln_w,
+    ln_b,
+    Y,
+    U_OUT,
+    base,
+    offs,
+    smask,
+    c,
+    eps,
+    C: tl.constexpr,
+    HAS_SKIP: tl.constexpr,
+    LN_OUT: tl.constexpr,
+):
+    """y = out + b2 + x (+ skip), stored; u' = LN1'(y) stored when asked."""
+    y = out + b2.to(tl.float32)[None, :]
+    y += res.to(tl.float32)
+    if HAS_SKIP:
+        y += skip.to(tl.float32)
+    tl.store(Y + base + offs, y.to(Y.dtype.element_ty), mask=smask)
+    if LN_OUT:
+        u = layer_norm_rows_affine(y, (c < C)[None, :], C, eps, ln_w, ln_b)
+        tl.store(U_OUT + base + offs, u.to(U_OUT.dtype.element_ty), mask=smask)
+
+
+@triton.jit
 def _ccm_kernel(
     X,
     U,
@@ -125,70 +257,25 @@ def _ccm_kernel(
     NUM_STAGES: tl.constexpr,  # software pipelining depth of the 3x3 conv's K loop
     EARLY: tl.constexpr,  # issue the 1x1 conv's and the epilogue's operands early (16-bit; see ccm)
 ):
-    n = tl.program_id(1)
-    HW = H * W
-    p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
-    pm = p < HW
+    _n, p, pm, _hh, _ww, base = pixel_tile(H, W, CS, BLOCK_P)
+    # The column as p % W (conv3x3_acc derives the rows), as before pixel_tile: its p - hh * W
+    # moves ccm's registers by up to 11, and p % W in pixel_tile moves conv_tail's by up to 19
+    # (one CTA per SM fewer in tf32x3): bench/results/2026-12-06-sm90-prologue.
     ww = p % W
-    base = n.to(tl.int64) * HW * CS
     c = tl.arange(0, CP)
-    offs = p[:, None] * CS + c[None, :]
-    smask = pm[:, None] & (c < CS)[None, :]
+    offs, smask = nhwc_tile(p, pm, c, CS)
     if HID_SLICE == 0:
-        # Tensor cores: the whole hidden width in one pass, then the 1x1 conv as a second GEMM.
-        # b1 starts the 3x3 conv's accumulators (b1 + sum instead of sum + b1: FP32 rounding
-        # order only), so no bias load waits after the K loop.
-        ja = tl.arange(0, HA)
-        jb = HA + tl.arange(0, HB + 16 * (HB == 0))
-        acc_a = tl.zeros([BLOCK_P, HA], tl.float32) + tl.load(B1 + ja).to(tl.float32)[None, :]
-        if HB > 0:
-            acc_b = tl.zeros([BLOCK_P, HB], tl.float32) + tl.load(B1 + jb).to(tl.float32)[None, :]
-        else:
-            acc_b = tl.zeros([BLOCK_P, 16], tl.float32)
-        if EARLY:
-            w2a, w2b = _w2(W2, ja, jb, c, HA + HB, CP, DOT_DTYPE)
-        acc_a, acc_b = conv3x3_acc(
-            U + base, p, pm, ww, H, W, W1, 0, acc_a, acc_b, HA + HB, CS, KROWS, KB, HA, HB, DOT_DTYPE, PRECISION,
-            NUM_STAGES,
+        out, res, skip, b2, ln_w, ln_b = _hidden_on_tensor_cores(
+            X, U + base, W1, B1, W2, B2, SKIP, LN_W, LN_B, base + offs, smask, p, pm, ww, H, W, c, CS, CP, KROWS, KB,
+            HA, HB, HAS_SKIP, LN_OUT, BLOCK_P, DOT_DTYPE, PRECISION, NUM_STAGES, EARLY,
         )  # fmt: skip
-        if EARLY:
-            res, skip, b2, ln_w, ln_b = _epilogue_operands(
-                X, SKIP, B2, LN_W, LN_B, base + offs, smask, c, HAS_SKIP, LN_OUT
-            )
-        else:
-            w2a, w2b = _w2(W2, ja, jb, c, HA + HB, CP, DOT_DTYPE)
-        # Padded hidden columns have zero bias and zero W2 rows, so they add nothing.
-        out = tl.dot(gelu(acc_a).to(DOT_DTYPE), w2a, input_precision=PRECISION)
-        if HB > 0:
-            out = tl.dot(gelu(acc_b).to(DOT_DTYPE), w2b, out, input_precision=PRECISION)
-        if not EARLY:
-            res, skip, b2, ln_w, ln_b = _epilogue_operands(
-                X, SKIP, B2, LN_W, LN_B, base + offs, smask, c, HAS_SKIP, LN_OUT
-            )
     else:
-        # CUDA cores (exact FP32): a multiply-add GEMM holds both operands in registers, so the
-        # hidden width goes in slices; each slice's products are computed once, only u is re-read.
-        out = tl.zeros([BLOCK_P, CP], tl.float32)
-        js = tl.arange(0, HID_SLICE)
-        for j0 in range(0, HA + HB, HID_SLICE):
-            acc = tl.zeros([BLOCK_P, HID_SLICE], tl.float32)
-            acc, _ = conv3x3_acc(
-                U + base, p, pm, ww, H, W, W1, j0, acc, acc, HA + HB, CS, KROWS, KB, HID_SLICE, 0, DOT_DTYPE,
-                PRECISION, NUM_STAGES,
-            )  # fmt: skip
-            hid = gelu(acc + tl.load(B1 + j0 + js).to(tl.float32)[None, :])
-            w2 = tl.load(W2 + (j0 + js)[:, None] * CP + c[None, :]).to(DOT_DTYPE)
-            out = tl.dot(hid.to(DOT_DTYPE), w2, out, input_precision=PRECISION)
+        out = _hidden_in_slices(
+            U + base, W1, B1, W2, p, pm, ww, H, W, c, CS, CP, KROWS, KB, HA + HB, HID_SLICE, BLOCK_P, DOT_DTYPE,
+            PRECISION, NUM_STAGES,
+        )  # fmt: skip
         res, skip, b2, ln_w, ln_b = _epilogue_operands(X, SKIP, B2, LN_W, LN_B, base + offs, smask, c, HAS_SKIP, LN_OUT)
-
-    y = out + b2.to(tl.float32)[None, :]
-    y += res.to(tl.float32)
-    if HAS_SKIP:
-        y += skip.to(tl.float32)
-    tl.store(Y + base + offs, y.to(Y.dtype.element_ty), mask=smask)
-    if LN_OUT:
-        u = layer_norm_rows_affine(y, (c < C)[None, :], C, eps, ln_w, ln_b)
-        tl.store(U_OUT + base + offs, u.to(U_OUT.dtype.element_ty), mask=smask)
+    _residual_store(out, res, skip, b2, ln_w, ln_b, Y, U_OUT, base, offs, smask, c, eps, C, HAS_SKIP, LN_OUT)
 
 
 def ccm(
@@ -229,8 +316,7 @@ def ccm(
         "HB": hb,
         "HAS_SKIP": skip is not None,
         "LN_OUT": ln_out is not None,
-        "DOT_DTYPE": dot_dtype(x, _ccm_kernel),
-        "PRECISION": dot_precision(x, fp32_precision),
+        **dot_constexprs(x, _ccm_kernel, fp32_precision),
     }
     # 16-bit: W2 is loaded before the K loop (it waits in shared memory) and the residual, skip,
     # b2 and the LayerNorm weights as the loop ends, their latency overlapping GELU and the 1x1
@@ -242,14 +328,13 @@ def ccm(
     ln_w, ln_b, eps = ln_out if ln_out is not None else (packed["b2"], packed["b2"], 1e-6)
     args = (x, u, packed["w1"], packed["b1"], packed["w2"], packed["b2"], skip if skip is not None else x, ln_w, ln_b)
     args += (y, u_out if u_out is not None else y, h, w, eps)
-    tuning.launch(
+    launch_pixel_tiles(
         _ccm_kernel,
-        ("ccm", x.dtype, consts["PRECISION"], c, hid_w, tuning.size_class(n * h * w)),
-        lambda cfg: (triton.cdiv(h * w, cfg.block_p), n),
+        ("ccm", x.dtype, c, hid_w),
+        (n, h, w),
         args,
         consts,
         candidate_configs(x.dtype, consts["PRECISION"], hid_w),
-        interpreter=INTERPRETER,
         config=config,
     )
     return y, u_out

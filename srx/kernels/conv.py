@@ -24,13 +24,14 @@ import triton.language as tl
 from srx.errors import BadInput
 from srx.kernels import tuning
 from srx.kernels._common import (
-    INTERPRETER,
     channel_stride,
     check_device,
     check_nhwc,
-    dot_dtype,
-    dot_precision,
+    dot_constexprs,
+    launch_pixel_tiles,
     layer_norm_rows,
+    nhwc_tile,
+    pixel_tile,
     pow2,
     round_up,
     split_width,
@@ -167,12 +168,8 @@ def _conv_head_kernel(
     DOT_DTYPE: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    n = tl.program_id(1)
+    n, p, pm, hh, ww, base = pixel_tile(H, W, CS, BLOCK_P)
     HW = H * W
-    p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
-    pm = p < HW
-    hh = p // W
-    ww = p - hh * W
     # K = input channel x tap: a gather from the 3-channel image (tiny next to the output).
     k = tl.arange(0, 32)
     ci = k // 9
@@ -185,9 +182,7 @@ def _conv_head_kernel(
     c = tl.arange(0, CP)
     wt = tl.load(WT + k[:, None] * CP + c[None, :]).to(DOT_DTYPE)
     y = tl.dot(a, wt, input_precision=PRECISION) + tl.load(BIAS + c).to(tl.float32)[None, :]
-    offs = p[:, None] * CS + c[None, :]
-    smask = pm[:, None] & (c < CS)[None, :]
-    base = n.to(tl.int64) * HW * CS
+    offs, smask = nhwc_tile(p, pm, c, CS)
     tl.store(Y + base + offs, y.to(Y.dtype.element_ty), mask=smask)
     if HAS_LN:
         u = layer_norm_rows(y, (c < C)[None, :], C, eps, LN_W, LN_B, c)
@@ -223,19 +218,17 @@ def conv_head(
         "CS": cs,
         "CP": cp,
         "HAS_LN": ln is not None,
-        "DOT_DTYPE": dot_dtype(img, _conv_head_kernel),
-        "PRECISION": dot_precision(img, fp32_precision),
+        **dot_constexprs(img, _conv_head_kernel, fp32_precision),
     }
     eps = ln[2] if ln else 1e-6
     args = (img, weight, bias, ln[0] if ln else bias, ln[1] if ln else bias, y, u if u is not None else y, h, w, eps)
-    tuning.launch(
+    launch_pixel_tiles(
         _conv_head_kernel,
-        ("conv_head", img.dtype, consts["PRECISION"], c, ln is not None, tuning.size_class(n * h * w)),
-        lambda cfg: (triton.cdiv(h * w, cfg.block_p), n),
+        ("conv_head", img.dtype, c, ln is not None),
+        (n, h, w),
         args,
         consts,
         HEAD_CONFIGS[tuning.compute_mode(img.dtype, consts["PRECISION"])],
-        interpreter=INTERPRETER,
         config=config,
     )
     return y, u
@@ -277,17 +270,12 @@ def _conv_tail_kernel(
     PRECISION: tl.constexpr,
     NUM_STAGES: tl.constexpr,
 ):
-    n = tl.program_id(1)
+    n, p, pm, hh, ww, base = pixel_tile(H, W, CS, BLOCK_P)
     HW = H * W
-    p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
-    pm = p < HW
-    hh = p // W
-    ww = p - hh * W
     acc_a = tl.zeros([BLOCK_P, NA], tl.float32)
     acc_b = tl.zeros([BLOCK_P, NB + 16 * (NB == 0)], tl.float32)
-    x_n = X + n.to(tl.int64) * HW * CS
     acc_a, acc_b = conv3x3_acc(
-        x_n, p, pm, ww, H, W, WT, 0, acc_a, acc_b, NA + NB, CS, KROWS, KB, NA, NB, DOT_DTYPE, PRECISION, NUM_STAGES
+        X + base, p, pm, ww, H, W, WT, 0, acc_a, acc_b, NA + NB, CS, KROWS, KB, NA, NB, DOT_DTYPE, PRECISION, NUM_STAGES
     )
     out_n = OUT + n.to(tl.int64) * 3 * HW * SCALE * SCALE
     add_n = ADD + n.to(tl.int64) * 3 * HW * SCALE * SCALE
@@ -360,18 +348,16 @@ def conv_tail(
         "NB": nb,
         "SCALE": scale,
         "HAS_ADD": add is not None,
-        "DOT_DTYPE": dot_dtype(x, _conv_tail_kernel),
-        "PRECISION": dot_precision(x, fp32_precision),
+        **dot_constexprs(x, _conv_tail_kernel, fp32_precision),
     }
     add_t = add.contiguous() if add is not None else out
-    tuning.launch(
+    launch_pixel_tiles(
         _conv_tail_kernel,
-        ("conv_tail", x.dtype, consts["PRECISION"], c, scale, tuning.size_class(n * h * w)),
-        lambda cfg: (triton.cdiv(h * w, cfg.block_p), n),
+        ("conv_tail", x.dtype, c, scale),
+        (n, h, w),
         (x, weight, bias, add_t, out, h, w),
         consts,
         TAIL_CONFIGS[tuning.compute_mode(x.dtype, consts["PRECISION"])],
-        interpreter=INTERPRETER,
         config=config,
     )
     return out

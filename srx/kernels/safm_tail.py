@@ -30,10 +30,12 @@ from srx.kernels import tuning
 from srx.kernels._common import (
     channel_stride,
     check_nhwc,
-    dot_dtype,
-    dot_precision,
+    dot_constexprs,
     gelu,
+    launch_pixel_tiles,
     layer_norm_rows,
+    nhwc_tile,
+    pixel_tile,
     pow2,
 )
 from srx.kernels.multiscale import LowRes, chunk_stride, pool_shifts
@@ -122,6 +124,140 @@ def _lowres_branch(
 
 
 @triton.jit
+def _full_res_branch(
+    u_n,
+    DW_W,
+    DW_B,
+    hh,
+    ww,
+    H,
+    W,
+    pm,
+    BLOCK_P: tl.constexpr,
+    CS: tl.constexpr,
+    CQ: tl.constexpr,
+    CQP: tl.constexpr,
+    DOT_DTYPE: tl.constexpr,
+):
+    """Branch 0: depthwise 3x3 on u's first chunk at full resolution (neighbours come from
+    L1/L2), as the aggregation GEMM's first K slice."""
+    # The loads take all CQP lanes (16-byte vectors); lanes >= Cq have zero weights and are
+    # cleared below, so whatever they read from the next chunk never reaches the output.
+    cq = tl.arange(0, CQP)
+    lane_ok = (cq < CS)[None, :]  # only narrower than CQP for dim 8 (CS = 8 < 16)
+    s0 = tl.zeros([BLOCK_P, CQP], tl.float32) + tl.load(DW_B + cq).to(tl.float32)[None, :]
+    for tap in tl.static_range(9):
+        r = hh + (tap // 3 - 1)
+        s = ww + (tap % 3 - 1)
+        ok = pm & (r >= 0) & (r < H) & (s >= 0) & (s < W)
+        v = tl.load(u_n + (r * W + s)[:, None] * CS + cq[None, :], mask=ok[:, None] & lane_ok, other=0.0)
+        s0 += v.to(tl.float32) * tl.load(DW_W + tap * CQP + cq).to(tl.float32)[None, :]
+    return tl.where((cq < CQ)[None, :], s0, 0.0).to(DOT_DTYPE)
+
+
+@triton.jit
+def _aggregate(
+    s0,
+    LOW,
+    off1,
+    oh1,
+    ow1,
+    off2,
+    oh2,
+    ow2,
+    off3,
+    oh3,
+    ow3,
+    DW_W,
+    DW_B,
+    AGGR_W,
+    AGGR_B,
+    n,
+    hh,
+    ww,
+    H,
+    W,
+    pm,
+    BLOCK_P: tl.constexpr,
+    CP: tl.constexpr,
+    CQ: tl.constexpr,
+    CQP: tl.constexpr,
+    DOT_DTYPE: tl.constexpr,
+    PRECISION: tl.constexpr,
+    BRANCH_DOTS: tl.constexpr,
+    SHIFT1: tl.constexpr,
+    SHIFT2: tl.constexpr,
+    SHIFT3: tl.constexpr,
+):
+    """Branches 1..3 and the 1x1 aggregation of all four (four K slices of one GEMM) + its bias."""
+    # 16-bit operands: the four branches first, the four K slices of the aggregation GEMM
+    # after them, so the accumulator (32 registers a thread) is not live while the taps are
+    # in flight; the slices' weights are loaded up front, their latency hidden behind the
+    # gathers. Each barrier fences one branch's 9 gathers + 9 weight rows from the next:
+    # without them ptxas issues all 36 at once and spills (255 registers). FP32 operands
+    # (BRANCH_DOTS) hold twice the registers per branch sum, more than the accumulator, so
+    # there each branch's slice is multiplied as soon as it is done.
+    cq = tl.arange(0, CQP)
+    k = tl.arange(0, CP)
+    wt = AGGR_W + cq[:, None] * CP + k[None, :]
+    if BRANCH_DOTS:
+        acc = tl.dot(s0, tl.load(wt).to(DOT_DTYPE), input_precision=PRECISION)
+    else:
+        w0 = tl.load(wt).to(DOT_DTYPE)
+        w1 = tl.load(wt + CQP * CP).to(DOT_DTYPE)
+        w2 = tl.load(wt + 2 * CQP * CP).to(DOT_DTYPE)
+        w3 = tl.load(wt + 3 * CQP * CP).to(DOT_DTYPE)
+    tl.debug_barrier()
+    s1 = _lowres_branch(LOW, off1, oh1, ow1, DW_W, DW_B, n, hh, ww, H, W, pm, BLOCK_P, 1, CQ, CQP, SHIFT1).to(DOT_DTYPE)
+    if BRANCH_DOTS:
+        acc = tl.dot(s1, tl.load(wt + CQP * CP).to(DOT_DTYPE), acc, input_precision=PRECISION)
+    tl.debug_barrier()
+    s2 = _lowres_branch(LOW, off2, oh2, ow2, DW_W, DW_B, n, hh, ww, H, W, pm, BLOCK_P, 2, CQ, CQP, SHIFT2).to(DOT_DTYPE)
+    if BRANCH_DOTS:
+        acc = tl.dot(s2, tl.load(wt + 2 * CQP * CP).to(DOT_DTYPE), acc, input_precision=PRECISION)
+    tl.debug_barrier()
+    s3 = _lowres_branch(LOW, off3, oh3, ow3, DW_W, DW_B, n, hh, ww, H, W, pm, BLOCK_P, 3, CQ, CQP, SHIFT3).to(DOT_DTYPE)
+    if BRANCH_DOTS:
+        acc = tl.dot(s3, tl.load(wt + 3 * CQP * CP).to(DOT_DTYPE), acc, input_precision=PRECISION)
+    else:
+        acc = tl.dot(s0, w0, input_precision=PRECISION)
+        acc = tl.dot(s1, w1, acc, input_precision=PRECISION)
+        acc = tl.dot(s2, w2, acc, input_precision=PRECISION)
+        acc = tl.dot(s3, w3, acc, input_precision=PRECISION)
+    return acc + tl.load(AGGR_B + k).to(tl.float32)[None, :]
+
+
+@triton.jit
+def _modulate_store(
+    acc,
+    X,
+    u_n,
+    Y,
+    U_OUT,
+    base,
+    p,
+    pm,
+    LN_W,
+    LN_B,
+    eps,
+    C: tl.constexpr,
+    CS: tl.constexpr,
+    CP: tl.constexpr,
+    LN_OUT: tl.constexpr,
+):
+    """y = GELU(a) * u + x, stored; u2 = LN2(y) stored when asked."""
+    k = tl.arange(0, CP)
+    offs, smask = nhwc_tile(p, pm, k, CS)
+    x = tl.load(X + base + offs, mask=smask, other=0.0).to(tl.float32)
+    u = tl.load(u_n + offs, mask=smask, other=0.0).to(tl.float32)
+    y = gelu(acc) * u + x
+    tl.store(Y + base + offs, y.to(Y.dtype.element_ty), mask=smask)
+    if LN_OUT:
+        u2 = layer_norm_rows(y, (k < C)[None, :], C, eps, LN_W, LN_B, k)
+        tl.store(U_OUT + base + offs, u2.to(U_OUT.dtype.element_ty), mask=smask)
+
+
+@triton.jit
 def _safm_tail_kernel(
     X,
     U,
@@ -160,72 +296,14 @@ def _safm_tail_kernel(
     SHIFT2: tl.constexpr,
     SHIFT3: tl.constexpr,
 ):
-    n = tl.program_id(1)
-    HW = H * W
-    p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
-    pm = p < HW
-    hh = p // W
-    ww = p - hh * W
-    base = n.to(tl.int64) * HW * CS
+    n, p, pm, hh, ww, base = pixel_tile(H, W, CS, BLOCK_P)
     u_n = U + base
-
-    # Branch 0: depthwise 3x3 on u's first chunk at full resolution (neighbours come from L1/L2).
-    # The loads take all CQP lanes (16-byte vectors); lanes >= Cq have zero weights and are
-    # cleared below, so whatever they read from the next chunk never reaches the output.
-    cq = tl.arange(0, CQP)
-    lane_ok = (cq < CS)[None, :]  # only narrower than CQP for dim 8 (CS = 8 < 16)
-    s0 = tl.zeros([BLOCK_P, CQP], tl.float32) + tl.load(DW_B + cq).to(tl.float32)[None, :]
-    for tap in tl.static_range(9):
-        r = hh + (tap // 3 - 1)
-        s = ww + (tap % 3 - 1)
-        ok = pm & (r >= 0) & (r < H) & (s >= 0) & (s < W)
-        v = tl.load(u_n + (r * W + s)[:, None] * CS + cq[None, :], mask=ok[:, None] & lane_ok, other=0.0)
-        s0 += v.to(tl.float32) * tl.load(DW_W + tap * CQP + cq).to(tl.float32)[None, :]
-    s0 = tl.where((cq < CQ)[None, :], s0, 0.0).to(DOT_DTYPE)
-    # 16-bit operands: the four branches first, the four K slices of the aggregation GEMM
-    # after them, so the accumulator (32 registers a thread) is not live while the taps are
-    # in flight; the slices' weights are loaded up front, their latency hidden behind the
-    # gathers. Each barrier fences one branch's 9 gathers + 9 weight rows from the next:
-    # without them ptxas issues all 36 at once and spills (255 registers). FP32 operands
-    # (BRANCH_DOTS) hold twice the registers per branch sum, more than the accumulator, so
-    # there each branch's slice is multiplied as soon as it is done.
-    k = tl.arange(0, CP)
-    wt = AGGR_W + cq[:, None] * CP + k[None, :]
-    if BRANCH_DOTS:
-        acc = tl.dot(s0, tl.load(wt).to(DOT_DTYPE), input_precision=PRECISION)
-    else:
-        w0 = tl.load(wt).to(DOT_DTYPE)
-        w1 = tl.load(wt + CQP * CP).to(DOT_DTYPE)
-        w2 = tl.load(wt + 2 * CQP * CP).to(DOT_DTYPE)
-        w3 = tl.load(wt + 3 * CQP * CP).to(DOT_DTYPE)
-    tl.debug_barrier()
-    s1 = _lowres_branch(LOW, off1, oh1, ow1, DW_W, DW_B, n, hh, ww, H, W, pm, BLOCK_P, 1, CQ, CQP, SHIFT1).to(DOT_DTYPE)
-    if BRANCH_DOTS:
-        acc = tl.dot(s1, tl.load(wt + CQP * CP).to(DOT_DTYPE), acc, input_precision=PRECISION)
-    tl.debug_barrier()
-    s2 = _lowres_branch(LOW, off2, oh2, ow2, DW_W, DW_B, n, hh, ww, H, W, pm, BLOCK_P, 2, CQ, CQP, SHIFT2).to(DOT_DTYPE)
-    if BRANCH_DOTS:
-        acc = tl.dot(s2, tl.load(wt + 2 * CQP * CP).to(DOT_DTYPE), acc, input_precision=PRECISION)
-    tl.debug_barrier()
-    s3 = _lowres_branch(LOW, off3, oh3, ow3, DW_W, DW_B, n, hh, ww, H, W, pm, BLOCK_P, 3, CQ, CQP, SHIFT3).to(DOT_DTYPE)
-    if BRANCH_DOTS:
-        acc = tl.dot(s3, tl.load(wt + 3 * CQP * CP).to(DOT_DTYPE), acc, input_precision=PRECISION)
-    else:
-        acc = tl.dot(s0, w0, input_precision=PRECISION)
-        acc = tl.dot(s1, w1, acc, input_precision=PRECISION)
-        acc = tl.dot(s2, w2, acc, input_precision=PRECISION)
-        acc = tl.dot(s3, w3, acc, input_precision=PRECISION)
-    acc += tl.load(AGGR_B + k).to(tl.float32)[None, :]
-
-    offs = p[:, None] * CS + k[None, :]
-    smask = pm[:, None] & (k < CS)[None, :]
-    x = tl.load(X + base + offs, mask=smask, other=0.0).to(tl.float32)
-    u = tl.load(u_n + offs, mask=smask, other=0.0).to(tl.float32)
-    y = gelu(acc) * u + x
-    tl.store(Y + base + offs, y.to(Y.dtype.element_ty), mask=smask)
-    if LN_OUT:
-        u2 = layer_norm_rows(y, (k < C)[None, :], C, eps, LN_W, LN_B, k)
-        tl.store(U_OUT + base + offs, u2.to(U_OUT.dtype.element_ty), mask=smask)
+    s0 = _full_res_branch(u_n, DW_W, DW_B, hh, ww, H, W, pm, BLOCK_P, CS, CQ, CQP, DOT_DTYPE)
+    acc = _aggregate(
+        s0, LOW, off1, oh1, ow1, off2, oh2, ow2, off3, oh3, ow3, DW_W, DW_B, AGGR_W, AGGR_B, n, hh, ww, H, W, pm,
+        BLOCK_P, CP, CQ, CQP, DOT_DTYPE, PRECISION, BRANCH_DOTS, SHIFT1, SHIFT2, SHIFT3,
+    )  # fmt: skip
+    _modulate_store(acc, X, u_n, Y, U_OUT, base, p, pm, LN_W, LN_B, eps, C, CS, CP, LN_OUT)
 
 
 def safm_tail(
@@ -261,8 +339,7 @@ def safm_tail(
         "CQ": cq,
         "CQP": chunk_stride(cq),
         "LN_OUT": ln_out is not None,
-        "DOT_DTYPE": dot_dtype(x, _safm_tail_kernel),
-        "PRECISION": dot_precision(x, fp32_precision),
+        **dot_constexprs(x, _safm_tail_kernel, fp32_precision),
         "BRANCH_DOTS": x.dtype == torch.float32,
         "SHIFT1": low.shifts[0],
         "SHIFT2": low.shifts[1],
@@ -274,10 +351,10 @@ def safm_tail(
     args = (x, u, low.buf, o1, oh1, ow1, o2, oh2, ow2, o3, oh3, ow3)
     args += (packed["dw_w"], packed["dw_b"], packed["aggr_w"], packed["aggr_b"], ln_w, ln_b)
     args += (y, u2 if u2 is not None else y, h, w, eps)
-    tuning.launch(
+    launch_pixel_tiles(
         _safm_tail_kernel,
-        ("safm_tail", x.dtype, consts["PRECISION"], c, tuning.size_class(n * h * w)),
-        lambda cfg: (triton.cdiv(h * w, cfg.block_p), n),
+        ("safm_tail", x.dtype, c),
+        (n, h, w),
         args,
         consts,
         SAFM_CONFIGS[tuning.compute_mode(x.dtype, consts["PRECISION"])],

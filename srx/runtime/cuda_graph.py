@@ -1,11 +1,13 @@
 """Replay a torch callable as a CUDA graph per input shape, and the memory its pools hold.
 
-Eager FP16 + CUDA graph (`torch-fp16-graph`) and srx's fused kernels (`torch-fused`) both
-run through here, so their timed region is the same thing: a copy of the input into the
-graph's static input buffer, then one `graph.replay()`. Written against the documented
-torch.cuda.CUDAGraph / torch.cuda.graph API: warm-up on a side stream (cuDNN picks its
-algorithms and Triton compiles before capture; nothing may allocate or synchronise while
-capturing), capture on that stream, replay on the current one.
+The one capture/replay of srx: `srx.kernels.cuda_graph_runner` (the kernels' API) is a
+GraphReplay, and eager FP16 + CUDA graph (`torch-fp16-graph`) and srx's fused kernels
+(`torch-fused`) in `srx bench` replay through GraphCache, so what the kernels' API runs is
+what the benchmark times: a copy of the input into the graph's static input buffer, then
+one `graph.replay()`. Written against the documented torch.cuda.CUDAGraph /
+torch.cuda.graph API: warm-up on a side stream (cuDNN picks its algorithms, Triton compiles
+and srx.kernels.tuning picks launch configurations before capture; nothing may allocate or
+synchronise while capturing), capture on that stream, replay on the current one.
 
 A graph's activations live in a private memory pool reserved at capture and kept for as
 long as the graph lives: `torch.cuda.max_memory_allocated` sees only the bytes live at
@@ -28,17 +30,20 @@ DEFAULT_POOL = (0, 0)
 
 
 class GraphReplay:
-    """`replay(x)` copies `x` into the captured input and replays; returns the graph's output
-    buffer, which the next replay overwrites (fetch or clone it first)."""
+    """`fn(example)` captured once as a CUDA graph; `replay(x)` copies `x` into the captured
+    input and replays. Returns the graph's output buffer, which the next replay overwrites
+    (fetch or clone it first). `fn` must not change after capture: its weights are read in
+    place and its shapes are frozen."""
 
     def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], example: torch.Tensor, warmup: int = 3) -> None:
-        if not example.is_cuda:
-            raise BadInput("a CUDA graph needs a CUDA tensor; run the model directly on the CPU")
+        check_capture_arguments(fn, example, warmup)
+        if not torch.cuda.is_available() or not example.is_cuda:
+            raise BadInput("a CUDA graph needs a CUDA GPU and a CUDA example tensor; run the model directly instead")
         self.static_in = example.detach().clone()
         stream = torch.cuda.Stream(device=example.device)
         stream.wait_stream(torch.cuda.current_stream(example.device))
         with torch.inference_mode(), torch.cuda.stream(stream):
-            for _ in range(max(1, warmup)):
+            for _ in range(warmup):
                 fn(self.static_in)
         torch.cuda.current_stream(example.device).wait_stream(stream)
         self.graph = torch.cuda.CUDAGraph()
@@ -47,20 +52,41 @@ class GraphReplay:
         torch.cuda.current_stream(example.device).wait_stream(stream)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        check_replay_input(self.static_in, x)
         self.static_in.copy_(x)
         self.graph.replay()
         return self.static_out
 
 
+def check_capture_arguments(fn: object, example: object, warmup: object) -> None:
+    """What GraphReplay needs before it touches the GPU (one line each)."""
+    if not callable(fn):
+        raise BadInput(f"a CUDA graph captures a callable (a model or function), got {type(fn).__name__}")
+    if not isinstance(example, torch.Tensor):
+        raise BadInput(f"a CUDA graph needs an example input tensor, got {type(example).__name__}")
+    # At least one call before capture: the first call compiles and tunes, which a capture may not do.
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 1:
+        raise BadInput(f"warmup must be a whole number of calls >= 1 before capture, got {warmup!r}")
+
+
+def check_replay_input(captured: torch.Tensor, x: torch.Tensor) -> None:
+    """A replay reads x through the captured buffer: any other shape, dtype or device is refused."""
+    if x.shape != captured.shape or x.dtype != captured.dtype or x.device != captured.device:
+        raise BadInput(
+            f"this CUDA graph was captured for {tuple(captured.shape)} {captured.dtype} on {captured.device}, "
+            f"got {tuple(x.shape)} {x.dtype} on {x.device}: capture another graph for that input"
+        )
+
+
 class GraphCache:
-    """One GraphReplay per (shape, dtype): a video's frames all share one."""
+    """One GraphReplay per (shape, dtype, device): a video's frames all share one."""
 
     def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
         self.fn = fn
-        self.graphs: dict[tuple[tuple[int, ...], torch.dtype], GraphReplay] = {}
+        self.graphs: dict[tuple[tuple[int, ...], torch.dtype, torch.device], GraphReplay] = {}
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        key = (tuple(x.shape), x.dtype)
+        key = (tuple(x.shape), x.dtype, x.device)
         replay = self.graphs.get(key)
         if replay is None:
             replay = self.graphs[key] = GraphReplay(self.fn, x)

@@ -318,7 +318,8 @@ class TorchFusedRunner(TorchRunner):
     replay it (one graph launch instead of 26 kernel launches for the default model): the timed
     `execute` is a copy into the graph's input buffer and the replay. The output is the
     graph's buffer, overwritten by the next call; `fetch` copies it to the host first.
-    The graph is srx.runtime.cuda_graph's, the same as torch-fp16-graph's.
+    The graph is srx.runtime.cuda_graph's, the same as torch-fp16-graph's and as
+    srx.kernels.cuda_graph_runner's.
 
     Options: fp32=True runs the kernels in FP32 (srx.kernels' default FP32 precision,
     tf32x3); cuda_graph=False launches them directly. The first call for a shape also picks
