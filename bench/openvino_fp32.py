@@ -42,22 +42,23 @@ def load() -> list[float]:
 
 
 def _mine() -> set[int]:
-    """This process, its ancestors and its descendants."""
+    """This process, its descendants and its ancestors (not the ancestors' other children)."""
     parent: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError, IndexError, ValueError):
                 stat = (entry / "stat").read_text()
                 parent[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    mine, pid = {os.getpid()}, os.getpid()
-    while pid in parent and pid > 1:
-        pid = parent[pid]
-        mine.add(pid)
+    mine = {os.getpid()}
     grew = True
     while grew:
         children = {p for p, pp in parent.items() if pp in mine and p not in mine}
         mine |= children
         grew = bool(children)
+    pid = os.getpid()
+    while pid in parent and pid > 1:
+        pid = parent[pid]
+        mine.add(pid)
     return mine
 
 
@@ -68,9 +69,9 @@ def _niced_others() -> dict[int, str]:
             continue
         with contextlib.suppress(OSError, IndexError, ValueError):
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(fields[16]) >= 10:  # field 19 of stat: nice
-                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                found[int(entry.name)] = cmd.strip()[:100]
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            if int(fields[16]) >= 10 and cmd:  # field 19 of stat: nice; no cmdline: a kernel thread
+                found[int(entry.name)] = cmd[:100]
     return found
 
 
