@@ -27,6 +27,7 @@ import platform
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,12 +76,37 @@ def _niced_others() -> dict[int, str]:
     return found
 
 
+def _busy(seconds: float = 3.0) -> float:
+    """The machine's CPU use (all processes, 0..1) over a few seconds, from /proc/stat."""
+
+    def sample() -> tuple[int, int]:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(values), values[3] + values[4]  # idle + iowait
+
+    total0, idle0 = sample()
+    time.sleep(seconds)
+    total1, idle1 = sample()
+    return round(1 - (idle1 - idle0) / max(1, total1 - total0), 3)
+
+
 @contextlib.contextmanager
 def quiet(record: dict) -> Iterator[None]:
-    """The quiet window: others' niced processes stopped, resumed whatever happens."""
+    """The quiet window: others' niced processes stopped (also those started during it, looked
+    for every second), resumed whatever happens."""
     stopped: dict[int, str] = {}
+    done = threading.Event()
+
+    def pause_new() -> None:
+        while not done.is_set():
+            for pid, cmd in _niced_others().items():
+                if pid not in stopped and not done.is_set():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGSTOP)
+                        stopped[pid] = cmd
+            done.wait(1.0)
 
     def resume(*_: object) -> None:
+        done.set()
         for pid in list(stopped):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
@@ -95,21 +121,22 @@ def quiet(record: dict) -> Iterator[None]:
         time.sleep(30)
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     QUIET.touch()
+    pauser = threading.Thread(target=pause_new, daemon=True)
     try:
         time.sleep(5)  # the others' pollers see the file
-        for pid, cmd in _niced_others().items():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGSTOP)
-                stopped[pid] = cmd
-        record["paused"] = sorted(set(stopped.values()))
-        time.sleep(3)  # the load average settles a little
+        pauser.start()
+        time.sleep(5)
         record["load_before"] = load()
+        record["machine_busy_before"] = _busy()  # others' share left: should be near 0
         t0 = time.time()
         yield
         record["seconds"] = round(time.time() - t0, 1)
         record["load_after"] = load()
+        record["paused"] = sorted(set(stopped.values()))
     finally:
         resume()
+        pauser.join(timeout=5)
+        resume()  # anything the last scan stopped
         QUIET.unlink(missing_ok=True)
         for s, handler in previous.items():
             signal.signal(s, handler)
@@ -122,7 +149,8 @@ def bench(out: Path, name: str, *args: str) -> None:
         done = subprocess.run(cmd, capture_output=True, text=True)
     text = (
         f"$ srx {' '.join(cmd[3:])}\n# quiet window: load before {record['load_before']}, after "
-        f"{record['load_after']}; {record['seconds']} s; paused: {'; '.join(record['paused']) or 'nothing'}\n"
+        f"{record['load_after']}; machine busy just before {record['machine_busy_before']:.0%}; {record['seconds']} s; "
+        f"paused: {'; '.join(record['paused']) or 'nothing'}\n"
         f"{done.stdout}"
     )
     write_text(out / f"{name}.txt", portable(text + done.stderr))
@@ -132,58 +160,76 @@ def bench(out: Path, name: str, *args: str) -> None:
 
 
 def rewrite_ab(out: Path, int8: Path, rounds: int) -> None:
+    """torch.compile alone first (its OpenMP threads keep spinning for a while after a call,
+    which would slow whatever ran next), then the OpenVINO rows interleaved, the order
+    reversed every other round; then OpenVINO's node counters with and without the rewrite."""
     from srx.bench.inputs import synthetic_image
     from srx.runtime import ModelSource, open_runner
 
     x = synthetic_image(180, 320, 0)[None]
     net = ModelSource.from_weights("default")
     q = ModelSource.from_options("default", str(int8))
+    peer = open_runner("torch-compile", net, "cpu")
     runners = {
-        "torch-compile": open_runner("torch-compile", net, "cpu"),
         "openvino (rewrite)": open_runner("openvino", net, "cpu"),
         "openvino (as read)": open_runner("openvino", net, "cpu", rewrite=False),
         "openvino-int8 (rewrite)": open_runner("openvino-int8", q, "cpu"),
         "openvino-int8 (as read)": open_runner("openvino-int8", q, "cpu", rewrite=False),
     }
-    times: dict[str, list[float]] = {k: [] for k in runners}
+    times: dict[str, list[float]] = {"torch-compile": [], **{k: [] for k in runners}}
     outputs = {}
-    for name, r in runners.items():
+    for name, r in {"torch-compile": peer, **runners}.items():
         r.activate()
         outputs[name] = r.run(x)  # compiles (torch.compile, OpenVINO) outside the timing
         r.run(x)
+
+    def timed(name: str, r: object) -> None:
+        staged = r.stage(x)  # type: ignore[attr-defined]
+        t0 = time.perf_counter()
+        r.execute(staged)  # type: ignore[attr-defined]
+        times[name].append((time.perf_counter() - t0) * 1000)
+
     record: dict = {}
+    profiles: dict[str, dict[str, float]] = {}
     with quiet(record):
         for _ in range(rounds):
-            for name, r in runners.items():
-                staged = r.stage(x)
-                t0 = time.perf_counter()
-                r.execute(staged)
-                times[name].append((time.perf_counter() - t0) * 1000)
+            timed("torch-compile", peer)
+        time.sleep(2)
+        for i in range(rounds):
+            for name, r in list(runners.items())[:: 1 if i % 2 == 0 else -1]:
+                timed(name, r)
+        for name in ("openvino (rewrite)", "openvino (as read)"):
+            trace = runners[name].profile([x], 5)
+            kinds: dict[str, float] = {}
+            for op in trace.ops:
+                kinds[op.name] = kinds.get(op.name, 0.0) + op.ms / trace.runs
+            profiles[name] = dict(sorted(kinds.items(), key=lambda kv: -kv[1]))
     described = {name: r.describe().get("graph_rewrite") for name, r in runners.items()}
-    for r in runners.values():
+    for r in [peer, *runners.values()]:
         r.deactivate()
-    peer = float(np.median(times["torch-compile"]))
+    base = float(np.median(times["torch-compile"]))
     rows = {
-        k: {"median_ms": float(np.median(v)), "min_ms": min(v), "vs_torch_compile": peer / float(np.median(v)),
-            "graph_rewrite": described[k], "ms": v}
+        k: {"median_ms": float(np.median(v)), "min_ms": min(v), "vs_torch_compile": base / float(np.median(v)),
+            "graph_rewrite": described.get(k), "ms": v}
         for k, v in times.items()
     }  # fmt: skip
     diffs = {
-        "openvino rewrite vs as read": float(
-            np.abs(outputs["openvino (rewrite)"] - outputs["openvino (as read)"]).max()
-        ),
-        "openvino-int8 rewrite vs as read": float(
-            np.abs(outputs["openvino-int8 (rewrite)"] - outputs["openvino-int8 (as read)"]).max()
-        ),
+        f"{kind} rewrite vs as read": float(np.abs(outputs[f"{kind} (rewrite)"] - outputs[f"{kind} (as read)"]).max())
+        for kind in ("openvino", "openvino-int8")
     }
     write_json(out / "rewrite_ab.json", {
         "input": "320x180", "batch": 1, "rounds": rounds, "quiet_window": record, "rows": rows,
-        "max_abs_diff_outputs": diffs,
+        "max_abs_diff_outputs": diffs, "node_ms_per_run": profiles,
     })  # fmt: skip
     for k, r in rows.items():
         print(
             f"{k:26s} median {r['median_ms']:7.1f} ms  min {r['min_ms']:7.1f}  {r['vs_torch_compile']:.2f}x torch.compile"
         )
+    for name, kinds in profiles.items():
+        total = sum(kinds.values())
+        print(f"{name}: node times {total:.1f} ms per run")
+        for kind, ms in list(kinds.items())[:12]:
+            print(f"  {ms:8.2f} ms {100 * ms / total:5.1f}%  {kind}")
     print(json.dumps({"quiet_window": record, "max_abs_diff_outputs": diffs}))
 
 
