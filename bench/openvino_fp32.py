@@ -24,6 +24,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import signal
 import subprocess
 import sys
@@ -36,6 +37,7 @@ import numpy as np
 from portable import portable, write_json, write_text
 
 QUIET = Path("/tmp/srx-quiet")
+FOLDERS = re.compile(r"(?<![\w.$])/(?:[^\s/]+/)+")  # the folders of the paused commands' paths
 
 
 def load() -> list[float]:
@@ -132,7 +134,7 @@ def quiet(record: dict) -> Iterator[None]:
         yield
         record["seconds"] = round(time.time() - t0, 1)
         record["load_after"] = load()
-        record["paused"] = sorted(set(stopped.values()))
+        record["paused"] = sorted({FOLDERS.sub("", cmd.splitlines()[0])[:80] for cmd in stopped.values()})
     finally:
         resume()
         pauser.join(timeout=5)

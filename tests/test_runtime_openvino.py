@@ -120,7 +120,7 @@ def test_int8_runs_the_quantized_file_as_onnxruntime_does(tmp_path):
 
 def test_int8_matches_onnxruntime_where_the_size_rewrites_apply(tmp_path):
     # 48x40: every pooling window even (for_cpu rewrites all of them); and the constant
-    # folding before compiling, without which OpenVINO ran this file up to 0.16 off on AVX2.
+    # folding before compiling, without which OpenVINO ran Q/DQ files wrongly on an AVX2 CPU.
     path = _int8_file(tmp_path)
     x = natural_batch(48, 40, seed=8)
     with ModelSource.from_file(path) as source:

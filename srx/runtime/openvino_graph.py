@@ -90,9 +90,9 @@ def for_cpu(model: Any) -> CPURewrite:
       Interpolate (nearest, asymmetric, floor) by f.
     Both pick the same elements (no arithmetic changes), checked against onnxruntime in the
     tests. The constant folding that comes first also matters alone: on an AVX2 CPU without
-    VNNI (AMD EPYC, OpenVINO 2026.4) an INT8 Q/DQ model compiled without it came out up to
-    0.7 off onnxruntime's result on [0, 1] at every size tried, and 0.02 with it
-    (bench/results/2026-12-06-cpu-openvino-fp32/README.md). Tried and dropped (bench/results/2026-12-06-cpu-openvino-fp32/README.md): the
+    VNNI (AMD EPYC, OpenVINO 2026.4) srx's INT8 Q/DQ default x4 compiled without it came out
+    0.76 off (on [0, 1]) the same file compiled after it, which is as close to PyTorch as
+    onnxruntime (bench/results/2026-12-06-cpu-openvino-fp32/README.md). Tried and dropped (bench/results/2026-12-06-cpu-openvino-fp32/README.md): the
     LayerNorm as one MVN over axis 1 (the plugin splits it back into the same nodes), as MVN
     over the last axis between transposes (slower), the channel split as Slice or Gather."""
     from openvino import passes
