@@ -118,6 +118,20 @@ def test_int8_runs_the_quantized_file_as_onnxruntime_does(tmp_path):
             assert got.shape == ref.shape and np.abs(got - ref).max() < 0.02
 
 
+def test_int8_matches_onnxruntime_where_the_size_rewrites_apply(tmp_path):
+    # 48x40: every pooling window even (for_cpu rewrites all of them); and the constant
+    # folding before compiling, without which OpenVINO ran Q/DQ files wrongly on an AVX2 CPU.
+    path = _int8_file(tmp_path)
+    x = natural_batch(48, 40, seed=8)
+    with ModelSource.from_file(path) as source:
+        with open_runner("onnxruntime", source, "cpu") as r:
+            ref = r.run(x)
+        with open_runner("openvino-int8", source, "cpu") as r:
+            got = r.run(x)
+            assert r.describe()["graph_rewrite"]["per_size"]["1x3x48x40"]["strided_max_pools"] == 6
+    assert np.abs(got - ref).max() < 0.02
+
+
 def test_int8_needs_a_quantized_file(model):
     source = ModelSource.from_module(model)
     avail = check_backend("openvino-int8", "cpu", source)
@@ -250,3 +264,33 @@ def test_auto_picks_openvino_for_few_shapes_and_onnxruntime_for_many(model, tmp_
     with ModelSource.from_file(path) as f:
         assert auto_backend(f, "cpu") == "openvino"
         assert auto_backend(f, "cpu", varied_shapes=True) == "onnxruntime"
+
+
+@pytest.mark.parametrize(
+    ("h", "w", "pools", "interpolates"),
+    [
+        # 48x40: every window of 2, 4 and 8 even on both axes: 3 two-axis pools and upsamplings per block
+        (48, 40, 2 * 3 * 2, 2 * 3 * 2),
+        # 36x64: rows uneven at 8 (columns pooled first, strided); 4 -> 36 rows is a repeat by 9
+        (36, 64, 2 * 5, 2 * 6),
+        # 64x36: columns uneven at 8, rows strided alone
+        (64, 36, 2 * 5, 2 * 6),
+        (29, 37, 0, 0),  # uneven everywhere: the graph as exported
+    ],
+)
+def test_size_rewrites_pick_the_same_elements_as_the_exported_graph(model, h, w, pools, interpolates):
+    """for_cpu against onnxruntime on the un-rewritten ONNX: pooling and nearest picks move
+    around but no arithmetic changes, so within onnxruntime's own FP32 bound (1e-5)."""
+    source = ModelSource.from_module(model)
+    x = natural_batch(h, w, seed=7)
+    with source:
+        with open_runner("onnxruntime", source, "cpu") as r:
+            ref = r.run(x)
+        with open_runner("openvino", source, "cpu") as r:
+            got = r.run(x)
+            done = r.describe()["graph_rewrite"]["per_size"][f"1x3x{h}x{w}"]
+        with open_runner("openvino", source, "cpu", rewrite=False) as r:
+            as_read = r.run(x)
+            assert "graph_rewrite" not in r.describe()
+    assert done == {"strided_max_pools": pools, "nearest_interpolates": interpolates}
+    assert np.abs(got - ref).max() <= 1e-5 and np.abs(as_read - ref).max() <= 1e-5

@@ -1,4 +1,5 @@
-"""srx's INT8 Q/DQ ONNX, adjusted for OpenVINO (`for_openvino`).
+"""srx's graphs adjusted for OpenVINO: the INT8 Q/DQ ONNX (`for_openvino`), and every
+model once its input size is fixed (`for_cpu`, below).
 
 OpenVINO 2026.4 computes SAFM's aggregation wrongly when its input is quantized: the 1x1
 convolution after the concatenation of the four SAFM branches (one depthwise output and
@@ -16,7 +17,9 @@ convolution per block, and more accurate than the file's INT8).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import onnx
 
 
@@ -60,3 +63,198 @@ def for_openvino(model: onnx.ModelProto) -> tuple[onnx.ModelProto, OpenVINORewri
         del out.graph.node[:]
         out.graph.node.extend(kept)
     return out, OpenVINORewrite(tuple(changed))
+
+
+# --- FP32 / BF16 graph rewrites on OpenVINO's own graph (`for_cpu`) --------------------------
+
+
+@dataclass(frozen=True)
+class CPURewrite:
+    strided_pools: int  # adaptive max pools (per axis) now one MaxPool with stride = kernel
+    repeats: int  # nearest upsamplings (per axis) now one Interpolate
+
+    def to_dict(self) -> dict[str, int]:
+        return {"strided_max_pools": self.strided_pools, "nearest_interpolates": self.repeats}
+
+
+def for_cpu(model: Any) -> CPURewrite:
+    """Rewrite an OpenVINO model whose input shape is fixed (after `reshape`) in place.
+
+    srx's ONNX writes SAFM's pooling branches in a form exact at every size with dynamic
+    height and width (srx.models.layers), which OpenVINO's CPU plugin runs as many small
+    nodes in a planar layout, with a layout conversion around each, once the size is known:
+    * adaptive max pooling as a stride-1 max pool and two gathers per axis: where the
+      windows of the fixed size are all [i*f, i*f + f) (the length divisible by f) that is a
+      max pool with stride f; an axis with uneven windows keeps its form, after the even one;
+    * nearest upsampling as a gather per axis: where the gather is i -> i // f it is an
+      Interpolate (nearest, asymmetric, floor) by f.
+    Both pick the same elements (no arithmetic changes), checked against onnxruntime in the
+    tests. The constant folding that comes first also matters alone: on an AVX2 CPU without
+    VNNI (AMD EPYC, OpenVINO 2026.4) srx's INT8 Q/DQ default x4 compiled without it came out
+    0.76 off (on [0, 1]) the same file compiled after it, which is as close to PyTorch as
+    onnxruntime (bench/results/2026-12-06-cpu-openvino-fp32/README.md). Tried and dropped (bench/results/2026-12-06-cpu-openvino-fp32/README.md): the
+    LayerNorm as one MVN over axis 1 (the plugin splits it back into the same nodes), as MVN
+    over the last axis between transposes (slower), the channel split as Slice or Gather."""
+    from openvino import passes
+
+    manager = passes.Manager()
+    manager.register_pass(passes.ConstantFolding())  # the index arithmetic becomes constants
+    manager.run_passes(model)
+    pools = sum(_strided_pool(m) for m in _ops(model, "Maximum"))
+    repeats = sum(_repeat(g) for g in _ops(model, "Gather"))
+    model.validate_nodes_and_infer_types()
+    return CPURewrite(pools, repeats)
+
+
+def _ops(model: Any, kind: str) -> list[Any]:
+    return [op for op in model.get_ordered_ops() if op.get_type_name() == kind]
+
+
+def _src(node: Any, i: int) -> Any:
+    return node.input_value(i).get_node()
+
+
+def _const(node: Any) -> np.ndarray | None:
+    return node.get_data() if node.get_type_name() == "Constant" else None
+
+
+def _only_reader(node: Any) -> Any:
+    readers = [t.get_node() for t in node.output(0).get_target_inputs()]
+    return readers[0] if len(readers) == 1 else None
+
+
+def _pool_axis(maximum: Any) -> tuple[Any, int, int, np.ndarray, np.ndarray] | None:
+    """(input, axis, f, first, last) of max(gather(maxpool_f(x), first), gather(.., last))."""
+    a, b = _src(maximum, 0), _src(maximum, 1)
+    if a.get_type_name() != "Gather" or b.get_type_name() != "Gather":
+        return None
+    pool = _src(a, 0)
+    if pool.get_type_name() != "MaxPool" or _src(b, 0) != pool:
+        return None
+    axis_a, axis_b = _const(_src(a, 2)), _const(_src(b, 2))
+    first, last = _const(_src(a, 1)), _const(_src(b, 1))
+    if axis_a is None or axis_b is None or first is None or last is None:
+        return None
+    axis = int(axis_a.ravel()[0])
+    attrs = pool.get_attributes()
+    kernel = list(attrs["kernel"])
+    if axis != int(axis_b.ravel()[0]) or axis not in (2, 3) or len(kernel) != 2:
+        return None
+    if list(attrs["strides"]) != [1, 1]:
+        return None
+    if list(attrs["pads_begin"]) != [0, 0] or list(attrs["pads_end"]) != [0, 0]:
+        return None
+    if list(attrs["dilations"]) != [1, 1] or kernel[3 - axis] != 1:
+        return None
+    return pool.input_value(0), axis, int(kernel[axis - 2]), first.ravel(), last.ravel()
+
+
+def _columns_of(rows: Any) -> Any:
+    """The Maximum of the column pooling that reads only `rows` (through its MaxPool and gathers)."""
+    pool = _only_reader(rows)
+    if pool is None or pool.get_type_name() != "MaxPool":
+        return None
+    gathers = [t.get_node() for t in pool.output(0).get_target_inputs()]
+    maxima = {id(_only_reader(g)): _only_reader(g) for g in gathers}
+    (maximum,) = maxima.values() if len(maxima) == 1 else (None,)
+    return maximum if maximum is not None and maximum.get_type_name() == "Maximum" else None
+
+
+def _even(first: np.ndarray, last: np.ndarray, f: int) -> bool:
+    even = np.arange(first.size) * f
+    return bool(np.array_equal(first, even) and np.array_equal(last, even))
+
+
+def _max_pool(x: Any, kernel: list[int], strides: list[int] | None = None, *, name: str) -> Any:
+    import openvino.opset14 as ops
+
+    pool = ops.max_pool(x, strides or kernel, [1, 1], [0, 0], [0, 0], kernel, "floor", "explicit", name=name)
+    return pool.output(0)
+
+
+def _strided_pool(maximum: Any) -> int:
+    """One axis of an adaptive max pool with even windows -> MaxPool(kernel f, stride f), both
+    axes even -> one MaxPool. The rows come first in srx's graph; where only the columns are
+    even they go first, so the uneven rows' stride-1 pool and gathers run on a tensor f
+    times smaller."""
+    import openvino.opset14 as ops
+
+    unit = _pool_axis(maximum)
+    if unit is None or unit[1] != 2:
+        return 0  # columns are handled with their rows
+    x, _, f, first, last = unit
+    reader = _columns_of(maximum)
+    cols = _pool_axis(reader) if reader is not None else None
+    if cols is not None and (cols[0].get_node() != maximum or cols[1] != 3):
+        cols = None
+    rows_even = _even(first, last, f)
+    cols_even = cols is not None and _even(cols[3], cols[4], cols[2])
+    scope = maximum.get_friendly_name().rsplit("/", 1)[0]  # profiles group nodes by it
+    if rows_even and cols_even:
+        reader.output(0).replace(_max_pool(x, [f, cols[2]], name=f"{scope}/MaxPool_strided"))
+        return 2
+    if rows_even:
+        maximum.output(0).replace(_max_pool(x, [f, 1], name=f"{scope}/MaxPool_strided_rows"))
+        return 1
+    if not cols_even:
+        return 0
+    narrow = _max_pool(x, [1, cols[2]], name=f"{scope}/MaxPool_strided_columns")
+    sliding = _max_pool(narrow, [f, 1], [1, 1], name=f"{scope}/MaxPool_rows")
+    first_rows = ops.gather(sliding, first, 2, name=f"{scope}/Gather_rows")
+    last_rows = ops.gather(sliding, last, 2, name=f"{scope}/Gather_rows_1")
+    reader.output(0).replace(ops.maximum(first_rows, last_rows, name=f"{scope}/Max_rows").output(0))
+    return 1
+
+
+def _repeat(gather: Any) -> int:
+    """gather(x, i -> i // f, axis) with f = out / in -> Interpolate(nearest) by f on that axis;
+    a gather over rows feeding one over columns with the same f -> one Interpolate."""
+    unit = _repeat_axis(gather)
+    if unit is None:
+        return 0
+    x, axis, f = unit
+    if axis == 3:
+        previous = _repeat_axis(x.get_node()) if x.get_node().get_type_name() == "Gather" else None
+        if previous is not None and previous[1] == 2 and _only_reader(x.get_node()) == gather:
+            gather.output(0).replace(_interpolate(previous[0], [previous[2], f], [2, 3], gather))
+            return 2
+    reader = _only_reader(gather)
+    if axis == 2 and reader is not None and reader.get_type_name() == "Gather" and _repeat_axis(reader) is not None:
+        return 0  # the columns' gather takes both
+    gather.output(0).replace(_interpolate(x, [f], [axis], gather))
+    return 1
+
+
+def _repeat_axis(gather: Any) -> tuple[Any, int, int] | None:
+    if gather.get_type_name() != "Gather" or gather.get_attributes().get("batch_dims", 0) != 0:
+        return None
+    index, axis_value = _const(_src(gather, 1)), _const(_src(gather, 2))
+    shape = gather.input_value(0).get_partial_shape()
+    if index is None or axis_value is None or index.ndim != 1 or shape.rank.get_length() != 4 or shape.is_dynamic:
+        return None
+    axis = int(axis_value.ravel()[0])
+    n_in = shape.to_shape()[axis] if axis in (2, 3) else 0
+    if n_in == 0 or index.size % n_in != 0 or index.size == n_in:
+        return None
+    f = index.size // n_in
+    if not np.array_equal(index, np.arange(index.size) // f):
+        return None
+    return gather.input_value(0), axis, f
+
+
+def _interpolate(x: Any, factors: list[int], axes: list[int], replaced: Any) -> Any:
+    import openvino.opset14 as ops
+
+    scales = ops.constant(np.array(factors, np.float32))
+    return ops.interpolate(
+        x,
+        scales,
+        "nearest",
+        "scales",
+        [0, 0, 0, 0],
+        [0, 0, 0, 0],
+        "asymmetric",
+        "floor",
+        axes=ops.constant(np.array(axes, np.int64)),
+        name=f"{replaced.get_friendly_name().rsplit('/', 1)[0]}/Interpolate",
+    ).output(0)

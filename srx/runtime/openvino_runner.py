@@ -48,7 +48,9 @@ def cpu_capabilities() -> tuple[str, ...]:
 class OpenVINORunner(Runner):
     """Options: threads (default: the CPUs this process may use), hint ('auto' default,
     'latency', 'throughput'; see the module docstring), requests (requests in flight in
-    throughput mode; default: what OpenVINO chooses for the CPU)."""
+    throughput mode; default: what OpenVINO chooses for the CPU), rewrite (default True:
+    srx.runtime.openvino_graph.for_cpu on each compiled size; False compiles the graph as
+    read, for comparisons)."""
 
     name = "openvino"
     inference_precision: ClassVar[str] = "f32"
@@ -73,6 +75,7 @@ class OpenVINORunner(Runner):
         self._threads = int(self.options.get("threads") or cpu_count())
         self._core = ov.Core()
         self._rewrite: dict[str, Any] = {}
+        self._size_rewrites: dict[str, dict[str, int]] = {}
         model = self._onnx()  # an export's own errors (a full disk) stay what they are
         try:
             self._model = self._core.read_model(model)
@@ -127,9 +130,8 @@ class OpenVINORunner(Runner):
         if key in self._compiled:
             self._compiled.move_to_end(key)
             return self._compiled[key]
-        model = self._model.clone()
         try:
-            model.reshape({self._in: list(shape)})
+            model = self._sized_model(shape)
             compiled = self._core.compile_model(model, "CPU", self._config(hint))
         except Exception as e:
             raise BadInput(
@@ -140,6 +142,16 @@ class OpenVINORunner(Runner):
         while len(self._compiled) > self.max_models:
             self._compiled.popitem(last=False)
         return entry
+
+    def _sized_model(self, shape: tuple[int, ...]) -> Any:
+        """The read model for one input shape, with `for_cpu`'s rewrites for that size."""
+        from srx.runtime.openvino_graph import for_cpu
+
+        model = self._model.clone()
+        model.reshape({self._in: list(shape)})
+        if self.options.get("rewrite", True):
+            self._size_rewrites["x".join(map(str, shape))] = for_cpu(model).to_dict()
+        return model
 
     def _deactivate(self) -> None:
         self._compiled.clear()
@@ -190,8 +202,7 @@ class OpenVINORunner(Runner):
         hint = self._hint_for(shape[0])
         if hint == "throughput":
             return None  # several requests overlap: per-node times would not add up to a run
-        model = self._model.clone()
-        model.reshape({self._in: list(shape)})
+        model = self._sized_model(shape)
         request = self._core.compile_model(model, "CPU", {**self._config(hint), "PERF_COUNT": True})
         request = request.create_infer_request()
         request.infer({self._in: staged[0]})  # first-run allocations stay out of the profile
@@ -230,8 +241,11 @@ class OpenVINORunner(Runner):
 
             d["openvino"] = ov.__version__
             d["compiled"] = [f"{k[0]} {'x'.join(map(str, k[1:]))}" for k in self._compiled]
-            if self._rewrite:
-                d["graph_rewrite"] = self._rewrite
+            if self._rewrite or self._size_rewrites:
+                d["graph_rewrite"] = {
+                    **self._rewrite,
+                    **({"per_size": self._size_rewrites} if self._size_rewrites else {}),
+                }
         return d
 
 
