@@ -8,7 +8,7 @@ from __future__ import annotations
 
 
 class SrxError(Exception):
-    """Base class. `exit_code` is what the CLI exits with (CLI.md: 1 failed, 2 bad input)."""
+    """Base class. `exit_code` is what the CLI exits with (docs/cli.md#exit-codes: 1 failed, 2 bad input)."""
 
     exit_code = 1
 

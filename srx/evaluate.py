@@ -80,7 +80,7 @@ class EvalResult:
         return format_result(self)
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON of CLI.md (dataset, scale, model, psnr_y, ssim_y, images) plus provenance."""
+        """The JSON of docs/cli.md#srx-eval (dataset, scale, model, psnr_y, ssim_y, images) plus provenance."""
         from srx import __version__
 
         return {

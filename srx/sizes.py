@@ -1,4 +1,4 @@
-"""Image sizes as users write them: WIDTHxHEIGHT (CLI.md), e.g. 320x180."""
+"""Image sizes as users write them: WIDTHxHEIGHT (docs/cli.md#conventions), e.g. 320x180."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""ModelSpec: the one descriptor that travels with a model (DESIGN.md).
+"""ModelSpec: the one descriptor that travels with a model (docs/architecture.md#modelspec).
 
 It goes into ONNX metadata and engine sidecars so nothing downstream guesses the
 architecture, scale or input limits. Plain data, no torch: the TensorRT runtime on a

@@ -1,4 +1,4 @@
-"""srx upscale: images in, upscaled images out (CLI.md), with any backend and bounded memory.
+"""srx upscale: images in, upscaled images out (docs/cli.md#srx-upscale), with any backend and bounded memory.
 
 Output naming: with one input file and an -o that ends in .png/.jpg/.jpeg/.webp (and is
 not an existing folder), -o is the output file (its suffix picks the format); a suffix of

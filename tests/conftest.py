@@ -63,7 +63,7 @@ def run_srx(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, code: int = 2) -> str:
-    """A failure as CLI.md wants it: the exit code, one line on stderr, no traceback."""
+    """A failure as docs/cli.md#errors-one-line wants it: the exit code, one line on stderr, no traceback."""
     err = proc.stderr.strip()
     assert proc.returncode == code, f"exit {proc.returncode}, expected {code}; stderr: {err}"
     assert "Traceback" not in proc.stderr, proc.stderr

@@ -1,4 +1,4 @@
-"""CLI conventions shared by every command (CLI.md): exit codes, one-line errors, JSON."""
+"""CLI conventions shared by every command (docs/cli.md): exit codes, one-line errors, JSON."""
 
 from __future__ import annotations
 

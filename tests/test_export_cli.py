@@ -1,4 +1,4 @@
-"""`srx export` and `srx info MODEL.onnx` through the real CLI (CLI.md)."""
+"""`srx export` and `srx info MODEL.onnx` through the real CLI (docs/cli.md#srx-export)."""
 
 from __future__ import annotations
 

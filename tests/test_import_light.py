@@ -1,4 +1,4 @@
-"""`import srx` and `srx --help` work with none of the optional packages (DESIGN.md).
+"""`import srx` and `srx --help` work with none of the optional packages (docs/architecture.md#style-rules).
 
 A subprocess installs an import hook that makes torch, onnx, onnxruntime, TensorRT,
 TensorRT-RTX, cuda-python, Triton, PyAV and OpenVINO look absent, as on a bare machine.

@@ -1,4 +1,4 @@
-"""The shape of the code DESIGN.md asks for (issue 18): imports follow the data, commands stay short.
+"""The shape of the code docs/architecture.md#import-rules describes (issues 18, 24): imports follow the data, commands stay short.
 
 Read from the source with `ast`: an import that runs back up a layer (calibration reading
 `srx.evaluate`, the run path importing the precision passes) or a command function that

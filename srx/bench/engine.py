@@ -150,7 +150,7 @@ def run_bench(
     progress: Progress = _null_progress,
     command: list[str] | None = None,
 ) -> BenchResult:
-    """Benchmark every backend on `source`; return the result (its JSON: CLI.md)."""
+    """Benchmark every backend on `source`; return the result (its JSON: docs/cli.md#srx-bench)."""
     cfg = config.resolved()
     load_before = _loadavg()
     source.spec.check_input_size(cfg.height, cfg.width)

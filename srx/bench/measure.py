@@ -104,7 +104,7 @@ def measure_backend(
     progress: Progress,
     collect_ref: bool = False,
 ) -> dict[str, Any]:
-    """The result row of one backend (CLI.md fields); `ref` is filled when `collect_ref`.
+    """The result row of one backend (docs/cli.md#srx-bench fields); `ref` is filled when `collect_ref`.
 
     `runner` is constructed, not activated; it is activated and always deactivated here.
     A failure while running makes a `failed` row; bad input and Ctrl-C propagate."""

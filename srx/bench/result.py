@@ -1,4 +1,4 @@
-"""BenchResult: what `srx bench` measured, rendered as the table and as `--json` (CLI.md schema).
+"""BenchResult: what `srx bench` measured, rendered as the table and as `--json` (docs/cli.md#srx-bench).
 
 The rows stay the records srx.bench.measure writes (one dict per backend, with keys that
 differ by status and backend); the record around them is typed here. `to_json` writes the

@@ -1,4 +1,4 @@
-"""The `srx` command line: thin click adapters over library functions (CLI.md).
+"""The `srx` command line: thin click adapters over library functions (docs/cli.md; docs/architecture.md#the-command-line).
 
 One module per command group; each command parses its options, calls the library and
 prints. `srx.cli.main` is the console entry point (pyproject's `srx` script).

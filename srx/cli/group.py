@@ -1,4 +1,4 @@
-"""The `srx` click group every command module registers on (docs: CLI.md)."""
+"""The `srx` click group every command module registers on (docs/cli.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`srx train` (CLI.md, added 2026-11-28): a thin click adapter over `srx.train.loop.train`.
+"""`srx train` (docs/cli.md#srx-train): a thin click adapter over `srx.train.loop.train`.
 
 No torch at import time (`srx --help` must work without it).
 """

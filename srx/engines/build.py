@@ -248,7 +248,7 @@ def engine_from_onnx(
     device: Any | None = None,
     **options: Any,
 ) -> EngineBuild:
-    """Build an engine from an srx ONNX; return what was built (its JSON: CLI.md `build-engine`).
+    """Build an engine from an srx ONNX; return what was built (its JSON: docs/cli.md#srx-build-engine).
 
     `options` are the BuildOptions fields (precision, calib_dir, backend, min_size, ...).
     `trt_module` and `device` replace the TensorRT module and the GPU description (tests).

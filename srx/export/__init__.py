@@ -1,4 +1,4 @@
-"""nn.Module -> exact ONNX (DESIGN.md: models -> export -> runtime).
+"""nn.Module -> exact ONNX (docs/architecture.md#layers-and-data-flow).
 
 srx writes the ONNX graph itself from the module tree instead of tracing it with
 torch.onnx: adaptive max pooling and nearest resizing then compute PyTorch's exact
@@ -30,13 +30,13 @@ DEFAULT_OPSET = 19
 MIN_OPSET = 17
 MAX_OPSET = 20
 
-# The CLI verifies at --input; this is its default (CLI.md).
+# The CLI verifies at --input; this is its default (docs/cli.md#srx-export).
 DEFAULT_VERIFY_INPUT = "320x180"
 
 # Max |ONNX - PyTorch| allowed on FP32 outputs (issue 3).
 FP32_TOLERANCE = 1e-4
 
-# Names of the graph's input, output and dynamic dimensions (DESIGN.md I/O contract).
+# Names of the graph's input, output and dynamic dimensions (docs/architecture.md#the-runner-contract: one I/O contract).
 INPUT_NAME = "lr"
 OUTPUT_NAME = "sr"
 DYNAMIC_DIMS = ("batch", "height", "width")

@@ -13,7 +13,7 @@ of the kernel that produces its input:
 
 The NTIRE 2023 SAFMN (no LayerNorm: u is x itself) runs on the same kernels; its GRN,
 a whole-image reduction, runs in PyTorch in FP32 whatever the activation dtype (its
-whole-image sum of squares is the FP16 overflow risk DESIGN.md names), and its bilinear
+whole-image sum of squares is the FP16 overflow risk of docs/precision.md), and its bilinear
 image skip is added in conv_tail's epilogue. Anything else is returned unchanged with a
 logged reason (or refused with strict=True); `fusable` says why beforehand.
 """

@@ -1,4 +1,4 @@
-"""QuantizeResult: what `srx quantize` wrote, rendered as its text and as `--json` (CLI.md schema)."""
+"""QuantizeResult: what `srx quantize` wrote, rendered as its text and as `--json` (docs/cli.md#srx-quantize)."""
 
 from __future__ import annotations
 

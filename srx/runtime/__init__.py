@@ -1,4 +1,4 @@
-"""Runners: one contract (srx.runtime.base.Runner) over every backend in CLI.md.
+"""Runners: one contract (srx.runtime.base.Runner) over every backend in docs/cli.md#backends.
 
 Torch-free at import: the registry checks availability with find_spec and ctypes, and
 each runner class is imported only when it is opened.

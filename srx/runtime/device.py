@@ -74,7 +74,7 @@ def cpu_info() -> dict[str, Any]:
 
 
 def device_info(device: str) -> dict[str, Any]:
-    """The `device` record of a measurement (CLI.md: device{name, ...})."""
+    """The `device` record of a measurement (docs/cli.md#srx-bench: device{name, ...})."""
     cpu = cpu_info()
     info: dict[str, Any] = {"kind": device, "cpu": cpu["model"], "cpus": cpu["cpus"], "cpu_flags": cpu["flags"]}
     info["os"] = f"{platform.system()} {platform.release()}"

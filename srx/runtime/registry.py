@@ -1,6 +1,6 @@
 """The backends srx knows, what each needs, and whether it can run here (torch-free).
 
-Every name in CLI.md is registered here, so an unavailable backend is reported as
+Every name in docs/cli.md#backends is registered here, so an unavailable backend is reported as
 skipped with its reason, never dropped. A backend is a name, a precision, where it runs,
 which model form it consumes, a cheap availability check and the dotted path of its
 Runner class (imported only when a runner is opened). New runners plug in with
@@ -34,7 +34,7 @@ DEVICES = ("cpu", "cuda")
 
 @dataclass(frozen=True)
 class Backend:
-    """name: as in CLI.md. device: 'cpu' or 'cuda' (fixed), or 'any' (follows --device).
+    """name: as in docs/cli.md#backends. device: 'cpu' or 'cuda' (fixed), or 'any' (follows --device).
     needs: the model form it runs ('torch', 'onnx', 'engine'). default_on: devices whose
     default `srx bench` includes it; `not_default_reason` says why elsewhere."""
 
