@@ -69,7 +69,9 @@ def main() -> None:
             src = work / f"{name}.int8.onnx" if prec == "int8" else fp32
             times, size = [], 0
             for i in range(args.repeats):
-                r = engine_from_onnx(src, work / f"{name}.{prec}.{i}.engine", precision=prec, backend="tensorrt-rtx")
+                r = engine_from_onnx(
+                    src, work / f"{name}.{prec}.{i}.engine", precision=prec, backend="tensorrt-rtx"
+                ).to_json()
                 times.append(r["build_seconds"])
                 size = r["engine_bytes"]
             row = {

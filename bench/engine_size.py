@@ -57,13 +57,15 @@ def main() -> None:
     )
     qdq = work / "team15.int8.onnx"
     settings = Q.QuantSettings(calibration_images=16, held_out_images=2, sensitivity_crops=4)
-    kept = Q.quantize_file(fp32, SHARED / "data" / "train", qdq, settings=settings)["kept_layers"]
+    kept = Q.quantize_file(fp32, SHARED / "data" / "train", qdq, settings=settings).report.kept_layers
     log(f"srx quantize kept in FP16: {kept}")
 
     rows = []
 
     def build(name: str, onnx_path: Path, **options: object) -> None:
-        r = engine_from_onnx(onnx_path, work / f"{name}.engine", backend="tensorrt-rtx", overwrite=True, **options)
+        r = engine_from_onnx(
+            onnx_path, work / f"{name}.engine", backend="tensorrt-rtx", overwrite=True, **options
+        ).to_json()
         built_from = Path(r["precision_onnx"] or onnx_path)  # the FP16 ONNX the build wrote, or the given one
         weights = sum(len(t.raw_data) for t in read_srx_onnx(built_from, keep_model=True).graph().graph.initializer)
         rows.append({"engine": name, "engine_bytes": r["engine_bytes"], "onnx_weight_bytes": weights, **options})

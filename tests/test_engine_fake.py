@@ -26,7 +26,7 @@ def build(tmp_path, version, *, arch="safmn", opset=19, **kw):
     trt = make_trt(version)
     onnx_path = write_onnx(tmp_path, arch, opset=opset)
     out = tmp_path / "m.engine"
-    r = engine_from_onnx(onnx_path, out, backend="tensorrt", trt_module=trt, device=ORIN, **kw)
+    r = engine_from_onnx(onnx_path, out, backend="tensorrt", trt_module=trt, device=ORIN, **kw).to_json()
     return trt, r, json.loads((tmp_path / "m.engine.json").read_text())
 
 

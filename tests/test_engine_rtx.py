@@ -54,7 +54,7 @@ def _build_all(tmp_path: Path, which: str, calib: Path) -> dict[str, dict]:
             calib_dir=calib if prec == "int8" else None,
             backend="tensorrt-rtx",
             quant=FAST_Q,
-        )
+        ).to_json()
     return out
 
 

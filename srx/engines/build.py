@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -196,11 +196,8 @@ def workspace_for(opts: BuildOptions, warn: Callable[[str], None]) -> int | None
 
 
 @dataclass(eq=False)
-class EngineBuild(Mapping[str, Any]):
-    """What `srx build-engine` built: the text and `--json` render this one object.
-
-    Also readable as its JSON record (`r["engine_bytes"]`), as callers of `engine_from_onnx`
-    read the dict it used to return."""
+class EngineBuild:
+    """What `srx build-engine` built: the text and `--json` render this one object."""
 
     facts: dict[str, Any]  # what the sidecar records too: backend, precision, profile, sizes, device (_record)
     engine: str
@@ -227,15 +224,6 @@ class EngineBuild(Mapping[str, Any]):
 
     def format(self) -> str:
         return format_report(self.to_json())
-
-    def __getitem__(self, key: str) -> Any:
-        return self.to_json()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.to_json())
-
-    def __len__(self) -> int:
-        return len(self.to_json())
 
 
 def engine_from_onnx(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -11,9 +10,8 @@ if TYPE_CHECKING:
 
 
 @dataclass(eq=False)
-class QuantizeResult(Mapping[str, Any]):
-    """The Q/DQ ONNX written and the calibration's report. Also readable as its JSON record
-    (`r["kept_layers"]`), as callers of `quantize_file` read the dict it used to return."""
+class QuantizeResult:
+    """The Q/DQ ONNX written and the calibration's report."""
 
     onnx: str
     report: Int8Report
@@ -28,12 +26,3 @@ class QuantizeResult(Mapping[str, Any]):
         from srx.precision.int8 import format_report
 
         return format_report(self.to_json())
-
-    def __getitem__(self, key: str) -> Any:
-        return self.to_json()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.to_json())
-
-    def __len__(self) -> int:
-        return len(self.to_json())
