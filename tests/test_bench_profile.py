@@ -147,7 +147,9 @@ def test_torch_profile_on_the_cpu_marks_layernorm(tmp_path):
         assert not any(h for m in r.model.modules() for h in m._forward_hooks.values())  # markers removed
     b = breakdown(trace)
     assert b["status"] == "ok" and b["timeline"] == "host" and b["runs"] == 2
-    norm_ops = {t["name"] for t in b["top"] if t["kind"] == "normalization"}
+    # Every operator of the trace, not b["top"]: which ones make the slowest eight depends on the
+    # machine's load (on a busy CPU sqrt and the markers' own time crowded the statistics out).
+    norm_ops = {op.name for op in trace.ops if categorize(op) == "normalization"}
     assert norm_ops & {"aten::mean", "aten::sub", "aten::pow", "aten::div"}
     for kind in ("convolution", "normalization", "pooling_resize", "elementwise"):
         assert b["categories"][kind]["ms"] > 0, kind
