@@ -16,19 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from machine import load, write_environment
 from portable import portable, write_json, write_text
-
-
-def load() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 def bench(out: Path, name: str, *args: str) -> None:
@@ -83,24 +78,6 @@ def hints(out: Path, int8: Path, rounds: int) -> None:
         )
 
 
-def environment(out: Path, argv: list[str]) -> None:
-    from srx.bench.engine import versions
-    from srx.runtime.openvino_runner import cpu_capabilities
-
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    flags = next((line.split(":", 1)[1].split() for line in lscpu.splitlines() if line.startswith("Flags")), [])
-    repo = Path(__file__).resolve().parents[1]
-    git = ["git", "-C", str(repo)]
-    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    dirty = bool(subprocess.run([*git, "status", "--porcelain", "srx"], capture_output=True, text=True).stdout)
-    write_json(out / "environment.json", {
-        "command": "python bench/openvino_cpu.py " + " ".join(argv), "commit": commit, "srx_tree_modified": dirty,
-        "python": platform.python_version(), "versions": versions(), "cpu": platform.processor() or lscpu.split("\n")[0],
-        "lscpu": lscpu, "isa_flags": [f for f in flags if f.startswith(("avx", "amx", "fma"))],
-        "openvino_capabilities": list(cpu_capabilities()), "nproc": os.cpu_count(), "load": load(),
-    })  # fmt: skip
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("out", type=Path)
@@ -109,7 +86,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
-    environment(a.out, sys.argv[1:])
+    write_environment(a.out, "python bench/openvino_cpu.py " + " ".join(sys.argv[1:]))
     bench(a.out, "bench_default", "--runs", a.runs)
     backends = "torch,torch-compile,onnxruntime,openvino,openvino-bf16,openvino-int8"
     bench(a.out, "bench_int8", "--weights", "default", "--model", str(a.int8), "--backends", backends, "--runs", a.runs)

@@ -23,7 +23,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import re
 import signal
 import subprocess
@@ -34,14 +33,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+from machine import load, write_environment
 from portable import portable, write_json, write_text
 
 QUIET = Path("/tmp/srx-quiet")
 FOLDERS = re.compile(r"(?<![\w.$])/(?:[^\s/]+/)+")  # the folders of the paused commands' paths
-
-
-def load() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 def _mine() -> set[int]:
@@ -244,24 +240,6 @@ def profile(out: Path) -> None:
     write_text(out / "profile_fp32.txt", portable(text + done.stdout + done.stderr))
 
 
-def environment(out: Path, argv: list[str]) -> None:
-    from srx.bench.engine import versions
-    from srx.runtime.openvino_runner import cpu_capabilities
-
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    flags = next((line.split(":", 1)[1].split() for line in lscpu.splitlines() if line.startswith("Flags")), [])
-    repo = Path(__file__).resolve().parents[1]
-    git = ["git", "-C", str(repo)]
-    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    dirty = bool(subprocess.run([*git, "status", "--porcelain", "srx"], capture_output=True, text=True).stdout)
-    write_json(out / "environment.json", {
-        "command": "python bench/openvino_fp32.py " + " ".join(argv), "commit": commit, "srx_tree_modified": dirty,
-        "python": platform.python_version(), "versions": versions(), "cpu": platform.processor() or lscpu.split("\n")[0],
-        "lscpu": lscpu, "isa_flags": [f for f in flags if f.startswith(("avx", "amx", "fma"))],
-        "openvino_capabilities": list(cpu_capabilities()), "nproc": os.cpu_count(), "load": load(),
-    })  # fmt: skip
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("out", type=Path)
@@ -271,7 +249,7 @@ def main() -> None:
     ap.add_argument("--steps", default="bench,ab,profile", help="which of bench, ab, profile to run")
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
-    environment(a.out, sys.argv[1:])
+    write_environment(a.out, "python bench/openvino_fp32.py " + " ".join(sys.argv[1:]))
     steps = a.steps.split(",")
     if "bench" in steps:
         bench(a.out, "bench_fp32", "--backends", "torch-compile,onnxruntime,openvino,openvino-bf16", "--runs", a.runs)
