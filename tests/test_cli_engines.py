@@ -67,10 +67,13 @@ def test_quantize_gate_passes_within_the_limit(tmp_path, model):
     # The failing side of the gate (exit 1, nothing written) is tested on the library with a fixed report.
     calib = write_images(tmp_path / "calib", 4, (64, 64))
     proc = run_srx("quantize", str(model), "--calib-dir", str(calib), "--calib-images", "2", "--held-out", "1",
-                   "--crop", "24", "--sensitivity-crops", "1", "--max-psnr-drop", "50", "--json", "-")  # fmt: skip
+                   "--crop", "24", "--sensitivity-crops", "1", "--max-psnr-drop", "50", "--weight-bits", "7",
+                   "--json", "-")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["max_psnr_drop"] == 50.0
+    r = json.loads(proc.stdout)
+    assert r["max_psnr_drop"] == 50.0 and r["weight_bits"] == 7 and "7-bit weights" in proc.stderr
     assert (tmp_path / "safmn-ntire23.int8.onnx").is_file()
+    assert "convolutions INT8 (Q/DQ, 7-bit weights)" in run_srx("info", r["onnx"]).stdout
     line = assert_one_line_error(run_srx("quantize", str(model), "--calib-dir", str(calib), "--max-psnr-drop", "-1"), 2)
     assert "must be >= 0" in line
 

@@ -66,6 +66,22 @@ def test_weights_round_trip_within_half_a_step():
         assert (err <= scale[:, None, None, None] / 2 + 1e-7).all()
 
 
+def test_7_bit_weights_stay_within_63_and_round_trip_within_half_their_step():
+    # For OpenVINO on CPUs without VNNI (srx.precision.int8: 2 x 255 x 63 fits in 16 bits).
+    src = _src()
+    sites = Q.conv_sites(src.model)
+    act = {s.act: 1.0 for s in sites}
+    m = Q.qdq_model(src.model, sites, act, {s.layer for s in sites}, fp16_scales=False, weight_max=63)
+    before = {i.name: numpy_helper.to_array(i) for i in src.model.graph.initializer}
+    after = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    for s in sites:
+        w, q, scale = before[s.weight], after[f"{s.weight}.int8"], after[f"{s.weight}.qdq.scale"]
+        assert np.abs(q.astype(int)).max() == 63  # each channel's largest weight at the top level
+        err = np.abs(q.astype(np.float32) * scale[:, None, None, None] - w)
+        assert (err <= scale[:, None, None, None] / 2 + 1e-7).all()
+    assert Q.QuantSettings(weight_bits=7).weight_max == 63 and Q.QuantSettings().weight_max == 127
+
+
 def test_choose_range():
     rng = np.random.default_rng(0)
     x = rng.laplace(size=100_000).astype(np.float32)  # heavy tails, like activations after GELU / residuals
@@ -125,6 +141,8 @@ def test_quantize_refuses_non_fp32_and_bad_settings(tmp_path):
         Q.int8_from_onnx(_src(), calib, Q.QuantSettings(high_precision="bf16"))
     with pytest.raises(BadInput, match="at least 1"):
         Q.quantize_file(tmp_path / "x.onnx", calib, settings=Q.QuantSettings(held_out_images=0))
+    with pytest.raises(BadInput, match="use 8, or 7"):
+        Q.quantize_file(tmp_path / "x.onnx", calib, settings=Q.QuantSettings(weight_bits=4))
 
 
 def test_max_psnr_drop_gate_writes_nothing(tmp_path, monkeypatch):

@@ -85,17 +85,17 @@ def test_bad_hint_is_refused(model):
         open_runner("openvino", source, "cpu", hint="fast").activate()
 
 
-def _int8_file(tmp_path):
+def _int8_file(tmp_path, weight_bits=8):
     """A Q/DQ ONNX made by srx's quantizer (small calibration: a test, not a measurement)."""
     from srx.precision import int8 as Q
 
     src = srx_onnx_from_model(onnx.load_from_string(onnx_bytes("safmn")))
     settings = Q.QuantSettings(
         calibration_images=6, held_out_images=2, crop=32, sensitivity_crops=3, sensitivity_crop=24,
-        held_out_max_side=40, target_drop_db=0.0,
+        held_out_max_side=40, target_drop_db=0.0, weight_bits=weight_bits,
     )  # fmt: skip
     out, _ = Q.int8_from_onnx(src, write_images(tmp_path / "calib", 8, (120, 100)), settings)
-    path = tmp_path / "m.int8.onnx"
+    path = tmp_path / f"m{weight_bits}.int8.onnx"
     onnx.save(out.model, str(path))
     return path
 
@@ -130,6 +130,61 @@ def test_int8_matches_onnxruntime_where_the_size_rewrites_apply(tmp_path):
             got = r.run(x)
             assert r.describe()["graph_rewrite"]["per_size"]["1x3x48x40"]["strided_max_pools"] == 6
     assert np.abs(got - ref).max() < 0.02
+
+
+def _no_vnni(monkeypatch, flags=("avx2", "fma")):
+    import srx.runtime.device as device
+
+    info = {**device.cpu_info(), "flags": list(flags)}
+    monkeypatch.setattr(device, "cpu_info", lambda: info)
+
+
+@pytest.mark.parametrize(("h", "w"), [(27, 31), (48, 40)])
+def test_7_bit_weights_run_in_openvinos_int8_kernels_as_onnxruntime_does(tmp_path, monkeypatch, h, w):
+    # Whatever this CPU has: weights within +-64 are exact in INT8 without VNNI too. 48x40
+    # is where for_cpu rewrites every pool, after the constant folding that must leave the
+    # weights' dequantization alone (else every convolution compiles in f32).
+    _no_vnni(monkeypatch)
+    path = _int8_file(tmp_path, weight_bits=7)
+    x = natural_batch(h, w, seed=8)
+    with ModelSource.from_file(path) as source:
+        with open_runner("onnxruntime", source, "cpu") as r:
+            ref = r.run(x)
+        with open_runner("openvino-int8", source, "cpu") as r:
+            got = r.run(x)
+            d = r.describe()
+    assert d["int8_convolutions"] == "int8" and d["graph_rewrite"]["int8_weight_max"] <= 63
+    # The aggregation (fed by a Concat) runs in floating point; the others in u8.
+    assert d["convolution_precisions"]["u8"] >= 4, d["convolution_precisions"]
+    assert np.abs(got - ref).max() < 0.02
+
+
+def test_8_bit_weights_without_vnni_run_emulated_in_floating_point(tmp_path, monkeypatch):
+    # OpenVINO's INT8 kernels would overflow (the sums of pairs in 16 bits): the same values
+    # through FP32 kernels instead, whether or not the size rewrites run.
+    _no_vnni(monkeypatch)
+    path = _int8_file(tmp_path)
+    x = natural_batch(29, 37, seed=9)
+    with ModelSource.from_file(path) as source:
+        with open_runner("onnxruntime", source, "cpu") as r:
+            ref = r.run(x)
+        for rewrite in (True, False):
+            with open_runner("openvino-int8", source, "cpu", rewrite=rewrite) as r:
+                got = r.run(x)
+                d = r.describe()
+                assert "emulated" in r.mode() and "--weight-bits 7" in d["int8_convolutions"]
+                assert list(d["convolution_precisions"]) == ["f32"]
+            assert np.abs(got - ref).max() < 0.02
+
+
+def test_int8_kernels_are_exact_with_vnni_or_7_bit_weights(monkeypatch):
+    from srx.runtime.openvino_runner import int8_kernels_exact
+
+    _no_vnni(monkeypatch)
+    assert int8_kernels_exact(64) and not int8_kernels_exact(65) and not int8_kernels_exact(127)
+    for flag in ("avx512_vnni", "avx_vnni", "amx_int8"):
+        _no_vnni(monkeypatch, ("avx2", flag))
+        assert int8_kernels_exact(127)
 
 
 def test_int8_needs_a_quantized_file(model):

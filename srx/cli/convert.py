@@ -143,6 +143,13 @@ def export(
     help="How activation ranges are chosen.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split and the crops.")
+@click.option(
+    "--weight-bits",
+    type=click.Choice(["8", "7"]),
+    default="8",
+    show_default=True,
+    help="7 for OpenVINO on x86 CPUs without VNNI (AVX2 only), whose INT8 sums would overflow with 8.",
+)
 @quiet_option
 @json_option
 def quantize(
@@ -158,10 +165,11 @@ def quantize(
     sensitivity_crops: int,
     method: str,
     seed: int,
+    weight_bits: str,
     quiet: bool,
     json_path: str | None,
 ) -> None:
-    """Explicit INT8 Q/DQ ONNX for TensorRT, calibrated on a folder of images."""
+    """Explicit INT8 Q/DQ ONNX for TensorRT and OpenVINO, calibrated on a folder of images."""
     from srx.precision.int8 import QuantSettings, quantize_file
 
     check_json_path(json_path)
@@ -174,6 +182,7 @@ def quantize(
         high_precision=high_precision,
         method=method,
         seed=seed,
+        weight_bits=int(weight_bits),
     )
     progress = Progress.for_terminal(quiet=quiet, json_path=json_path)
     r = quantize_file(

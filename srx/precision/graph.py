@@ -125,8 +125,9 @@ def precision_details(meta: dict[str, str]) -> dict[str, str]:
             )
         else:
             kept = ", ".join(d.get("kept_layers", [])) or "none"
+            bits = f", {d['weight_bits']}-bit weights" if d.get("weight_bits", 8) != 8 else ""
             out["int8"] = (
-                f"{d.get('int8_layers')} convolutions INT8 (Q/DQ), kept in {str(d.get('high_precision', '?')).upper()}: "
+                f"{d.get('int8_layers')} convolutions INT8 (Q/DQ{bits}), kept in {str(d.get('high_precision', '?')).upper()}: "
                 f"{kept}; calibrated on {d.get('calibration_images')} crops, held-out drop {d.get('psnr_drop_db')} dB"
             )
     return out

@@ -11,6 +11,12 @@ into one INT8 kernel. Quantization is symmetric with zero points 0, as TensorRT 
     activations: s = a / 127, a chosen on calibration data to minimise E[(x - x')^2]
                  over samples of x (an MSE search over a in [max/100, max])
 
+With `weight_bits=7` the weights use -63..63 (s_c = max|W_c| / 63): for x86 CPUs without
+VNNI (AVX2 only), where oneDNN, under OpenVINO, sums each pair of u8 x s8 products in 16
+bits before widening; 2 x 255 x 127 overflows that, 2 x 255 x 63 does not (oneDNN's
+"Nuances of int8 computations"). The layer choice and the held-out drop are measured with
+the 7-bit weights, so the accuracy gate holds for the file that runs.
+
 Which convolutions stay out of INT8 is measured, not guessed: each one is quantized on
 its own and the Y-PSNR drop against the FP32 model on calibration crops is its
 sensitivity; starting from "all INT8", the most sensitive layers return to higher
@@ -93,6 +99,11 @@ class QuantSettings:
     method: str = "mse"  # activation range: mse | max | percentile
     seed: int = 0
     batch: int = 8
+    weight_bits: int = 8  # 7: for CPUs without VNNI (module docstring)
+
+    @property
+    def weight_max(self) -> int:
+        return 2 ** (self.weight_bits - 1) - 1
 
 
 @dataclass(frozen=True)
@@ -123,6 +134,7 @@ class Int8Report:
     sensitivity: list[dict[str, Any]] = field(default_factory=list)
     high_precision: str = "fp16"
     method: str = "mse"
+    weight_bits: int = 8
     seconds: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -176,8 +188,8 @@ def _fp16_ceil(x: np.ndarray) -> np.ndarray:
     return h.astype(np.float32)
 
 
-def _scale(amax: np.ndarray, fp16: bool) -> np.ndarray:
-    s = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
+def _scale(amax: np.ndarray, fp16: bool, qmax: int = 127) -> np.ndarray:
+    s = np.where(amax > 0, amax / float(qmax), 1.0).astype(np.float32)
     # Scales below FP16's smallest subnormal would round to 0.
     s = np.maximum(s, np.float32(2.0**-24) if fp16 else np.float32(1e-12))
     return _fp16_ceil(s) if fp16 else s
@@ -190,8 +202,10 @@ def qdq_model(
     quantize: set[str],
     *,
     fp16_scales: bool,
+    weight_max: int = 127,
 ) -> onnx.ModelProto:
-    """A copy of `base` with Q/DQ on the convolutions named in `quantize` (by layer)."""
+    """A copy of `base` with Q/DQ on the convolutions named in `quantize` (by layer), the
+    weights' integers within +-`weight_max`."""
     onnx = import_onnx()
     from onnx import helper, numpy_helper
 
@@ -228,8 +242,8 @@ def qdq_model(
             act_dq[site.act] = dq
         w = numpy_helper.to_array(inits[site.weight]).astype(np.float32)
         amax = np.abs(w.reshape(w.shape[0], -1)).max(axis=1)
-        ws = _scale(amax, fp16_scales)
-        wq = np.clip(np.round(w / ws[:, None, None, None]), -127, 127).astype(np.int8)
+        ws = _scale(amax, fp16_scales, weight_max)
+        wq = np.clip(np.round(w / ws[:, None, None, None]), -weight_max, weight_max).astype(np.int8)
         wq_t = numpy_helper.from_array(wq, f"{site.weight}.int8")
         ws_t = numpy_helper.from_array(ws, f"{site.weight}.qdq.scale")
         wz_t = numpy_helper.from_array(np.zeros(w.shape[0], dtype=np.int8), f"{site.weight}.qdq.zero_point")
@@ -262,7 +276,12 @@ MASK_INPUT = "srx.int8_mask"
 
 
 def switchable_model(
-    base: onnx.ModelProto, sites: Sequence[ConvSite], act_amax: dict[str, float], *, fp16_scales: bool
+    base: onnx.ModelProto,
+    sites: Sequence[ConvSite],
+    act_amax: dict[str, float],
+    *,
+    fp16_scales: bool,
+    weight_max: int = 127,
 ) -> onnx.ModelProto:
     """One graph in which each convolution's quantization is switched on by a mask input.
 
@@ -275,7 +294,8 @@ def switchable_model(
     import_onnx()
     from onnx import TensorProto, helper, numpy_helper
 
-    full = qdq_model(base, sites, act_amax, {s.layer for s in sites}, fp16_scales=fp16_scales)
+    everything = {s.layer for s in sites}
+    full = qdq_model(base, sites, act_amax, everything, fp16_scales=fp16_scales, weight_max=weight_max)
     g = full.graph
     float_weight = {i.name: i for i in base.graph.initializer}
     producer = {o: n for n in g.node for o in n.output}
@@ -506,6 +526,7 @@ def int8_from_onnx(
         target_drop_db=st.target_drop_db,
         high_precision=st.high_precision,
         method=st.method,
+        weight_bits=st.weight_bits,
     )
 
     progress.note(f"calibrating the inputs of {len(sites)} convolutions on {data.n_calib} crops")
@@ -580,7 +601,7 @@ class _Candidates:
 
     def build(self, quantized: set[str], final: bool = False) -> onnx.ModelProto:
         fp16 = self.st.high_precision == "fp16"
-        m = qdq_model(self.base, self.sites, self.ranges, quantized, fp16_scales=fp16)
+        m = qdq_model(self.base, self.sites, self.ranges, quantized, fp16_scales=fp16, weight_max=self.st.weight_max)
         if fp16 and final:
             from srx.precision.fp16 import fp16_from_onnx
 
@@ -596,7 +617,8 @@ def _layer_sensitivity(c: _Candidates, progress: Progress) -> dict[str, float]:
     """Each convolution's PSNR drop on the sensitivity crops when it alone is INT8, from one
     model whose per-layer switch (MASK_INPUT) selects it: no model built per layer."""
     layers = [s.layer for s in c.sites]
-    switch = session(switchable_model(c.base, c.sites, c.ranges, fp16_scales=c.st.high_precision == "fp16"))
+    fp16 = c.st.high_precision == "fp16"
+    switch = session(switchable_model(c.base, c.sites, c.ranges, fp16_scales=fp16, weight_max=c.st.weight_max))
     sensitivity = {}
     bar = progress.bar(f"layer sensitivity ({sum(len(b) for b in c.sens)} crops)", len(layers), "layer")
     for k, layer in enumerate(layers):
@@ -668,6 +690,7 @@ def _int8_metadata(st: QuantSettings, report: Int8Report, n_calib: int) -> dict[
     return {
         "high_precision": st.high_precision,
         "method": st.method,
+        "weight_bits": st.weight_bits,
         "int8_layers": len(report.int8_layers),
         "kept_layers": report.kept_layers,
         "calibration_images": n_calib,
@@ -741,6 +764,8 @@ def _check_settings(st: QuantSettings, max_psnr_drop: float | None) -> None:
         raise BadInput(f"--max-psnr-drop {max_psnr_drop}: must be >= 0 dB; use 0 or more")
     if st.high_precision not in HIGH_PRECISIONS:
         raise BadInput(f"--high-precision {st.high_precision!r}: use fp16 or fp32")
+    if st.weight_bits not in (7, 8):
+        raise BadInput(f"--weight-bits {st.weight_bits}: use 8, or 7 for CPUs without VNNI")
 
 
 def format_report(r: dict[str, Any]) -> str:
@@ -748,11 +773,12 @@ def format_report(r: dict[str, Any]) -> str:
     n_int8, kept = len(r["int8_layers"]), r["kept_layers"]
     hp = str(r.get("high_precision", "fp16")).upper()
     held = r["held_out_images"]
+    notes = [f"{r['weight_bits']}-bit weights"] if r.get("weight_bits", 8) != 8 else []
+    notes += [f"kept in {hp}: {', '.join(kept)}"] if kept else []
     return "\n".join(
         [
             f"wrote {r['onnx']}",
-            f"  INT8 layers   {n_int8} of {n_int8 + len(kept)}"
-            + (f" (kept in {hp}: {', '.join(kept)})" if kept else ""),
+            f"  INT8 layers   {n_int8} of {n_int8 + len(kept)}" + (f" ({'; '.join(notes)})" if notes else ""),
             f"  calibration   {r['calibration_images']} crops; {held} image{'s' if held != 1 else ''} held back",
             f"  held-out      Y-PSNR {r['psnr_fp32_db']:.3f} dB FP32 -> {r['psnr_int8_db']:.3f} dB INT8 "
             f"(drop {r['psnr_drop_db']:.3f} dB); INT8 vs FP32 {r['psnr_vs_fp32']:.2f} dB",

@@ -26,9 +26,10 @@ import onnx
 @dataclass(frozen=True)
 class OpenVINORewrite:
     float_inputs: tuple[str, ...]  # convolutions whose input Q/DQ was dropped
+    weight_max: int  # the largest |integer| of the INT8 weights (0: no Q/DQ)
 
-    def to_dict(self) -> dict[str, list[str]]:
-        return {"float_input_convolutions": list(self.float_inputs)}
+    def to_dict(self) -> dict[str, Any]:
+        return {"float_input_convolutions": list(self.float_inputs), "int8_weight_max": self.weight_max}
 
 
 def for_openvino(model: onnx.ModelProto) -> tuple[onnx.ModelProto, OpenVINORewrite]:
@@ -62,7 +63,26 @@ def for_openvino(model: onnx.ModelProto) -> tuple[onnx.ModelProto, OpenVINORewri
         kept = [n for n in out.graph.node if id(n) not in dropped]
         del out.graph.node[:]
         out.graph.node.extend(kept)
-    return out, OpenVINORewrite(tuple(changed))
+    return out, OpenVINORewrite(tuple(changed), _weight_max(out))
+
+
+def _weight_max(model: onnx.ModelProto) -> int:
+    """max |q| over the INT8 weights (the DequantizeLinear nodes that read an initializer)."""
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    top = 0
+    for node in model.graph.node:
+        if node.op_type == "DequantizeLinear" and node.input[0] in inits:
+            q = numpy_helper.to_array(inits[node.input[0]])
+            if q.dtype == np.int8 and q.size:
+                top = max(top, int(np.abs(q.astype(np.int16)).max()))
+    return top
+
+
+# oneDNN sums each pair of u8 x s8 products in 16 bits on x86 CPUs without VNNI: 2 x 255 x 64
+# fits, 2 x 255 x 127 does not (srx.precision.int8, `weight_bits`).
+NO_VNNI_WEIGHT_MAX = 64
 
 
 # --- FP32 / BF16 graph rewrites on OpenVINO's own graph (`for_cpu`) --------------------------
@@ -72,12 +92,14 @@ def for_openvino(model: onnx.ModelProto) -> tuple[onnx.ModelProto, OpenVINORewri
 class CPURewrite:
     strided_pools: int  # adaptive max pools (per axis) now one MaxPool with stride = kernel
     repeats: int  # nearest upsamplings (per axis) now one Interpolate
+    int8_weights: int  # INT8 weight (and zero-point) conversions left for OpenVINO's INT8 pass
 
     def to_dict(self) -> dict[str, int]:
-        return {"strided_max_pools": self.strided_pools, "nearest_interpolates": self.repeats}
+        d = {"strided_max_pools": self.strided_pools, "nearest_interpolates": self.repeats}
+        return {**d, "int8_weights_kept": self.int8_weights} if self.int8_weights else d
 
 
-def for_cpu(model: Any) -> CPURewrite:
+def for_cpu(model: Any, *, int8_weights: bool = False) -> CPURewrite:
     """Rewrite an OpenVINO model whose input shape is fixed (after `reshape`) in place.
 
     srx's ONNX writes SAFM's pooling branches in a form exact at every size with dynamic
@@ -89,21 +111,51 @@ def for_cpu(model: Any) -> CPURewrite:
     * nearest upsampling as a gather per axis: where the gather is i -> i // f it is an
       Interpolate (nearest, asymmetric, floor) by f.
     Both pick the same elements (no arithmetic changes), checked against onnxruntime in the
-    tests. The constant folding that comes first also matters alone: on an AVX2 CPU without
-    VNNI (AMD EPYC, OpenVINO 2026.4) srx's INT8 Q/DQ default x4 compiled without it came out
-    0.76 off (on [0, 1]) the same file compiled after it, which is as close to PyTorch as
-    onnxruntime (bench/results/2026-12-06-cpu-openvino-fp32/README.md). Tried and dropped (bench/results/2026-12-06-cpu-openvino-fp32/README.md): the
+    tests. Tried and dropped (bench/results/2026-12-06-cpu-openvino-fp32/README.md): the
     LayerNorm as one MVN over axis 1 (the plugin splits it back into the same nodes), as MVN
-    over the last axis between transposes (slower), the channel split as Slice or Gather."""
-    from openvino import passes
+    over the last axis between transposes (slower), the channel split as Slice or Gather.
 
-    manager = passes.Manager()
-    manager.register_pass(passes.ConstantFolding())  # the index arithmetic becomes constants
-    manager.run_passes(model)
+    The constant folding that comes first turns an INT8 Q/DQ model's weights into FP32
+    constants, and its convolutions then run in FP32 with the INT8 values (accurate, no
+    faster). `int8_weights=True` leaves the weights' dequantization to OpenVINO, whose INT8
+    convolutions then run; only where they are exact: on a CPU with VNNI or AMX, or weights
+    within +-64 (`srx quantize --weight-bits 7`). An AVX2 CPU without VNNI ran srx's 8-bit
+    file 0.76 off (on [0, 1]) in INT8 (bench/results/2026-12-06-cpu-openvino-fp32/README.md),
+    and its 7-bit file as onnxruntime does (bench/results/2026-12-07-cpu-openvino-int8)."""
+    kept = _keep_integer_weights(model) if int8_weights else 0
+    fold_constants(model)  # the index arithmetic becomes constants
     pools = sum(_strided_pool(m) for m in _ops(model, "Maximum"))
     repeats = sum(_repeat(g) for g in _ops(model, "Gather"))
     model.validate_nodes_and_infer_types()
-    return CPURewrite(pools, repeats)
+    return CPURewrite(pools, repeats, kept)
+
+
+def fold_constants(model: Any) -> None:
+    from openvino import passes
+
+    manager = passes.Manager()
+    manager.register_pass(passes.ConstantFolding())
+    manager.run_passes(model)
+
+
+# The runtime-info key of OpenVINO's DisableConstantFolding attribute, which its Python API
+# does not expose; the tests check that INT8 convolutions still compile with it.
+_NO_FOLDING = "DisableConstantFolding_0"
+
+
+def _keep_integer_weights(model: Any) -> int:
+    """Mark each conversion of an 8-bit constant (an INT8 weight or its zero point) so that
+    constant folding leaves the dequantization pattern that OpenVINO's INT8 pass looks for."""
+    import openvino as ov
+
+    eight_bit = (ov.Type.i8, ov.Type.u8)
+    kept = 0
+    for convert in _ops(model, "Convert"):
+        src = _src(convert, 0)
+        if src.get_type_name() == "Constant" and src.get_output_element_type(0) in eight_bit:
+            convert.get_rt_info()[_NO_FOLDING] = ""
+            kept += 1
+    return kept
 
 
 def _ops(model: Any, kind: str) -> list[Any]:

@@ -12,6 +12,11 @@ native BF16 (AVX512_BF16 or AMX). The INT8 runner runs a Q/DQ ONNX with the floa
 rest in BF16 where the CPU has it: 1.24x faster than with an FP32 rest for 0.01 dB on Set5
 (docs/bench.md, OpenVINO).
 
+INT8 convolutions run in INT8 where that is exact: on CPUs with VNNI or AMX, or with weights
+within +-64 (`srx quantize --weight-bits 7`); an 8-bit file on an x86 CPU without VNNI runs
+its INT8 arithmetic emulated in FP32 kernels (same values, FP32 speed), since OpenVINO's INT8
+convolutions would overflow there (srx.runtime.openvino_graph.for_cpu).
+
 Latency vs throughput: `hint="latency"` compiles for one request using every thread;
 `hint="throughput"` gives OpenVINO its streams and runs a batch of N images as N requests
 in flight. The default, `hint="auto"`, is latency for one image and throughput for a batch
@@ -35,6 +40,19 @@ if TYPE_CHECKING:
     from srx.runtime.source import ModelSource
 
 HINTS = ("auto", "latency", "throughput")
+
+
+INT8_DOT_PRODUCT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # sums u8 x s8 products in 32 bits
+
+
+def int8_kernels_exact(weight_max: int) -> bool:
+    """Whether OpenVINO's INT8 convolutions compute a Q/DQ file whose weights reach
+    +-`weight_max` exactly on this CPU."""
+    from srx.runtime.device import cpu_info
+    from srx.runtime.openvino_graph import NO_VNNI_WEIGHT_MAX
+
+    vnni = any(f in cpu_info()["flags"] for f in INT8_DOT_PRODUCT_FLAGS)
+    return vnni or weight_max <= NO_VNNI_WEIGHT_MAX
 
 
 @functools.cache
@@ -76,6 +94,8 @@ class OpenVINORunner(Runner):
         self._core = ov.Core()
         self._rewrite: dict[str, Any] = {}
         self._size_rewrites: dict[str, dict[str, int]] = {}
+        self._int8_kernels = False
+        self._convolutions: dict[str, int] = {}
         model = self._onnx()  # an export's own errors (a full disk) stay what they are
         try:
             self._model = self._core.read_model(model)
@@ -102,6 +122,7 @@ class OpenVINORunner(Runner):
             raise BadInput(f"OpenVINO cannot load {path}: not a readable ONNX file ({type(e).__name__})") from e
         model, report = for_openvino(model)
         self._rewrite = report.to_dict()
+        self._int8_kernels = int8_kernels_exact(report.weight_max)
         return io.BytesIO(model.SerializeToString())
 
     def _hint_for(self, batch: int) -> str:
@@ -138,6 +159,7 @@ class OpenVINORunner(Runner):
                 f"OpenVINO cannot compile {self.source.origin} for input {'x'.join(map(str, shape))}: {first_line(e, 200)}"
             ) from e
         entry = (compiled, compiled.create_infer_request())
+        self._convolutions = _convolution_precisions(compiled)
         self._compiled[key] = entry
         while len(self._compiled) > self.max_models:
             self._compiled.popitem(last=False)
@@ -145,12 +167,15 @@ class OpenVINORunner(Runner):
 
     def _sized_model(self, shape: tuple[int, ...]) -> Any:
         """The read model for one input shape, with `for_cpu`'s rewrites for that size."""
-        from srx.runtime.openvino_graph import for_cpu
+        from srx.runtime.openvino_graph import fold_constants, for_cpu
 
         model = self._model.clone()
         model.reshape({self._in: list(shape)})
         if self.options.get("rewrite", True):
-            self._size_rewrites["x".join(map(str, shape))] = for_cpu(model).to_dict()
+            report = for_cpu(model, int8_weights=self._int8_kernels)
+            self._size_rewrites["x".join(map(str, shape))] = report.to_dict()
+        elif self.source.precision == "int8" and not self._int8_kernels:
+            fold_constants(model)  # as read, its INT8 convolutions would overflow on this CPU
         return model
 
     def _deactivate(self) -> None:
@@ -227,8 +252,10 @@ class OpenVINORunner(Runner):
     def mode(self) -> str:
         hint = self.options.get("hint") or "auto"
         hint = "latency / throughput (batch)" if hint == "auto" else hint
-        hint = "latency" if self.source.precision == "int8" else hint
-        return f"OpenVINO CPU, {self.inference_precision}, {hint} hint"
+        if self.source.precision != "int8":
+            return f"OpenVINO CPU, {self.inference_precision}, {hint} hint"
+        kernels = "INT8 in" if self._int8_kernels or not self.active else "INT8 emulated (no VNNI) in"
+        return f"OpenVINO CPU, {kernels} {self.inference_precision}, latency hint"
 
     def describe(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -241,12 +268,21 @@ class OpenVINORunner(Runner):
 
             d["openvino"] = ov.__version__
             d["compiled"] = [f"{k[0]} {'x'.join(map(str, k[1:]))}" for k in self._compiled]
+            d["convolution_precisions"] = self._convolutions  # of the last compiled size
+            if self.source.precision == "int8":
+                d["int8_convolutions"] = "int8" if self._int8_kernels else EMULATED_INT8
             if self._rewrite or self._size_rewrites:
                 d["graph_rewrite"] = {
                     **self._rewrite,
                     **({"per_size": self._size_rewrites} if self._size_rewrites else {}),
                 }
         return d
+
+
+EMULATED_INT8 = (
+    "emulated in floating point: this CPU has no VNNI and the file's weights use 8 bits, which "
+    "OpenVINO's INT8 convolutions would overflow; make the file with srx quantize --weight-bits 7"
+)
 
 
 class OpenVINOBF16Runner(OpenVINORunner):
@@ -271,6 +307,17 @@ class OpenVINOINT8Runner(OpenVINORunner):
 
     def _precision(self, model_precision: str) -> str:
         return "int8"
+
+
+def _convolution_precisions(compiled: Any) -> dict[str, int]:
+    """Convolutions per precision OpenVINO compiled them in (u8 / i8: its INT8 kernels)."""
+    counts: dict[str, int] = {}
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        if "layerType" in info and info["layerType"].astype(str) == "Convolution":
+            precision = str(info["runtimePrecision"].astype(str))
+            counts[precision] = counts.get(precision, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def _port_name(ports: Any, preferred: str) -> str:
