@@ -1,6 +1,7 @@
 """Accuracy of the OpenVINO backends (FP32, BF16, INT8) against FP32 PyTorch, with `srx eval`.
 
-Usage: python bench/openvino_accuracy.py OUTDIR [--models default,team15] [--target-drop DB]
+Usage: python bench/openvino_accuracy.py OUTDIR [--models default,team15] [--target-drop DB] [--weight-bits 7]
+                                        [--label NAME]
 
 For each shipped network, through the real CLI (every step is a `srx` command, logged):
   1. `srx export` (the exact dynamic FP32 ONNX) and `srx quantize` on ../shared/data/train
@@ -8,9 +9,11 @@ For each shipped network, through the real CLI (every step is a `srx` command, l
   2. `srx eval` on Set5 and Set14 (x4) with --backend torch (the FP32 reference), openvino
      and openvino-bf16 (the network), onnxruntime and openvino-int8 (the Q/DQ ONNX).
 Writes OUTDIR/accuracy.json (every eval's JSON), OUTDIR/accuracy.md (the drops against
-torch FP32) and OUTDIR/accuracy.log; the gate of issue 21 is a drop of at most 0.05 dB.
+torch FP32) and OUTDIR/accuracy.log (with --label NAME: accuracy_NAME.*, and the INT8 files
+models/NETWORK.NAME.int8.onnx); the gate of issue 21 is a drop of at most 0.05 dB.
 On a CPU without native BF16 the openvino-bf16 row is left out (srx refuses it there) and
-openvino-int8 runs its floating-point rest in FP32.
+openvino-int8 runs its floating-point rest in FP32. `--weight-bits 7` (srx quantize's, for
+CPUs without VNNI) lets openvino-int8 run OpenVINO's INT8 kernels there.
 """
 
 from __future__ import annotations
@@ -54,9 +57,12 @@ def main() -> None:
     ap.add_argument("out", type=Path)
     ap.add_argument("--models", default="default,team15")
     ap.add_argument("--target-drop", default=None, help="srx quantize --target-drop (default: its own)")
+    ap.add_argument("--weight-bits", default="8", choices=("8", "7"), help="srx quantize --weight-bits")
+    ap.add_argument("--label", default="", help="a second run's name in its files")
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
-    log = a.out / "accuracy.log"
+    stem = f"accuracy_{a.label}" if a.label else "accuracy"
+    log = a.out / f"{stem}.log"
     work = a.out / "models"  # the ONNX files it makes (not committed)
     work.mkdir(exist_ok=True)
     from srx.runtime.openvino_runner import cpu_capabilities
@@ -64,11 +70,12 @@ def main() -> None:
     rows = [row for row in ROWS if row[1] != "openvino-bf16" or "BF16" in cpu_capabilities()]
     results: dict[str, dict] = {}
     for name in a.models.split(","):
-        fp32, int8 = work / f"{name}.onnx", work / f"{name}.int8.onnx"
+        fp32, int8 = work / f"{name}.onnx", work / f"{name}{'.' + a.label if a.label else ''}.int8.onnx"
         if not fp32.exists():
             srx(log, "export", "--weights", name, "-o", str(fp32))
         if not int8.exists():
-            quant = ["quantize", str(fp32), "--calib-dir", str(SHARED / "data/train"), "-o", str(int8), "--quiet"]
+            quant = ["quantize", str(fp32), "--calib-dir", str(SHARED / "data/train"), "-o", str(int8), "--quiet",
+                     "--weight-bits", a.weight_bits]  # fmt: skip
             srx(log, *quant, *(["--target-drop", a.target_drop] if a.target_drop else []))
         for dataset in DATASETS:
             for row, backend, which in rows:
@@ -76,7 +83,7 @@ def main() -> None:
                 out = srx(log, "eval", "--dataset", str(SHARED / "data/benchmarks" / dataset), "--model", model,
                           "--backend", backend, "--quiet", "--json", "-")  # fmt: skip
                 results.setdefault(name, {}).setdefault(dataset, {})[row] = json.loads(out)
-    write_json(a.out / "accuracy.json", results)
+    write_json(a.out / f"{stem}.json", results)
     lines = [
         "| network | row | Set5 PSNR / SSIM | drop | Set14 PSNR / SSIM | drop |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -93,7 +100,7 @@ def main() -> None:
                     f"{drop:.4f} dB{flag}" if row != ROWS[0][0] else "-",
                 ]
             lines.append(f"| {name} | {row} | {' | '.join(cells)} |")
-    write_text(a.out / "accuracy.md", "\n".join(lines) + "\n")
+    write_text(a.out / f"{stem}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
