@@ -71,7 +71,7 @@ def compile_for(core, model: onnx.ModelProto, shape: list[int], perf: bool = Fal
 
     ovm = core.read_model(io.BytesIO(model.SerializeToString()))
     ovm.reshape(shape)
-    for_cpu(ovm, int8_weights=int8_kernels_exact(_weight_max(model)))
+    for_cpu(ovm, int8_weights=int8_kernels_exact(for_openvino(model)[1].weight_max))
     config = {
         "PERFORMANCE_HINT": "LATENCY",
         "INFERENCE_PRECISION_HINT": "f32",
