@@ -66,7 +66,7 @@ def crop(path: Path, top: int, left: int, h: int, w: int) -> np.ndarray:
 
 
 def compile_for(core, model: onnx.ModelProto, shape: list[int], perf: bool = False):
-    from srx.runtime.openvino_graph import _weight_max, for_cpu
+    from srx.runtime.openvino_graph import for_cpu, for_openvino
     from srx.runtime.openvino_runner import int8_kernels_exact
 
     ovm = core.read_model(io.BytesIO(model.SerializeToString()))
