@@ -435,9 +435,13 @@ class UpscaleResult:
             raise BadInput(f"{n} of {total} input(s) could not be upscaled (listed above); the others were written")
 
 
-def model_warnings(source: Any, tile: int | None, tile_overlap: int | None, *, default: bool) -> list[str]:
+def model_warnings(
+    source: Any, tile: int | None, tile_overlap: int | None, *, default: bool, backend: str = ""
+) -> list[str]:
     """What a user must know before the work starts: an untrained model, tiles that are mostly
-    context. `default`: no model was named (the shipped or embedded default runs)."""
+    context, an INT8 file that `backend` (resolved, not 'auto') can only emulate on this CPU.
+    `default`: no model was named (the shipped or embedded default runs)."""
+    from srx.runtime.openvino_runner import emulated_int8_warning
     from srx.tiling import context_warning
 
     spec = source.spec
@@ -454,6 +458,8 @@ def model_warnings(source: Any, tile: int | None, tile_overlap: int | None, *, d
         )
     if context_warning(spec, tile, tile_overlap):
         found.append(context_warning(spec, tile, tile_overlap))
+    if emulated_int8_warning(source, backend):
+        found.append(emulated_int8_warning(source, backend))
     return found
 
 

@@ -177,6 +177,27 @@ def test_8_bit_weights_without_vnni_run_emulated_in_floating_point(tmp_path, mon
             assert np.abs(got - ref).max() < 0.02
 
 
+def test_upscale_warns_before_an_8_bit_file_runs_emulated(tmp_path, monkeypatch):
+    from srx.upscale import model_warnings
+
+    def emulated(source, backend):  # the test files are untrained: that warning comes too
+        found = model_warnings(source, None, None, default=False, backend=backend)
+        return [line for line in found if "floating-point kernels" in line]
+
+    _no_vnni(monkeypatch)
+    eight, seven = _int8_file(tmp_path), _int8_file(tmp_path, weight_bits=7)
+    with ModelSource.from_file(eight) as source:
+        (line,) = emulated(source, "openvino-int8")
+        assert "no VNNI" in line and "--weight-bits 7" in line and "\n" not in line
+        assert emulated(source, "openvino")  # auto's pick for a file on the CPU
+        assert not emulated(source, "onnxruntime")
+        _no_vnni(monkeypatch, ("avx2", "avx512_vnni"))
+        assert not emulated(source, "openvino-int8")
+    _no_vnni(monkeypatch)
+    with ModelSource.from_file(seven) as source:
+        assert not emulated(source, "openvino-int8")
+
+
 def test_int8_kernels_are_exact_with_vnni_or_7_bit_weights(monkeypatch):
     from srx.runtime.openvino_runner import int8_kernels_exact
 

@@ -115,6 +115,7 @@ def _upscale_images(
     inputs: list[str], out: str, video: Any, output: Any, model: dict[str, Any], backend: str, dev: str,
     progress: Progress, json_path: str | None,
 ) -> None:  # fmt: skip
+    from srx.runtime.registry import auto_backend
     from srx.tiling import check_tile_options
     from srx.upscale import UpscaleResult, model_warnings, plan_jobs, upscale_images
 
@@ -125,10 +126,11 @@ def _upscale_images(
     ref = model_ref(*(model[k] for k in MODEL_KEYS))
     with _open_source(ref) as source:
         check_tile_options(source.spec, video.tile, video.overlap)
-        for message in model_warnings(source, video.tile, video.overlap, default=not ref.named):
+        name = auto_backend(source, dev) if backend == "auto" else backend
+        for message in model_warnings(source, video.tile, video.overlap, default=not ref.named, backend=name):
             warn(message)
         result = upscale_images(
-            plan, source, backend, dev, tile=video.tile, tile_overlap=video.overlap, output=output, progress=progress,
+            plan, source, name, dev, tile=video.tile, tile_overlap=video.overlap, output=output, progress=progress,
             on_error=lambda path, message: echo_err(f"srx: error: {message}"),
         )  # fmt: skip
     show(result, json_path)
@@ -148,9 +150,9 @@ def _upscale_videos(
     require_av()  # before the model loads: a missing PyAV is the first thing to say
     ref = model_ref(*(model[k] for k in MODEL_KEYS))
     with _open_source(ref) as source:
-        for message in model_warnings(source, video.tile, video.overlap, default=not ref.named):
-            warn(message)
         name = auto_backend(source, dev) if backend == "auto" else backend
+        for message in model_warnings(source, video.tile, video.overlap, default=not ref.named, backend=name):
+            warn(message)
         text, result = upscale_command(
             inputs, out, source, name, dev, video, output=output, progress=progress, echo=echo_err
         )

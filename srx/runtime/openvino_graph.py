@@ -63,10 +63,10 @@ def for_openvino(model: onnx.ModelProto) -> tuple[onnx.ModelProto, OpenVINORewri
         kept = [n for n in out.graph.node if id(n) not in dropped]
         del out.graph.node[:]
         out.graph.node.extend(kept)
-    return out, OpenVINORewrite(tuple(changed), _weight_max(out))
+    return out, OpenVINORewrite(tuple(changed), int8_weight_max(out))
 
 
-def _weight_max(model: onnx.ModelProto) -> int:
+def int8_weight_max(model: onnx.ModelProto) -> int:
     """max |q| over the INT8 weights (the DequantizeLinear nodes that read an initializer)."""
     from onnx import numpy_helper
 

@@ -55,6 +55,24 @@ def int8_kernels_exact(weight_max: int) -> bool:
     return vnni or weight_max <= NO_VNNI_WEIGHT_MAX
 
 
+def emulated_int8_warning(source: ModelSource, backend: str) -> str | None:
+    """What to tell a user before `backend` runs `source`'s INT8 Q/DQ file emulated in
+    floating point on this CPU (8-bit weights, no VNNI), else None."""
+    if not backend.startswith("openvino") or source.precision != "int8" or source.kind != "onnx":
+        return None
+    import onnx
+
+    from srx.runtime.openvino_graph import int8_weight_max
+
+    if int8_kernels_exact(int8_weight_max(onnx.load(str(source.onnx_path())))):
+        return None
+    return (
+        f"{backend} runs {source.origin}'s INT8 in floating-point kernels on this CPU, no faster than FP32: it has "
+        "no VNNI and the file's weights use 8 bits, which OpenVINO's INT8 kernels would overflow; for INT8 speed "
+        "make the file with srx quantize --weight-bits 7"
+    )
+
+
 @functools.cache
 def cpu_capabilities() -> tuple[str, ...]:
     """OpenVINO's OPTIMIZATION_CAPABILITIES of the CPU ('FP32', 'BF16', 'INT8', ...)."""
