@@ -157,10 +157,49 @@ def bench(out: Path, name: str, *args: str) -> None:
         raise SystemExit(done.stderr)
 
 
+def warm_up(runners: dict[str, object], x: np.ndarray) -> dict[str, np.ndarray]:
+    """Activate each runner and run it twice (compiling outside any timing): its output."""
+    outputs = {}
+    for name, r in runners.items():
+        r.activate()  # type: ignore[attr-defined]
+        outputs[name] = r.run(x)  # type: ignore[attr-defined]
+        r.run(x)  # type: ignore[attr-defined]
+    return outputs
+
+
+def peer_then_interleaved(peer: object, runners: dict[str, object], x: np.ndarray, rounds: int) -> dict[str, list]:
+    """ms per run: torch.compile (`peer`) alone first (its OpenMP threads keep spinning for a
+    while after a call, which would slow whatever ran next), then `runners` interleaved, the
+    order reversed every other round."""
+    times: dict[str, list[float]] = {"torch-compile": [], **{k: [] for k in runners}}
+
+    def timed(name: str, r: object) -> None:
+        staged = r.stage(x)  # type: ignore[attr-defined]
+        t0 = time.perf_counter()
+        r.execute(staged)  # type: ignore[attr-defined]
+        times[name].append((time.perf_counter() - t0) * 1000)
+
+    for _ in range(rounds):
+        timed("torch-compile", peer)
+    time.sleep(2)
+    for i in range(rounds):
+        for name, r in list(runners.items())[:: 1 if i % 2 == 0 else -1]:
+            timed(name, r)
+    return times
+
+
+def node_kinds(runner: object, x: np.ndarray) -> dict[str, float]:
+    """OpenVINO's node times per kind (ms per run, 5 runs), slowest first."""
+    trace = runner.profile([x], 5)  # type: ignore[attr-defined]
+    kinds: dict[str, float] = {}
+    for op in trace.ops:
+        kinds[op.name] = kinds.get(op.name, 0.0) + op.ms / trace.runs
+    return {k: round(v, 3) for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])}
+
+
 def rewrite_ab(out: Path, int8: Path, rounds: int) -> None:
-    """torch.compile alone first (its OpenMP threads keep spinning for a while after a call,
-    which would slow whatever ran next), then the OpenVINO rows interleaved, the order
-    reversed every other round; then OpenVINO's node counters with and without the rewrite."""
+    """torch.compile, then the OpenVINO rows interleaved (`peer_then_interleaved`); then
+    OpenVINO's node counters with and without the rewrite."""
     from srx.bench.inputs import synthetic_image
     from srx.runtime import ModelSource, open_runner
 
@@ -174,34 +213,11 @@ def rewrite_ab(out: Path, int8: Path, rounds: int) -> None:
         "openvino-int8 (rewrite)": open_runner("openvino-int8", q, "cpu"),
         "openvino-int8 (as read)": open_runner("openvino-int8", q, "cpu", rewrite=False),
     }
-    times: dict[str, list[float]] = {"torch-compile": [], **{k: [] for k in runners}}
-    outputs = {}
-    for name, r in {"torch-compile": peer, **runners}.items():
-        r.activate()
-        outputs[name] = r.run(x)  # compiles (torch.compile, OpenVINO) outside the timing
-        r.run(x)
-
-    def timed(name: str, r: object) -> None:
-        staged = r.stage(x)  # type: ignore[attr-defined]
-        t0 = time.perf_counter()
-        r.execute(staged)  # type: ignore[attr-defined]
-        times[name].append((time.perf_counter() - t0) * 1000)
-
+    outputs = warm_up({"torch-compile": peer, **runners}, x)
     record: dict = {}
-    profiles: dict[str, dict[str, float]] = {}
     with quiet(record):
-        for _ in range(rounds):
-            timed("torch-compile", peer)
-        time.sleep(2)
-        for i in range(rounds):
-            for name, r in list(runners.items())[:: 1 if i % 2 == 0 else -1]:
-                timed(name, r)
-        for name in ("openvino (rewrite)", "openvino (as read)"):
-            trace = runners[name].profile([x], 5)
-            kinds: dict[str, float] = {}
-            for op in trace.ops:
-                kinds[op.name] = kinds.get(op.name, 0.0) + op.ms / trace.runs
-            profiles[name] = dict(sorted(kinds.items(), key=lambda kv: -kv[1]))
+        times = peer_then_interleaved(peer, runners, x, rounds)
+        profiles = {name: node_kinds(runners[name], x) for name in ("openvino (rewrite)", "openvino (as read)")}
     described = {name: r.describe().get("graph_rewrite") for name, r in runners.items()}
     for r in [peer, *runners.values()]:
         r.deactivate()

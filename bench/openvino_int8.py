@@ -21,21 +21,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 from machine import write_environment
-from openvino_fp32 import bench, quiet
+from openvino_fp32 import bench, node_kinds, peer_then_interleaved, quiet, warm_up
 from portable import write_json
-
-
-def _node_kinds(runner: object, x: np.ndarray) -> dict[str, float]:
-    trace = runner.profile([x], 5)  # type: ignore[attr-defined]
-    kinds: dict[str, float] = {}
-    for op in trace.ops:
-        kinds[op.name] = kinds.get(op.name, 0.0) + op.ms / trace.runs
-    return {k: round(v, 3) for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])}
 
 
 def interleaved(out: Path, files: dict[str, Path], rounds: int) -> None:
@@ -48,32 +39,15 @@ def interleaved(out: Path, files: dict[str, Path], rounds: int) -> None:
     sources = {label: ModelSource.from_options("default", str(path)) for label, path in files.items()}
     runners = {"openvino (FP32)": open_runner("openvino", net, "cpu")}
     runners |= {f"openvino-int8 ({label})": open_runner("openvino-int8", s, "cpu") for label, s in sources.items()}
-    times: dict[str, list[float]] = {"torch-compile": [], **{k: [] for k in runners}}
-    outputs = {}
-    for name, r in {"torch-compile": peer, **runners}.items():
-        r.activate()
-        outputs[name] = r.run(x)  # compiles outside the timing
-        r.run(x)
+    outputs = warm_up({"torch-compile": peer, **runners}, x)
     references = {}
     for label, s in sources.items():
         with open_runner("onnxruntime", s, "cpu") as r:
             references[f"openvino-int8 ({label})"] = r.run(x)
-
-    def timed(name: str, r: object) -> None:
-        staged = r.stage(x)  # type: ignore[attr-defined]
-        t0 = time.perf_counter()
-        r.execute(staged)  # type: ignore[attr-defined]
-        times[name].append((time.perf_counter() - t0) * 1000)
-
     record: dict = {}
     with quiet(record):
-        for _ in range(rounds):
-            timed("torch-compile", peer)
-        time.sleep(2)  # torch's OpenMP threads stop spinning
-        for i in range(rounds):
-            for name, r in list(runners.items())[:: 1 if i % 2 == 0 else -1]:
-                timed(name, r)
-        nodes = {name: _node_kinds(r, x) for name, r in runners.items()}
+        times = peer_then_interleaved(peer, runners, x, rounds)
+        nodes = {name: node_kinds(r, x) for name, r in runners.items()}
     described = {name: r.describe() for name, r in runners.items()}
     for r in [peer, *runners.values()]:
         r.deactivate()
