@@ -42,12 +42,11 @@ def bench(out: Path, name: str, *args: str) -> None:
 def hints(out: Path, int8: Path, rounds: int) -> None:
     from srx.bench.inputs import synthetic_image
     from srx.runtime import ModelSource, open_runner
+    from srx.runtime.registry import check_backend
 
     x = np.stack([synthetic_image(180, 320, seed) for seed in range(4)])
     net = ModelSource.from_weights("default")
     q = ModelSource.from_options("default", str(int8))
-    from srx.runtime.registry import check_backend
-
     # BF16 where the CPU has it (the fastest floating-point row), FP32 elsewhere. An INT8
     # file always runs one request at a time (OpenVINO 2026.4 ran it wrongly with several
     # streams), so it has one row.
