@@ -489,7 +489,9 @@ RESTRICTED: dict[str, Restricted] = {
         f"{UP} {GOOD} --backend torch --json {{out}}/r.json", "free some space", max_file_bytes=100
     ),
     "bench-json-disk-full": Restricted(
-        f"bench {GOOD} --input 16x16 --runs 1 --json {{out}}/r.json", "free some space", max_file_bytes=100
+        f"bench {GOOD} --input 16x16 --runs 1 --backends torch --json {{out}}/r.json",
+        "free some space",
+        max_file_bytes=100,
     ),
     "quantize-calib-unreadable": Restricted(Q.replace("{ws}/dirs/good", "{out}/locked"), "cannot", "locked"),
     "quantize-out-unwritable": Restricted(Q.replace("{out}/q.onnx", "{out}/ro/q.onnx"), "no permission", "ro", 0o555),
