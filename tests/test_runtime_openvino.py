@@ -208,10 +208,14 @@ def test_int8_kernels_are_exact_with_vnni_or_7_bit_weights(monkeypatch):
         assert int8_kernels_exact(127)
 
 
-def test_int8_needs_a_quantized_file(model):
+def test_int8_needs_a_quantized_file_with_7_bit_weights_without_vnni(model, monkeypatch):
     source = ModelSource.from_module(model)
+    _no_vnni(monkeypatch, ("avx2", "avx512_vnni"))
     avail = check_backend("openvino-int8", "cpu", source)
-    assert not avail.ok and "srx quantize" in avail.reason
+    assert not avail.ok and "srx quantize" in avail.reason and "--weight-bits" not in avail.reason
+    _no_vnni(monkeypatch)
+    avail = check_backend("openvino-int8", "cpu", source)
+    assert not avail.ok and "--weight-bits 7 (this CPU has no VNNI)" in avail.reason
 
 
 def test_graph_rewrite_drops_only_the_qdq_in_front_of_concat_fed_convolutions(tmp_path):

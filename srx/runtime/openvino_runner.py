@@ -45,14 +45,19 @@ HINTS = ("auto", "latency", "throughput")
 INT8_DOT_PRODUCT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # sums u8 x s8 products in 32 bits
 
 
+def has_int8_dot_product() -> bool:
+    """Whether this CPU sums u8 x s8 products in 32 bits (VNNI, AVX-VNNI or AMX-INT8)."""
+    from srx.runtime.device import cpu_info
+
+    return any(f in cpu_info()["flags"] for f in INT8_DOT_PRODUCT_FLAGS)
+
+
 def int8_kernels_exact(weight_max: int) -> bool:
     """Whether OpenVINO's INT8 convolutions compute a Q/DQ file whose weights reach
     +-`weight_max` exactly on this CPU."""
-    from srx.runtime.device import cpu_info
     from srx.runtime.openvino_graph import NO_VNNI_WEIGHT_MAX
 
-    vnni = any(f in cpu_info()["flags"] for f in INT8_DOT_PRODUCT_FLAGS)
-    return vnni or weight_max <= NO_VNNI_WEIGHT_MAX
+    return has_int8_dot_product() or weight_max <= NO_VNNI_WEIGHT_MAX
 
 
 def emulated_int8_warning(source: ModelSource, backend: str) -> str | None:

@@ -173,8 +173,12 @@ def _check_openvino_int8(device: str, source: ModelSource | None) -> Availabilit
     if not base.ok:
         return base
     if source is not None and source.precision != "int8":
+        from srx.runtime.openvino_runner import has_int8_dot_product
+
+        # Without VNNI an 8-bit file would run emulated here (srx.runtime.openvino_graph).
+        bits = "" if has_int8_dot_product() else " --weight-bits 7 (this CPU has no VNNI)"
         return Availability.no(
-            "runs an INT8 Q/DQ ONNX: make one with srx quantize MODEL.onnx --calib-dir TRAINING_IMAGES "
+            f"runs an INT8 Q/DQ ONNX: make one with srx quantize MODEL.onnx --calib-dir TRAINING_IMAGES{bits} "
             "and pass --model MODEL.int8.onnx (with --weights for the FP32 reference)"
         )
     return base
