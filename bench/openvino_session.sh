@@ -17,6 +17,9 @@
 #   5. openvino_aggr_check.py and openvino_aggr_guard.py on the 8-bit file: is SAFM's
 #      aggregation still read wrongly from a quantized input on this CPU, and does the
 #      guard keep it right here (srx.runtime.openvino_graph) -> aggr_check.txt, aggr_guard.txt
+#   6. openvino_ceiling.py: each OpenVINO row of step 3 split into convolutions and the rest
+#      against the targets, and `srx bench --profile` on FP32 and the INT8 file that runs in
+#      INT8 kernels here (8-bit with VNNI / AMX, else 7-bit) -> ceiling/
 # Speed steps: RUNS (srx bench's timed runs, 20) and ROUNDS (interleaved rounds, 20).
 set -u
 
@@ -41,9 +44,9 @@ step() {  # step NAME SECONDS RESULT_FILE COMMAND...: skipped when RESULT_FILE e
     echo "== $name: exit ${PIPESTATUS[0]}" | tee -a "$log"
 }
 
+flags=$(grep -m1 -o -w -E 'avx512f|avx512_vnni|avx_vnni|avx512_bf16|amx_bf16|amx_int8' /proc/cpuinfo | sort -u | tr '\n' ' ')
 {
     echo "== srx OpenVINO session $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-    flags=$(grep -m1 -o -w -E 'avx512f|avx512_vnni|avx_vnni|avx512_bf16|amx_bf16|amx_int8' /proc/cpuinfo | sort -u | tr '\n' ' ')
     echo "CPU flags: ${flags:-none of AVX-512, VNNI, BF16, AMX (openvino-bf16 is refused; INT8 kernels need 7-bit weights)}"
     echo "cores: $(nproc)"
     uptime
@@ -66,4 +69,11 @@ step "aggregation check" 600 "$out/aggr_check.txt" \
     sh -c "'$py' bench/openvino_aggr_check.py '$models/default.int8.onnx' > '$out/aggr_check.txt.part' && mv '$out/aggr_check.txt.part' '$out/aggr_check.txt'"
 step "aggregation guard" 900 "$out/aggr_guard.txt" \
     sh -c "'$py' bench/openvino_aggr_guard.py '$models/default.int8.onnx' --rounds '$rounds' > '$out/aggr_guard.txt.part' && mv '$out/aggr_guard.txt.part' '$out/aggr_guard.txt'"
+case "$flags" in
+    *vnni* | *amx_int8*) int8_kernels="$models/default.int8.onnx" ;;
+    *) int8_kernels="$models/default.w7.int8.onnx" ;;
+esac
+step ceiling 1200 "$out/ceiling/ceiling.md" \
+    "$py" bench/openvino_ceiling.py "$out/ceiling" --interleaved "$out/int8/interleaved.json" \
+    --int8 "$int8_kernels" --runs "$runs"
 echo "== done $(date -u +%FT%TZ)" | tee -a "$log"
