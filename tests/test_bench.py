@@ -86,6 +86,55 @@ def test_run_bench_library_reuses_the_torch_output_as_reference():
     assert rows["torch-compile"]["status"] == "skipped" and "not requested" in rows["torch-compile"]["reason"]
 
 
+def test_rounds_take_turns_and_time_every_run(monkeypatch):
+    """--rounds 3 of 5 runs: each backend starts (its first round) in order, then the rounds
+    go to every backend in turn, reversed every other round; every run is timed once."""
+    import srx.bench.measure as measure
+
+    calls = []
+    real = measure.timed_runs
+
+    def recorded(runner, staged, runs):
+        calls.append((runner.name, runs))
+        return real(runner, staged, runs)
+
+    monkeypatch.setattr(measure, "timed_runs", recorded)
+    src = ModelSource.from_module(build_model("safmn", 2, dim=8, n_blocks=1))
+    r = run_bench(src, BenchConfig(16, 24, "cpu", ["torch", "torch-fp16"], runs=5, warmup=1, rounds=3))
+    assert calls == [("torch", 2), ("torch-fp16", 2), ("torch-fp16", 2), ("torch", 2), ("torch", 1), ("torch-fp16", 1)]
+    rows = {x["backend"]: x for x in r.results}
+    assert rows["torch"]["identical_to_fp32"] and rows["torch-fp16"]["max_abs_diff_vs_fp32"] < 0.05
+    assert r.to_json()["rounds"] == 3 and "timed in 3 rounds" in r.format()
+    assert rows["torch-compile"]["status"] == "skipped"
+
+
+def test_a_backend_failing_in_a_later_round_fails_alone(monkeypatch):
+    import srx.bench.measure as measure
+
+    real, rounds_run = measure.timed_runs, []
+
+    def fp16_fails_in_round_2(runner, staged, runs):
+        if runner.name == "torch-fp16" and "torch-fp16" in rounds_run:
+            raise RuntimeError("device lost")
+        rounds_run.append(runner.name)
+        return real(runner, staged, runs)
+
+    monkeypatch.setattr(measure, "timed_runs", fp16_fails_in_round_2)
+    src = ModelSource.from_module(build_model("safmn", 2, dim=8, n_blocks=1))
+    r = run_bench(src, BenchConfig(16, 24, "cpu", ["torch", "torch-fp16"], runs=4, warmup=0, rounds=2))
+    rows = {x["backend"]: x for x in r.results}
+    assert rows["torch-fp16"]["status"] == "failed" and "device lost" in rows["torch-fp16"]["reason"]
+    assert rows["torch"]["status"] == "ok" and rows["torch"]["speedup_vs_torch"] == 1.0
+    assert rounds_run == ["torch", "torch-fp16", "torch"]
+
+
+def test_rounds_are_checked_against_the_runs():
+    with pytest.raises(BadInput, match="--rounds 0: need at least 1"):
+        BenchConfig(rounds=0)
+    with pytest.raises(BadInput, match="--rounds 11 is more than the 10 timed runs"):
+        BenchConfig(device="cpu", rounds=11).resolved()
+
+
 def test_bench_cli_json_fields(tmp_path):
     weights = tmp_path / "tiny.pth"
     torch.save({"params": build_model("safmn", 4, dim=8, n_blocks=1).state_dict()}, weights)
@@ -159,6 +208,9 @@ def test_bench_seeded_model_is_labelled_untrained():
         (["--model", "/nonexistent.onnx"], "does not exist"),
         (["--batch", "0"], "--batch 0: need at least 1"),
         (["--compile-mode", "fastest"], "'fastest' is not one of"),
+        (["--rounds", "0"], "--rounds 0: need at least 1"),
+        (["--runs", "2", "--rounds", "3"], "--rounds 3 is more than the 2 timed runs"),
+        (["--video", "clip.mp4", "--rounds", "2"], "--rounds, --input cannot be combined with --video"),
     ],
 )
 def test_bench_bad_input_is_one_line_exit_2(args, message):

@@ -28,7 +28,7 @@ import numpy as np
 from srx import __version__
 from srx.bench.complexity import count_complexity
 from srx.bench.inputs import DEFAULT_COUNT, INPUT_SEED, folder_inputs, synthetic_inputs
-from srx.bench.measure import Accuracy, Progress, latency_stats, measure_backend
+from srx.bench.measure import Accuracy, BackendTiming, Progress, latency_stats, measure_backend
 from srx.bench.result import BenchResult
 from srx.errors import BadInput
 from srx.resources import check_memory
@@ -60,6 +60,7 @@ class BenchConfig:
     batch: int = 1  # inputs per run (FPS counts frames)
     profile: bool = False  # add each backend's breakdown by operation kind (results[].profile)
     compile_mode: str | None = None  # torch.compile mode of the torch-compile rows (None: theirs)
+    rounds: int = 1  # the timed runs in this many rounds, the backends taking turns (all loaded at once)
 
     def __post_init__(self) -> None:
         """The counts are checked where they are defined, before any model is loaded."""
@@ -71,6 +72,8 @@ class BenchConfig:
             raise BadInput(f"--threads {self.threads}: need at least 1; use 1 or more (default: every CPU)")
         if self.batch < 1:
             raise BadInput(f"--batch {self.batch}: need at least 1 input per run")
+        if self.rounds < 1:
+            raise BadInput(f"--rounds {self.rounds}: need at least 1")
 
     def resolved(self) -> BenchConfig:
         device = self.device or ("cuda" if has_cuda() else "cpu")
@@ -80,6 +83,8 @@ class BenchConfig:
         warmup = self.warmup
         if warmup is None:
             warmup = CUDA_DEFAULT_WARMUP if device == "cuda" else CPU_DEFAULT_WARMUP
+        if self.rounds > runs:
+            raise BadInput(f"--rounds {self.rounds} is more than the {runs} timed runs: use --rounds {runs} or fewer")
         return BenchConfig(
             self.height,
             self.width,
@@ -94,6 +99,7 @@ class BenchConfig:
             self.batch,
             self.profile,
             self.compile_mode,
+            self.rounds,
         )
 
 
@@ -160,10 +166,14 @@ def run_bench(
     batches, input_desc, n_acc = _stage_inputs(cfg, source.spec)
     result = _new_result(source, cfg, input_desc, n_acc, command)
     ref, torch_supplies_ref = _reference(source, cfg, requested, batches[:n_acc], progress, result.accuracy)
-    for name in [n for n in requested if n == "torch"] + [n for n in requested if n != "torch"]:
-        result.results.append(
-            _measure(name, source, cfg, batches, ref, n_acc, progress, torch_supplies_ref and name == "torch")
-        )
+    ordered = [n for n in requested if n == "torch"] + [n for n in requested if n != "torch"]
+    if cfg.rounds == 1:
+        for name in ordered:
+            result.results.append(
+                _measure(name, source, cfg, batches, ref, n_acc, progress, torch_supplies_ref and name == "torch")
+            )
+    else:
+        result.results += _measure_in_rounds(ordered, source, cfg, batches, ref, n_acc, progress, torch_supplies_ref)
     result.results += [
         _skipped(name, _not_run_reason(name, source, cfg)) for name in backend_names() if name not in requested
     ]
@@ -237,6 +247,7 @@ def _new_result(
         },
         complexity=complexity,
         note=None if spec.trained else f"embedded default model, {UNTRAINED_LABEL}",
+        rounds=cfg.rounds,
     )
 
 
@@ -273,15 +284,65 @@ def _measure(
     collect_ref: bool,
 ) -> dict[str, Any]:
     """One requested backend's row: measured, or skipped with the reason."""
-    avail = check_backend(name, cfg.device, source)
-    if not avail.ok:
-        return _skipped(name, avail.reason)
-    runner = _runner(name, source, cfg)
-    why = runner.unsupported_batch(cfg.batch)
-    if why:
-        return _skipped(name, why)
+    runner, skipped = _startable(name, source, cfg)
+    if runner is None:
+        return skipped
     return measure_backend(runner, batches, ref, warmup=cfg.warmup, runs=cfg.runs, n_acc=n_acc,
                            profile=cfg.profile, progress=progress, collect_ref=collect_ref)  # fmt: skip
+
+
+def round_sizes(runs: int, rounds: int) -> list[int]:
+    """`runs` timed runs in `rounds` rounds, as even as they come (the first ones longer)."""
+    return [runs // rounds + (1 if k < runs % rounds else 0) for k in range(rounds)]
+
+
+def _measure_in_rounds(
+    names: list[str],
+    source: ModelSource,
+    cfg: BenchConfig,
+    batches: list[np.ndarray],
+    ref: dict[int, np.ndarray],
+    n_acc: int,
+    progress: Progress,
+    torch_supplies_ref: bool,
+) -> list[dict[str, Any]]:
+    """--rounds N: each backend is started (warm-up, accuracy, its first round of timed runs,
+    peak memory) and stays loaded; the other rounds go to every backend in turn, the order
+    reversed every other round, so that a machine whose speed drifts slows every row alike."""
+    sizes = round_sizes(cfg.runs, cfg.rounds)
+    entries: list[dict[str, Any] | BackendTiming] = []
+    try:
+        for name in names:
+            runner, skipped = _startable(name, source, cfg)
+            if runner is None:
+                entries.append(skipped)
+                continue
+            timing = BackendTiming(runner, batches, ref, warmup=cfg.warmup, n_acc=n_acc, profile=cfg.profile,
+                                   collect_ref=torch_supplies_ref and name == "torch")  # fmt: skip
+            entries.append(timing)
+            timing.start(sizes[0], progress)
+        timings = [e for e in entries if isinstance(e, BackendTiming)]
+        bar = progress("rounds", (cfg.rounds - 1) * len(timings))
+        for k, n in enumerate(sizes[1:], start=1):
+            for timing in timings if k % 2 == 0 else timings[::-1]:
+                timing.more(n)
+                bar.update(1)
+        bar.close()
+        return [e.finish() if isinstance(e, BackendTiming) else e for e in entries]
+    finally:
+        for e in entries:
+            if isinstance(e, BackendTiming):
+                e.close()
+
+
+def _startable(name: str, source: ModelSource, cfg: BenchConfig) -> tuple[Any, dict[str, Any]]:
+    """(runner, {}) for a backend that can run here, else (None, its skipped row)."""
+    avail = check_backend(name, cfg.device, source)
+    if not avail.ok:
+        return None, _skipped(name, avail.reason)
+    runner = _runner(name, source, cfg)
+    why = runner.unsupported_batch(cfg.batch)
+    return (None, _skipped(name, why)) if why else (runner, {})
 
 
 def _not_run_reason(name: str, source: ModelSource, cfg: BenchConfig) -> str:

@@ -13,6 +13,9 @@ The order of a backend's runs, and what each timed run holds:
    benchmark utilities time; synchronous backends are timed by the host clock per run;
 4. with `--profile`, a few more runs under the backend's profiler (srx.bench.breakdown).
 
+With `srx bench --rounds N` step 3 is split into N rounds (`BackendTiming`): the first right
+after step 2, the others once every backend has had its first, the backends taking turns.
+
 Before srx 2026-11-28 the accuracy outputs were fetched inside the timed loop (for the
 first 16 of 50 runs) and every run was synchronised on its own; docs/bench.md says why
 that changed and what it did to torch-fp16 on an H200.
@@ -108,61 +111,137 @@ def measure_backend(
 
     `runner` is constructed, not activated; it is activated and always deactivated here.
     A failure while running makes a `failed` row; bad input and Ctrl-C propagate."""
-    row: dict[str, Any] = {"backend": runner.name, "precision": runner.precision, "status": "ok"}
-    meter = runner.memory_meter()
-    bar = progress(runner.name, warmup + n_acc + runs)
-    acc = Accuracy()
+    timing = BackendTiming(runner, batches, ref, warmup=warmup, n_acc=n_acc, profile=profile, collect_ref=collect_ref)
     try:
-        meter.start()
+        timing.start(runs, progress)
+        return timing.finish()
+    finally:
+        timing.close()
+
+
+class BackendTiming:
+    """One backend's row, measured in steps so that several backends' timed runs can take
+    turns (srx bench --rounds): `start` activates the runner, warms it up, compares its
+    outputs and times the first round (peak memory is read after it), `more` times another
+    round, `finish` fills in the row (with the profile) and deactivates. A failure in any
+    step makes a `failed` row, deactivates, and the later steps do nothing; bad input and
+    Ctrl-C propagate (then `close` deactivates)."""
+
+    def __init__(
+        self,
+        runner: Any,
+        batches: list[np.ndarray],
+        ref: dict[int, np.ndarray],
+        *,
+        warmup: int,
+        n_acc: int,
+        profile: bool,
+        collect_ref: bool = False,
+    ) -> None:
+        self.runner, self.batches, self.ref = runner, batches, ref
+        self.warmup, self.n_acc, self.profile, self.collect_ref = warmup, n_acc, profile, collect_ref
+        self.row: dict[str, Any] = {"backend": runner.name, "precision": runner.precision, "status": "ok"}
+        self.times: list[float] = []
+        self.staged: list[Any] = []
+        self.meter: Any = None
+        self.peak: float | None = None
+        self.accuracy: dict[str, Any] = {}
+
+    @property
+    def ok(self) -> bool:
+        return self.row["status"] == "ok"
+
+    def start(self, runs: int, progress: Progress) -> None:
+        bar = progress(self.runner.name, self.warmup + self.n_acc + runs)
+        try:
+            self._guarded(self._start, runs, bar)
+        finally:
+            bar.close()
+
+    def more(self, runs: int) -> None:
+        if self.ok:
+            self._guarded(self._time, runs)
+
+    def finish(self) -> dict[str, Any]:
+        if self.ok:
+            self._guarded(self._fill_row)
+        self.close()
+        return self.row
+
+    def close(self) -> None:
+        self.runner.deactivate()
+
+    def _guarded(self, step: Callable[..., None], *args: Any) -> None:
+        try:
+            step(*args)
+        except (KeyboardInterrupt, BadInput):
+            self.close()
+            raise
+        except Exception as e:
+            self.row = failed_row(self.runner, e)
+            self.close()
+
+    def _start(self, runs: int, bar: Any) -> None:
+        runner, row = self.runner, self.row
+        self.meter = runner.memory_meter()
+        self.meter.start()
         t0 = time.perf_counter()
         runner.activate()
         prepare = getattr(runner, "prepare", None)
         if prepare is not None:
-            prepare(batches[0].shape)
+            prepare(self.batches[0].shape)
         row["load_seconds"] = round(time.perf_counter() - t0, 3)
-        staged = [runner.stage(runner.check_input(x)) for x in batches]
-        for i in range(warmup):
+        self.staged = [runner.stage(runner.check_input(x)) for x in self.batches]
+        for i in range(self.warmup):
             t1 = time.perf_counter()
-            runner.execute(staged[i % len(staged)])
+            runner.execute(self.staged[i % len(self.staged)])
             runner.synchronize()
             if i == 0:
                 row["first_run_seconds"] = round(time.perf_counter() - t1, 3)
             bar.update(1)
-        for i in range(n_acc):
-            host = runner.check_output(runner.fetch(runner.execute(staged[i])), batches[i].shape)
-            if collect_ref:
-                ref[i] = host
-            if i in ref:
-                acc.add(host, ref[i])
-            bar.update(1)
-        times = timed_runs(runner, staged, runs)
+        self._compare(bar)
+        self._time(runs)
         bar.update(runs)
-        peak = meter.peak_mb()
-        if peak is not None:
+        self.peak = self.meter.peak_mb()
+        if self.peak is not None:
             # One staged input is what a single run holds; the others only serve the rotation.
-            peak -= sum(runner.staged_device_bytes(s) for s in staged[1:]) / 2**20
-        row["latency_ms"] = latency_stats(times)
-        row["fps"] = round(1000.0 * batches[0].shape[0] / row["latency_ms"]["median"], 3)
-        row["peak_memory_mb"] = None if peak is None else round(peak, 2)
+            self.peak -= sum(runner.staged_device_bytes(s) for s in self.staged[1:]) / 2**20
+
+    def _compare(self, bar: Any) -> None:
+        acc = Accuracy()
+        for i in range(self.n_acc):
+            host = self.runner.check_output(
+                self.runner.fetch(self.runner.execute(self.staged[i])), self.batches[i].shape
+            )
+            if self.collect_ref:
+                self.ref[i] = host
+            if i in self.ref:
+                acc.add(host, self.ref[i])
+            bar.update(1)
+        self.accuracy = acc.result()
+
+    def _time(self, runs: int) -> None:
+        # Each round starts where the last one stopped in the rotation of staged inputs.
+        done = len(self.times)
+        rotated = self.staged[done % len(self.staged) :] + self.staged[: done % len(self.staged)]
+        self.times += timed_runs(self.runner, rotated, runs)
+
+    def _fill_row(self) -> None:
+        runner, row, meter, staged = self.runner, self.row, self.meter, self.staged
+        row["latency_ms"] = latency_stats(self.times)
+        row["fps"] = round(1000.0 * self.batches[0].shape[0] / row["latency_ms"]["median"], 3)
+        row["peak_memory_mb"] = None if self.peak is None else round(self.peak, 2)
         row["memory_method"] = meter.method + (
             "; the benchmark's other staged inputs not counted" if len(staged) > 1 and runner.device == "cuda" else ""
         )
         pool = getattr(meter, "graph_pool_mb", None)
         if pool is not None:
             row["graph_pool_mb"] = round(pool, 2)
-        row.update(acc.result())
+        row.update(self.accuracy)
         row["mode"] = runner.mode()
         row["settings"] = runner.describe()
-        if profile:
-            row["profile"] = _profile(runner, staged, runs, row["latency_ms"]["median"])
-    except (KeyboardInterrupt, BadInput):
-        raise
-    except Exception as e:
-        row = failed_row(runner, e)
-    finally:
-        bar.close()
-        runner.deactivate()
-    return row
+        if self.profile:
+            row["profile"] = _profile(runner, staged, len(self.times), row["latency_ms"]["median"])
 
 
 def failed_row(runner: Any, e: BaseException) -> dict[str, Any]:

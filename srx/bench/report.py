@@ -59,6 +59,11 @@ def _setting_lines(result: BenchResult) -> list[str]:
         f"  input {result.input} -> {result.output}, batch {result.batch}, {result.runs} timed runs "
         f"after {result.warmup} warm-up, {result.inputs['count']} inputs ({result.inputs['source']})"
     )
+    if result.rounds > 1:
+        lines.append(
+            f"  timed in {result.rounds} rounds, the backends taking turns (order reversed every other round), "
+            "all loaded at once"
+        )
     if result.batch > 1:
         lines.append(f"  latency is per batch of {result.batch}; FPS counts frames (batch / median)")
     flags = ", ".join(dev.get("cpu_flags", [])) or "-"
@@ -189,6 +194,8 @@ def caveats(new: dict[str, Any], old: dict[str, Any]) -> list[str]:
     for key in ("input", "scale", "batch"):
         if old.get(key) != new.get(key):
             out.append(f"{key} differs ({old.get(key)} before, {new.get(key)} now)")
+    if old.get("rounds", 1) != new.get("rounds", 1):  # runs before --rounds existed took 1
+        out.append(f"rounds differ ({old.get('rounds', 1)} before, {new.get('rounds', 1)} now)")
     if old.get("inputs", {}).get("source") != new.get("inputs", {}).get("source"):
         out.append(f"inputs differ ({old.get('inputs', {}).get('source')} before)")
     od, nd = old.get("device", {}), new.get("device", {})

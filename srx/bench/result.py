@@ -33,6 +33,7 @@ class BenchResult:
     note: str | None = None  # why the numbers are not a trained model's
     best_peer: dict[str, Any] | None = None  # backend, median_ms of the fastest row without srx
     compare: dict[str, Any] | None = None  # --compare: the change against an earlier run
+    rounds: int = 1  # --rounds: the timed runs in this many rounds, the backends taking turns
 
     @property
     def untrained(self) -> bool:
@@ -56,6 +57,7 @@ class BenchResult:
             "scale": self.scale,
             "runs": self.runs,
             "warmup": self.warmup,
+            "rounds": self.rounds,
             "inputs": self.inputs,
             "timing": self.timing,
             "accuracy": self.accuracy,

@@ -50,6 +50,14 @@ IMAGE_ONLY = {"images": "--images", "plot_path": "--plot", "compare_path": "--co
 @click.option("--plot", "plot_path", default=None, metavar="PNG", help="Write a latency / memory plot here.")
 @click.option("--compare", "compare_path", default=None, metavar="OLD.json", help="Show the change against a run.")
 @click.option("--batch", type=int, default=1, show_default=True, help="Inputs per run; FPS counts frames.")
+@click.option(
+    "--rounds",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Time in N rounds, the backends taking turns (all loaded at once): a machine whose speed drifts "
+    "slows every row alike.",
+)
 @click.option("--profile", is_flag=True, help="Add where the time goes per backend, by operation kind.")
 @click.option(
     "--compile-mode",
@@ -69,6 +77,7 @@ def bench(video: str | None, quiet: bool, json_path: str | None, **opts: Any) ->
     encoder = {k: opts.pop(k) for k in ("codec", "crf", "preset")}
     if video is not None:
         given = [flag for key, flag in IMAGE_ONLY.items() if opts[key] not in (None, False)]
+        given += ["--rounds"] if opts["rounds"] != 1 else []
         if click.get_current_context().get_parameter_source("input_size") != click.core.ParameterSource.DEFAULT:
             given.append("--input")
         if given:
@@ -96,7 +105,7 @@ def _bench_images(opts: dict[str, Any], progress: Progress, json_path: str | Non
     names = parse_backends(opts["backends"]) if opts["backends"] is not None else None
     cfg = BenchConfig(size.height, size.width, opts["device"], names, opts["runs"], opts["warmup"], opts["images"],
                       opts["seed"], opts["threads"], batch=opts["batch"], profile=opts["profile"],
-                      compile_mode=opts["compile_mode"])  # fmt: skip
+                      compile_mode=opts["compile_mode"], rounds=opts["rounds"])  # fmt: skip
     if opts["images"] is not None and not Path(opts["images"]).is_dir():
         raise BadInput(f"--images {opts['images']} is not a folder: give a folder of images")
     old = load_result(opts["compare_path"]) if opts["compare_path"] else None
