@@ -13,7 +13,7 @@ from srx.evaluate import EvalResult, ImageScore
 from srx.upscale import UpscaleResult
 
 BENCH_KEYS = ["srx_version", "timestamp", "command", "model", "untrained", "device", "versions", "input", "output",
-              "batch", "scale", "runs", "warmup", "inputs", "timing", "accuracy", "results"]  # fmt: skip
+              "batch", "scale", "runs", "warmup", "rounds", "inputs", "timing", "accuracy", "results"]  # fmt: skip
 
 
 def _bench(**kw) -> BenchResult:
