@@ -322,12 +322,14 @@ def _measure_in_rounds(
             entries.append(timing)
             timing.start(sizes[0], progress)
         timings = [e for e in entries if isinstance(e, BackendTiming)]
-        bar = progress("rounds", (cfg.rounds - 1) * len(timings))
-        for k, n in enumerate(sizes[1:], start=1):
-            for timing in timings if k % 2 == 0 else timings[::-1]:
-                timing.more(n)
-                bar.update(1)
-        bar.close()
+        bar = progress("turns in rounds", (cfg.rounds - 1) * len(timings))
+        try:
+            for k, n in enumerate(sizes[1:], start=1):
+                for timing in timings if k % 2 == 0 else timings[::-1]:
+                    timing.more(n)
+                    bar.update(1)
+        finally:
+            bar.close()
         return [e.finish() if isinstance(e, BackendTiming) else e for e in entries]
     finally:
         for e in entries:
