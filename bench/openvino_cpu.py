@@ -1,6 +1,7 @@
 """srx on the CPU with OpenVINO: `srx bench` at 320x180 x4, and latency vs throughput hints.
 
 Usage: python bench/openvino_cpu.py OUTDIR --int8 MODEL.int8.onnx [--runs 10] [--rounds 5]
+                                     [--bench-rounds 1]
 
   1. `srx bench --input 320x180` (the default CPU set: torch, torch-compile, onnxruntime,
      openvino, openvino-bf16; openvino-int8 is listed as skipped without an INT8 file);
@@ -88,13 +89,15 @@ def main() -> None:
     ap.add_argument("out", type=Path)
     ap.add_argument("--int8", type=Path, required=True, help="the Q/DQ ONNX of the default model (srx quantize)")
     ap.add_argument("--runs", default="10")
+    ap.add_argument("--bench-rounds", default="1", help="srx bench --rounds (1: one backend after the other)")
     ap.add_argument("--rounds", type=int, default=5)
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     write_environment(a.out, "python bench/openvino_cpu.py " + " ".join(sys.argv[1:]))
-    bench(a.out, "bench_default", "--runs", a.runs)
+    timing = ("--runs", a.runs, "--rounds", a.bench_rounds)
+    bench(a.out, "bench_default", *timing)
     backends = "torch,torch-compile,onnxruntime,openvino,openvino-bf16,openvino-int8"
-    bench(a.out, "bench_int8", "--weights", "default", "--model", str(a.int8), "--backends", backends, "--runs", a.runs)
+    bench(a.out, "bench_int8", "--weights", "default", "--model", str(a.int8), "--backends", backends, *timing)
     hints(a.out, a.int8, a.rounds)
     print(json.dumps({"load_after": load()}))
 

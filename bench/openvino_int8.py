@@ -1,7 +1,7 @@
 """openvino-int8 in OpenVINO's INT8 kernels against torch.compile, on a CPU without VNNI too.
 
 Usage: python bench/openvino_int8.py OUTDIR --int8 MODEL.int8.onnx --int8-7bit MODEL.int8.onnx
-                                      [--runs 20] [--rounds 20]
+                                      [--runs 20] [--rounds 20] [--bench-rounds 1]
 
 MODEL.int8.onnx files are the default x4's from `srx quantize` with 8-bit and with
 `--weight-bits 7` weights. Every timed step runs in a quiet window (openvino_fp32.quiet):
@@ -83,6 +83,7 @@ def main() -> None:
     ap.add_argument("--int8", type=Path, required=True, help="srx quantize's file with 8-bit weights")
     ap.add_argument("--int8-7bit", type=Path, required=True, help="srx quantize --weight-bits 7's file")
     ap.add_argument("--runs", default="20")
+    ap.add_argument("--bench-rounds", default="1", help="srx bench --rounds (1: one backend after the other)")
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--steps", default="bench,interleaved")
     a = ap.parse_args()
@@ -90,10 +91,11 @@ def main() -> None:
     write_environment(a.out, "python bench/openvino_int8.py " + " ".join(sys.argv[1:]))
     steps = a.steps.split(",")
     if "bench" in steps:
-        bench(a.out, "bench_fp32", "--backends", "torch-compile,onnxruntime,openvino", "--runs", a.runs)
+        timing = ("--runs", a.runs, "--rounds", a.bench_rounds)
+        bench(a.out, "bench_fp32", "--backends", "torch-compile,onnxruntime,openvino", *timing)
         for label, path in (("8bit", a.int8), ("7bit", a.int8_7bit)):
             bench(a.out, f"bench_int8_{label}", "--weights", "default", "--model", str(path),
-                  "--backends", "torch-compile,onnxruntime,openvino-int8", "--runs", a.runs)  # fmt: skip
+                  "--backends", "torch-compile,onnxruntime,openvino-int8", *timing)  # fmt: skip
     if "interleaved" in steps:
         interleaved(a.out, {"8-bit weights": a.int8, "7-bit weights": a.int8_7bit}, a.rounds)
 

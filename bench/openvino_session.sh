@@ -20,7 +20,8 @@
 #   6. openvino_ceiling.py: each OpenVINO row of step 3 split into convolutions and the rest
 #      against the targets, and `srx bench --profile` on FP32 and the INT8 file that runs in
 #      INT8 kernels here (8-bit with VNNI / AMX, else 7-bit) -> ceiling/
-# Speed steps: RUNS (srx bench's timed runs, 20) and ROUNDS (interleaved rounds, 20).
+# Speed steps: RUNS (srx bench's timed runs, 20), BENCH_ROUNDS (srx bench --rounds, 5: the
+# backends taking turns) and ROUNDS (the runners' interleaved rounds, 20).
 set -u
 
 out=${1:?usage: bash bench/openvino_session.sh OUT}
@@ -30,6 +31,7 @@ log="$out/openvino_session.log"
 py=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
 runs=${RUNS:-20}
 rounds=${ROUNDS:-20}
+bench_rounds=${BENCH_ROUNDS:-5}
 models="$out/models"
 
 step() {  # step NAME SECONDS RESULT_FILE COMMAND...: skipped when RESULT_FILE exists
@@ -62,9 +64,10 @@ if [ ! -f "$models/default.int8.onnx" ] || [ ! -f "$models/default.w7.int8.onnx"
 fi
 step "INT8 kernels" 2400 "$out/int8/interleaved.json" \
     "$py" bench/openvino_int8.py "$out/int8" --int8 "$models/default.int8.onnx" \
-    --int8-7bit "$models/default.w7.int8.onnx" --runs "$runs" --rounds "$rounds"
+    --int8-7bit "$models/default.w7.int8.onnx" --runs "$runs" --rounds "$rounds" --bench-rounds "$bench_rounds"
 step "default CPU set and hints" 2400 "$out/default-set/hints.json" \
-    "$py" bench/openvino_cpu.py "$out/default-set" --int8 "$models/default.int8.onnx" --runs "$runs"
+    "$py" bench/openvino_cpu.py "$out/default-set" --int8 "$models/default.int8.onnx" --runs "$runs" \
+    --bench-rounds "$bench_rounds"
 step "aggregation check" 600 "$out/aggr_check.txt" \
     sh -c "'$py' bench/openvino_aggr_check.py '$models/default.int8.onnx' > '$out/aggr_check.txt.part' && mv '$out/aggr_check.txt.part' '$out/aggr_check.txt'"
 step "aggregation guard" 900 "$out/aggr_guard.txt" \
