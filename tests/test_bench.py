@@ -278,6 +278,7 @@ def test_compare_caveats_name_input_device_and_versions():
             "versions differ: numpy 2.3.5 -> -",
         ),
         ({"device": {"kind": "cpu", "name": "Intel Xeon"}}, "device differs (cpu AMD EPYC before, cpu Intel Xeon now)"),
+        ({"rounds": 5}, "rounds differ (1 before, 5 now)"),  # a run from before --rounds took 1
     ],
 )
 def test_compare_caveats_one_difference_one_caveat(changes, named):
