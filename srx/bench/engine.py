@@ -28,7 +28,7 @@ import numpy as np
 from srx import __version__
 from srx.bench.complexity import count_complexity
 from srx.bench.inputs import DEFAULT_COUNT, INPUT_SEED, folder_inputs, synthetic_inputs
-from srx.bench.measure import Accuracy, BackendTiming, Progress, latency_stats, measure_backend
+from srx.bench.measure import Accuracy, BackendTiming, Progress, latency_stats
 from srx.bench.result import BenchResult
 from srx.errors import BadInput
 from srx.resources import check_memory
@@ -167,13 +167,7 @@ def run_bench(
     result = _new_result(source, cfg, input_desc, n_acc, command)
     ref, torch_supplies_ref = _reference(source, cfg, requested, batches[:n_acc], progress, result.accuracy)
     ordered = [n for n in requested if n == "torch"] + [n for n in requested if n != "torch"]
-    if cfg.rounds == 1:
-        for name in ordered:
-            result.results.append(
-                _measure(name, source, cfg, batches, ref, n_acc, progress, torch_supplies_ref and name == "torch")
-            )
-    else:
-        result.results += _measure_in_rounds(ordered, source, cfg, batches, ref, n_acc, progress, torch_supplies_ref)
+    result.results += _measure_all(ordered, source, cfg, batches, ref, n_acc, progress, torch_supplies_ref)
     result.results += [
         _skipped(name, _not_run_reason(name, source, cfg)) for name in backend_names() if name not in requested
     ]
@@ -273,30 +267,12 @@ def _reference(
     return {}, False
 
 
-def _measure(
-    name: str,
-    source: ModelSource,
-    cfg: BenchConfig,
-    batches: list[np.ndarray],
-    ref: dict[int, np.ndarray],
-    n_acc: int,
-    progress: Progress,
-    collect_ref: bool,
-) -> dict[str, Any]:
-    """One requested backend's row: measured, or skipped with the reason."""
-    runner, skipped = _startable(name, source, cfg)
-    if runner is None:
-        return skipped
-    return measure_backend(runner, batches, ref, warmup=cfg.warmup, runs=cfg.runs, n_acc=n_acc,
-                           profile=cfg.profile, progress=progress, collect_ref=collect_ref)  # fmt: skip
-
-
 def round_sizes(runs: int, rounds: int) -> list[int]:
     """`runs` timed runs in `rounds` rounds, as even as they come (the first ones longer)."""
     return [runs // rounds + (1 if k < runs % rounds else 0) for k in range(rounds)]
 
 
-def _measure_in_rounds(
+def _measure_all(
     names: list[str],
     source: ModelSource,
     cfg: BenchConfig,
@@ -306,9 +282,11 @@ def _measure_in_rounds(
     progress: Progress,
     torch_supplies_ref: bool,
 ) -> list[dict[str, Any]]:
-    """--rounds N: each backend is started (warm-up, accuracy, its first round of timed runs,
-    peak memory) and stays loaded; the other rounds go to every backend in turn, the order
-    reversed every other round, so that a machine whose speed drifts slows every row alike."""
+    """The requested backends' rows, measured or skipped with the reason. With one round (the
+    default) each backend is measured and unloaded before the next one loads. With --rounds
+    N each is started (warm-up, accuracy, its first round of timed runs, peak memory) and
+    stays loaded; the other rounds go to every backend in turn, the order reversed every
+    other round, so that a machine whose speed drifts slows every row alike."""
     sizes = round_sizes(cfg.runs, cfg.rounds)
     entries: list[dict[str, Any] | BackendTiming] = []
     try:
@@ -321,20 +299,28 @@ def _measure_in_rounds(
                                    collect_ref=torch_supplies_ref and name == "torch")  # fmt: skip
             entries.append(timing)
             timing.start(sizes[0], progress)
+            if cfg.rounds == 1:
+                entries[-1] = timing.finish()
         timings = [e for e in entries if isinstance(e, BackendTiming)]
-        bar = progress("turns in rounds", (cfg.rounds - 1) * len(timings))
-        try:
-            for k, n in enumerate(sizes[1:], start=1):
-                for timing in timings if k % 2 == 0 else timings[::-1]:
-                    timing.more(n)
-                    bar.update(1)
-        finally:
-            bar.close()
+        if timings:
+            _take_turns(timings, sizes[1:], progress)
         return [e.finish() if isinstance(e, BackendTiming) else e for e in entries]
     finally:
         for e in entries:
             if isinstance(e, BackendTiming):
                 e.close()
+
+
+def _take_turns(timings: list[BackendTiming], sizes: list[int], progress: Progress) -> None:
+    """Rounds 2..N of --rounds: every backend in turn, the order reversed every other round."""
+    bar = progress("turns in rounds", len(sizes) * len(timings))
+    try:
+        for k, n in enumerate(sizes, start=1):
+            for timing in timings if k % 2 == 0 else timings[::-1]:
+                timing.more(n)
+                bar.update(1)
+    finally:
+        bar.close()
 
 
 def _startable(name: str, source: ModelSource, cfg: BenchConfig) -> tuple[Any, dict[str, Any]]:
