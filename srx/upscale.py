@@ -458,8 +458,9 @@ def model_warnings(
         )
     if context_warning(spec, tile, tile_overlap):
         found.append(context_warning(spec, tile, tile_overlap))
-    if emulated_int8_warning(source, backend):
-        found.append(emulated_int8_warning(source, backend))
+    emulated = emulated_int8_warning(source, backend)  # reads the ONNX file: once
+    if emulated:
+        found.append(emulated)
     return found
 
 
